@@ -1,0 +1,91 @@
+"""Profiles: one YAML per way of running the factory (DESIGN.md, "profiles").
+
+A profile has a ``runtime`` section (where artifacts, MLflow and Ray live) and one section per
+asset, named by the asset key, holding that stage's config. Stage configs are typed pydantic
+models declared beside their stage (see ``factory.stages``); unknown keys fail loudly. Profiles
+differ only in values, never in code paths.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+
+from factory.stage import StageConfig
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+PROFILE_ENV = "FACTORY_PROFILE"
+HOME_ENV = "FACTORY_HOME"
+
+
+class RuntimeConfig(StageConfig):
+    """Where the factory keeps its state and which compute it uses."""
+
+    home: str = Field(".factory", description="State folder; relative paths resolve against the working directory.")
+    artifact_root: str = Field("artifacts", description="Artifact store root, relative to home, or an absolute path.")
+    mlflow_tracking_uri: str = Field("", description="MLflow tracking URI; empty means sqlite:///<home>/mlflow.db.")
+    ray_address: str = Field("", description="Ray cluster address; empty means a local Ray started by the factory (RAY_ADDRESS overrides).")
+    num_cpus: int = Field(2, description="CPUs of the embedded local Ray.")
+    torch_threads: int = Field(2, description="torch intra-op threads inside a stage.")
+    crawl_inbox: str = Field("inbox", description="Folder the new-WARC sensor watches, relative to home.")
+    accelerator: Literal["cpu", "cuda"] = Field("cpu", description="Device heavy stages train on.")
+
+
+class Profile:
+    """A loaded profile: the runtime plus raw per-stage sections (validated by ``factory.stages``)."""
+
+    def __init__(self, name: str, data: dict[str, Any]):
+        self.name = name
+        data = dict(data)
+        self.runtime = RuntimeConfig(**(data.pop("runtime", None) or {}))
+        self.sections: dict[str, dict[str, Any]] = {k: dict(v or {}) for k, v in data.items()}
+
+    @property
+    def home(self) -> Path:
+        home = os.environ.get(HOME_ENV) or self.runtime.home
+        return Path(home).expanduser().resolve()
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.resolve(self.runtime.artifact_root)
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.runtime.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def ray_address(self) -> str:
+        return os.environ.get("RAY_ADDRESS") or self.runtime.ray_address
+
+    @property
+    def crawl_inbox(self) -> Path:
+        return self.resolve(self.runtime.crawl_inbox)
+
+    def section(self, asset: str) -> dict[str, Any]:
+        if asset not in self.sections:
+            raise KeyError(f"profile {self.name!r} has no section for {asset!r}")
+        return self.sections[asset]
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_profile(name: str | None = None) -> Profile:
+    """Load a profile by name (default: $FACTORY_PROFILE or ``demo``) or from a YAML path."""
+    name = name or os.environ.get(PROFILE_ENV, "demo")
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PROFILES_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"unknown profile {name!r}; available: {', '.join(available_profiles())}")
+    data = yaml.safe_load(path.read_text()) or {}
+    return Profile(path.stem, data)

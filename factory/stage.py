@@ -1,0 +1,45 @@
+"""The stage contract every step of the recipe follows (DESIGN.md, "Artifacts and lineage").
+
+A stage is a pure function of a frozen config and its inputs' artifacts::
+
+    run(cfg: SomeStageConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict
+
+``inputs`` maps an upstream asset name to the folder of its artifact (read-only); the stage writes
+its files under ``out`` (a fresh temporary folder that the artifact store renames into place when
+the stage returns) and returns JSON-able metadata (counts, metrics) that lands in the manifest,
+in Dagster and in MLflow. Stages never decide paths or environments themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StageConfig(BaseModel):
+    """Base of every stage config: unknown keys fail loudly, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _print(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class StageContext:
+    """What a running stage may report back: progress lines and step metrics."""
+
+    log: Callable[[str], None] = _print
+    metrics_sink: Callable[[dict[str, float], int | None], None] | None = None
+    num_cpus: int = 2
+    history: list[tuple[int | None, dict[str, float]]] = field(default_factory=list)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.history.append((step, dict(metrics)))
+        if self.metrics_sink is not None:
+            self.metrics_sink(metrics, step)

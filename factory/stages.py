@@ -1,0 +1,158 @@
+"""The recipe as a graph of stages: one entry per asset, in one place (DESIGN.md, "The asset graph").
+
+Each entry names the stage function (``module:function``), its config class, the upstream assets
+it reads, its Dagster group, and the Ray job that runs it. Dagster assets, Ray job entrypoints, the
+CLI and the tests all read this table, so the graph is declared once. Imports are lazy: loading
+the table pulls in no torch, Ray or Dagster.
+
+Post-training rounds are generated from the profile (``posttraining.rounds``): ``sft_round_k`` and
+``dpo_round_k`` for k = 1..rounds; ``chat_model`` averages the last round's DPO runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from factory.config import Profile
+from factory.stage import StageConfig
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    asset: str
+    group: str
+    target: str  # "module:function" of the stage's run function
+    config_class: str  # "module:Class" of its config
+    inputs: tuple[str, ...]
+    ray_job: str  # which ray_jobs entrypoint runs it: curate | train | generate | grid
+    description: str
+    section: str = ""  # profile section holding the config; defaults to the asset key
+    extra: tuple[tuple[str, Any], ...] = ()  # fixed keyword arguments (e.g. the round number)
+
+    @property
+    def config_section(self) -> str:
+        return self.section or self.asset
+
+    def load_function(self) -> Callable[..., dict[str, Any]]:
+        return _import(self.target)
+
+    def load_config_class(self) -> type[StageConfig]:
+        return _import(self.config_class)
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _spec(asset, group, target, config_class, inputs, ray_job, description, **kw) -> StageSpec:
+    return StageSpec(asset, group, target, config_class, tuple(inputs), ray_job, description, **kw)
+
+
+_CORE: list[StageSpec] = [
+    _spec("raw_crawl", "data", "factory.data.crawl:run_raw_crawl", "factory.data.crawl:CrawlConfig", [], "curate",
+          "WARC shards of the crawl: configured WARC paths plus the inbox, or the embedded sample crawl of real documents."),
+    _spec("extracted_docs", "data", "factory.data.extract:run_extracted_docs", "factory.data.extract:ExtractConfig",
+          ["raw_crawl"], "curate",
+          "Main-content text of each HTML page (code, math and alt text kept, markdown stripped); URL dedup keeps the newest capture."),
+    _spec("deduped_docs", "data", "factory.data.dedup:run_deduped_docs", "factory.data.dedup:DedupConfig",
+          ["extracted_docs"], "curate", "Global MinHash-LSH near-duplicate removal, then CCNet-style line dedup."),
+    _spec("filtered_corpus", "data", "factory.data.curate:run_filtered_corpus", "factory.data.curate:FilterConfig",
+          ["deduped_docs"], "curate",
+          "Heuristic filters, language ID, model-based quality scores, code/math routing and topic labels."),
+    _spec("tokenizer", "data", "factory.data.tokenizer:run_tokenizer", "factory.data.tokenizer:TokenizerConfig",
+          ["filtered_corpus"], "curate", "Byte-level BPE trained on the corpus with the Llama 3 special tokens and chat format."),
+    _spec("data_mix", "data", "factory.data.mix:run_data_mix", "factory.data.mix:DataMixConfig",
+          ["filtered_corpus", "tokenizer"], "grid",
+          "Topic downsampling and a mix chosen by small-model mix experiments; tokenized train/validation shards."),
+    _spec("scaling_law_fit", "pretraining", "factory.scaling.isoflop:run_scaling_law_fit",
+          "factory.scaling.isoflop:ScalingConfig", ["data_mix", "tokenizer"], "grid",
+          "IsoFLOP grid of small runs, compute-optimal size fit and a two-stage (FLOPs -> NLL -> accuracy) forecast."),
+    _spec("base_checkpoint", "pretraining", "factory.train.pretrain:run_base_checkpoint",
+          "factory.train.pretrain:PretrainConfig", ["data_mix", "tokenizer", "scaling_law_fit"], "train",
+          "Initial pre-training: AdamW, linear warmup + cosine decay, batch-size ramp."),
+    _spec("long_context_checkpoint", "pretraining", "factory.train.pretrain:run_long_context_checkpoint",
+          "factory.train.pretrain:LongContextConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
+          "Context length raised in steps, each gated by short-context recovery and needle-in-a-haystack."),
+    _spec("annealed_checkpoint", "pretraining", "factory.train.pretrain:run_annealed_checkpoint",
+          "factory.train.pretrain:AnnealConfig", ["long_context_checkpoint", "data_mix", "tokenizer"], "train",
+          "LR annealed linearly to 0 on a mix upsampling high-quality data."),
+    _spec("code_expert", "pretraining", "factory.train.pretrain:run_expert_checkpoint",
+          "factory.train.pretrain:ExpertConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
+          "Continued pre-training branched from the base run on a code-heavy mix."),
+    _spec("multilingual_expert", "pretraining", "factory.train.pretrain:run_expert_checkpoint",
+          "factory.train.pretrain:ExpertConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
+          "Continued pre-training branched from the base run on a multilingual-heavy mix."),
+    _spec("preference_data", "posttraining", "factory.post.preference:run_preference_data",
+          "factory.post.preference:PreferenceConfig",
+          ["annealed_checkpoint", "code_expert", "multilingual_expert", "tokenizer"], "generate",
+          "Responses from two models per verifiable prompt, ranked edited > chosen > rejected with a strength level."),
+    _spec("reward_model", "posttraining", "factory.post.reward:run_reward_model", "factory.post.reward:RewardConfig",
+          ["annealed_checkpoint", "preference_data", "tokenizer"], "train",
+          "Reward model on the pre-trained checkpoint with a margin ranking loss."),
+]
+
+
+def _round_specs(rounds: int) -> list[StageSpec]:
+    specs = []
+    for k in range(1, rounds + 1):
+        policy = "annealed_checkpoint" if k == 1 else f"dpo_round_{k - 1}"
+        specs.append(_spec(
+            f"sft_round_{k}", "posttraining", "factory.post.rounds:run_sft_round", "factory.post.rounds:SFTConfig",
+            ["annealed_checkpoint", policy, "reward_model", "tokenizer"] if k > 1
+            else ["annealed_checkpoint", "reward_model", "tokenizer"], "generate",
+            f"Round {k}: rejection sampling (K samples, best by RM) plus capability data, QC, SFT on target tokens.",
+            section="sft", extra=(("round", k),)))
+        specs.append(_spec(
+            f"dpo_round_{k}", "posttraining", "factory.post.rounds:run_dpo_round", "factory.post.rounds:DPOConfig",
+            [f"sft_round_{k}", "preference_data", "tokenizer"], "train",
+            f"Round {k}: DPO on fresh on-policy preference pairs, formatting tokens masked; several runs to average.",
+            section="dpo", extra=(("round", k),)))
+    return specs
+
+
+def _tail_specs(rounds: int) -> list[StageSpec]:
+    last = f"dpo_round_{rounds}"
+    return [
+        _spec("chat_model", "posttraining", "factory.post.averaging:run_chat_model", "factory.post.averaging:AverageConfig",
+              [last, "tokenizer"], "train", "Average of the weights of the last round's DPO runs."),
+        _spec("llama_guard", "safety", "factory.safety.guard:run_llama_guard", "factory.safety.guard:GuardConfig",
+              ["annealed_checkpoint", "tokenizer"], "train",
+              "Prompt/response safety classifier over the 13 hazard categories plus code-interpreter abuse."),
+        _spec("prompt_guard", "safety", "factory.safety.prompt_guard:run_prompt_guard",
+              "factory.safety.prompt_guard:PromptGuardConfig", [], "train",
+              "Jailbreak / prompt-injection classifier on a small packaged encoder."),
+        _spec("code_shield", "safety", "factory.safety.code_shield:run_code_shield",
+              "factory.safety.code_shield:CodeShieldConfig", ["chat_model", "tokenizer"], "generate",
+              "Static analysis (bandit) of generated code: rules, thresholds and a scan of the chat model's code."),
+        _spec("quantized_release", "release", "factory.quant.release:run_quantized_release",
+              "factory.quant.release:ReleaseConfig", ["chat_model", "tokenizer", "llama_guard", "prompt_guard", "code_shield"],
+              "curate", "HF Llama bundle, FP8 row-wise FFN weights (first/last layers kept), INT8 guard, model card."),
+        _spec("eval_report", "release", "factory.eval.report:run_eval_report", "factory.eval.report:EvalConfig",
+              ["quantized_release", "chat_model", "base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
+               *[f"{kind}_round_{k}" for k in range(1, rounds + 1) for kind in ("sft", "dpo")],
+               "llama_guard", "prompt_guard", "data_mix", "tokenizer"], "generate",
+              "Perplexity, needle-in-a-haystack, per-round task accuracy, guard precision/recall, FP8 deltas."),
+    ]
+
+
+def post_training_rounds(profile: Profile) -> int:
+    rounds = int(profile.sections.get("posttraining", {}).get("rounds", 2))
+    if rounds < 1:
+        raise ValueError(f"posttraining.rounds must be >= 1, got {rounds}")
+    return rounds
+
+
+def stage_specs(profile: Profile) -> list[StageSpec]:
+    """Every stage of the graph for this profile, in a topological order."""
+    rounds = post_training_rounds(profile)
+    return _CORE + _round_specs(rounds) + _tail_specs(rounds)
+
+
+def stage_config(spec: StageSpec, profile: Profile) -> StageConfig:
+    """Validate the profile section of a stage into its typed config (unknown keys raise)."""
+    cls = spec.load_config_class()
+    return cls(**profile.section(spec.config_section))
