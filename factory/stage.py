@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,8 +33,11 @@ def _print(msg: str) -> None:
 
 @dataclass
 class StageContext:
-    """What a running stage may report back: progress lines and step metrics."""
+    """What a running stage may use besides its inputs: progress lines, step metrics, and a
+    resumable ``work_dir`` tied to the artifact's key (kept if the stage is interrupted, deleted
+    once the artifact is complete) where training stages keep their checkpoints."""
 
+    work_dir: Path | None = None
     log: Callable[[str], None] = _print
     metrics_sink: Callable[[dict[str, float], int | None], None] | None = None
     num_cpus: int = 2
