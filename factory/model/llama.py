@@ -65,9 +65,9 @@ class RMSNorm(nn.Module):
 
 
 def rope_cos_sin(head_dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables for ``positions`` (shape [T]) -> two tensors of shape [T, head_dim // 2]."""
+    """cos/sin tables for ``positions`` ([T] or [B, T]) -> two tensors of shape [..., head_dim // 2]."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
-    angles = positions.float()[:, None] * inv_freq[None, :]
+    angles = positions.float()[..., None] * inv_freq
     return angles.cos(), angles.sin()
 
 
