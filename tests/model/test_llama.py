@@ -54,7 +54,7 @@ def test_param_count_and_flops_per_token():
     hd = d // h
     per_layer = d * h * hd + 2 * d * kv * hd + h * hd * d + 3 * d * ffn + 2 * d
     expected = v * d + layers * per_layer + d + d * v
-    assert model.num_params() == expected == 13_824
+    assert model.num_params() == expected == 21_792
     assert model.num_params(exclude_embeddings=True) == expected - v * d
     assert model.flops_per_token(128) == 6 * (expected - v * d) + 12 * layers * d * 128
 
