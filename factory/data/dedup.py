@@ -1,0 +1,282 @@
+"""Document- and line-level deduplication: the ``deduped_docs`` stage (recipe, "Web Data Curation":
+"Document-level deduplication (global MinHash)" and "Line-level deduplication ... similar to CCNet:
+lines that appear more than 6 times in each bucket of 30M documents"; "Multilingual data": both
+levels run within each language).
+
+Document level: word shingles -> MinHash signatures (``datasketch.MinHash.bulk``), computed per
+shard (a Ray Data map under ``executor: ray``); then the banding of LSH runs once over all
+signatures, so near-duplicates are found across shards (global dedup). Candidates that share a
+band are confirmed by the signature's Jaccard estimate against the band's first member, which keeps
+the LSH's false positives out; the connected components are the near-duplicate clusters, and each
+keeps its most complete member (longest text, earliest on ties).
+
+Line level: each line is normalized as CCNet does (lower case, digits -> 0, punctuation and extra
+spaces removed) and hashed; per bucket of ``line_bucket_docs`` consecutive documents (and per
+language) a line whose normalized form occurs more than ``line_max_repeats`` times is removed
+everywhere in that bucket. Per-shard counts are merged globally before the per-shard removal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import unicodedata
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from factory.data.documents import Executor, map_shards, read_docs, write_docs
+from factory.stage import StageConfig, StageContext
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_DIGIT = re.compile(r"\d")
+_PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
+_SPACE = re.compile(r"\s+")
+
+
+class DedupConfig(StageConfig):
+    """Document MinHash LSH and CCNet line dedup."""
+
+    shingle_size: int = Field(5, ge=1, description="Words per shingle of the MinHash.")
+    num_perm: int = Field(128, ge=8, description="Permutations (signature length) of the MinHash.")
+    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="Jaccard similarity above which two documents are near-duplicates; also the confirmation bar for LSH candidates.")
+    bands: int = Field(0, ge=0, description="LSH bands; 0 with rows 0 derives bands and rows from the threshold (datasketch's optimum).")
+    rows: int = Field(0, ge=0, description="Rows per LSH band; bands * rows must not exceed num_perm.")
+    seed: int = Field(1, description="MinHash permutation seed.")
+    line_max_repeats: int = Field(6, ge=1, description="A normalized line occurring more than this many times in a bucket is removed (recipe: 6).")
+    line_bucket_docs: int = Field(30_000_000, ge=1, description="Documents per line-dedup bucket (recipe: 30M).")
+    language_column: str = Field("language", description="When the input has this column, both dedup levels run within each language.")
+    num_shards: int = Field(4, ge=1, description="Shards the per-document work is split into.")
+    executor: Executor = Field("local", description="'local' runs shards in-process; 'ray' maps them with Ray Data.")
+
+
+# --- document level ---------------------------------------------------------------------------
+
+def shingles(text: str, size: int) -> set[bytes]:
+    """Set of word ``size``-grams (lower-cased); a text shorter than ``size`` words is one shingle."""
+    words = _WORD.findall(text.lower())
+    if not words:
+        return set()
+    if len(words) <= size:
+        return {" ".join(words).encode()}
+    return {" ".join(words[i:i + size]).encode() for i in range(len(words) - size + 1)}
+
+
+def signatures(texts: list[str], shingle_size: int, num_perm: int, seed: int) -> np.ndarray:
+    """MinHash signatures, shape (n_docs, num_perm) uint64; a text with no words gets a row of
+    zeros (never a valid MinHash value pattern for real shingles, and excluded from banding)."""
+    from datasketch import MinHash
+
+    sets = [shingles(t, shingle_size) for t in texts]
+    out = np.zeros((len(texts), num_perm), dtype=np.uint64)
+    idx = [i for i, s in enumerate(sets) if s]
+    if idx:
+        hashes = MinHash.bulk([sets[i] for i in idx], num_perm=num_perm, seed=seed)
+        out[idx] = np.stack([m.hashvalues for m in hashes]).astype(np.uint64)
+    return out
+
+
+def lsh_params(cfg: DedupConfig) -> tuple[int, int]:
+    """(bands, rows): from the config, or datasketch's optimum for the threshold."""
+    if cfg.bands and cfg.rows:
+        if cfg.bands * cfg.rows > cfg.num_perm:
+            raise ValueError(f"bands*rows = {cfg.bands * cfg.rows} exceeds num_perm = {cfg.num_perm}")
+        return cfg.bands, cfg.rows
+    if cfg.bands or cfg.rows:
+        raise ValueError("set both bands and rows, or neither (derived from threshold)")
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+    return lsh.b, lsh.r
+
+
+def near_duplicate_clusters(
+    sigs: np.ndarray, bands: int, rows: int, threshold: float, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Cluster label per document (connected components of confirmed LSH candidates).
+
+    ``sigs``: (n, num_perm) uint64; ``groups``: optional (n,) int labels (e.g. language) that
+    documents must share to be compared. Rows of zeros (empty documents) stay singletons."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(sigs)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    valid = sigs.any(axis=1)
+    prefix = (np.zeros(n, dtype=np.uint64) if groups is None else groups.astype(np.uint64))[:, None]
+    src, dst = [], []
+    for b in range(bands):
+        band = np.ascontiguousarray(np.hstack([prefix, sigs[:, b * rows:(b + 1) * rows]]))
+        keys = band.view(np.dtype((np.void, band.dtype.itemsize * band.shape[1]))).ravel()
+        keys = keys[valid]
+        members = np.flatnonzero(valid)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        heads = members[first[inverse]]
+        cand = heads != members
+        src.append(members[cand])
+        dst.append(heads[cand])
+    a = np.concatenate(src) if src else np.zeros(0, dtype=np.int64)
+    h = np.concatenate(dst) if dst else np.zeros(0, dtype=np.int64)
+    if len(a):
+        pairs = np.unique(np.stack([a, h], axis=1), axis=0)
+        a, h = pairs[:, 0], pairs[:, 1]
+        # Confirm each candidate by the signatures' Jaccard estimate (fraction of equal minima).
+        agree = (sigs[a] == sigs[h]).mean(axis=1)
+        keep = agree >= threshold
+        a, h = a[keep], h[keep]
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, h)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels.astype(np.int64)
+
+
+def cluster_keepers(labels: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Boolean mask: the longest member of each cluster (earliest on ties) is kept."""
+    order = np.lexsort((np.arange(len(labels)), -lengths, labels))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = labels[order][1:] != labels[order][:-1]
+    keep = np.zeros(len(labels), dtype=bool)
+    keep[order[first]] = True
+    return keep
+
+
+# --- line level -------------------------------------------------------------------------------
+
+def normalize_line(line: str) -> str:
+    """CCNet's line normalization: NFD accents stripped, lower case, digits -> 0, punctuation and
+    repeated whitespace removed."""
+    line = unicodedata.normalize("NFD", line.strip().lower())
+    line = "".join(c for c in line if unicodedata.category(c) != "Mn")
+    line = _DIGIT.sub("0", line)
+    line = _PUNCT.sub(" ", line)
+    return _SPACE.sub(" ", line).strip()
+
+
+def line_key(line: str) -> bytes | None:
+    """Stable 8-byte hash of the normalized line (stable across processes, unlike ``hash``);
+    None for lines that normalize to nothing (blank or punctuation-only lines are never removed)."""
+    norm = normalize_line(line)
+    return hashlib.blake2b(norm.encode(), digest_size=8).digest() if norm else None
+
+
+def count_lines(shard: pd.DataFrame) -> pd.DataFrame:
+    """Occurrences of each (bucket, group, line hash) in a shard with columns text, _bucket, _group."""
+    counts: Counter = Counter()
+    for text, bucket, group in zip(shard["text"], shard["_bucket"], shard["_group"]):
+        for line in text.split("\n"):
+            key = line_key(line)
+            if key is not None:
+                counts[(int(bucket), int(group), key)] += 1
+    return pd.DataFrame(
+        [(b, g, k, n) for (b, g, k), n in counts.items()], columns=["bucket", "group", "key", "n"]
+    ).astype({"bucket": "int64", "group": "int64", "n": "int64"})
+
+
+def repeated_lines(counts: pd.DataFrame, max_repeats: int) -> set[tuple[int, int, bytes]]:
+    """Merge per-shard counts; the (bucket, group, line hash) keys seen more than ``max_repeats`` times."""
+    if counts.empty:
+        return set()
+    total = counts.groupby(["bucket", "group", "key"], sort=False)["n"].sum()
+    return {(int(b), int(g), k) for (b, g, k) in total[total > max_repeats].index}
+
+
+def drop_repeated_lines(text: str, bucket: int, group: int, repeated: set[tuple[int, int, bytes]]) -> tuple[str, int]:
+    """The text without its lines in ``repeated`` for its bucket and group; and how many were removed."""
+    kept, removed = [], 0
+    for line in text.split("\n"):
+        key = line_key(line)
+        if key is not None and (bucket, group, key) in repeated:
+            removed += 1
+        else:
+            kept.append(line)
+    return "\n".join(kept).strip("\n"), removed
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+def _group_codes(df: pd.DataFrame, column: str) -> np.ndarray:
+    if column in df.columns:
+        return pd.factorize(df[column].fillna("").astype(str))[0].astype(np.int64)
+    return np.zeros(len(df), dtype=np.int64)
+
+
+def dedup_frame(df: pd.DataFrame, cfg: DedupConfig, num_cpus: int = 2) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Both dedup levels on a document table; returns the kept documents and the counts."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bands, rows = lsh_params(cfg)
+    df = df.reset_index(drop=True)
+    groups = _group_codes(df, cfg.language_column)
+
+    def sign(shard: pd.DataFrame) -> pd.DataFrame:
+        sig = signatures(shard["text"].tolist(), cfg.shingle_size, cfg.num_perm, cfg.seed)
+        return pd.DataFrame({"sig": [row.tobytes() for row in sig]})
+
+    sig_frame = map_shards(sign, df[["text"]], cfg.num_shards, cfg.executor, num_cpus)
+    sigs = np.frombuffer(b"".join(sig_frame["sig"]), dtype=np.uint64).reshape(len(df), cfg.num_perm) if len(df) else np.zeros((0, cfg.num_perm), np.uint64)
+    timings["minhash_s"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    labels = near_duplicate_clusters(sigs, bands, rows, cfg.threshold, groups)
+    keep = cluster_keepers(labels, df["text"].str.len().to_numpy())
+    sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+    timings["lsh_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    docs = df[keep].reset_index(drop=True)
+    work = docs[["text"]].assign(
+        _bucket=np.arange(len(docs)) // cfg.line_bucket_docs, _group=groups[keep]
+    )
+    repeated = repeated_lines(map_shards(count_lines, work, cfg.num_shards, cfg.executor, num_cpus), cfg.line_max_repeats)
+
+    def strip(shard: pd.DataFrame) -> pd.DataFrame:
+        texts, removed = [], []
+        for text, bucket, group in zip(shard["text"], shard["_bucket"], shard["_group"]):
+            t, r = drop_repeated_lines(text, int(bucket), int(group), repeated)
+            texts.append(t)
+            removed.append(r)
+        return pd.DataFrame({"text": texts, "lines_removed": removed})
+
+    stripped = map_shards(strip, work, cfg.num_shards, cfg.executor, num_cpus)
+    lines_in = int(sum(len(t.split("\n")) for t in docs["text"]))
+    docs["text"] = stripped["text"].to_numpy()
+    nonempty = docs["text"].str.strip().str.len() > 0
+    out = docs[nonempty].reset_index(drop=True)
+    timings["line_dedup_s"] = time.perf_counter() - t2
+
+    total = time.perf_counter() - t0
+    meta = {
+        "docs_in": int(len(df)),
+        "docs_out": int(len(out)),
+        "near_dup_clusters": int((sizes > 1).sum()),
+        "docs_removed_near_dup": int((~keep).sum()),
+        "lines_in": lines_in,
+        "lines_removed": int(stripped["lines_removed"].sum()) if len(stripped) else 0,
+        "docs_removed_empty_after_line_dedup": int((~nonempty).sum()),
+        "line_buckets": int(work["_bucket"].max() + 1) if len(work) else 0,
+        "per_language": cfg.language_column in df.columns,
+        "lsh_bands": bands,
+        "lsh_rows": rows,
+        "timing_s": {k: round(v, 4) for k, v in timings.items()},
+        "docs_per_s": round(len(df) / total, 2) if total > 0 else 0.0,
+    }
+    return out, meta
+
+
+def run_deduped_docs(cfg: DedupConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    """Read ``extracted_docs/docs.parquet``, remove near-duplicate documents and repeated lines,
+    write ``out/docs.parquet`` with the same columns."""
+    df = read_docs(inputs["extracted_docs"])
+    ctx.log(f"dedup: {len(df)} documents, {cfg.num_shards} shards, executor={cfg.executor}")
+    docs, meta = dedup_frame(df, cfg, ctx.num_cpus)
+    write_docs(docs, out)
+    ctx.log(
+        f"dedup: {meta['docs_removed_near_dup']} near-duplicates in {meta['near_dup_clusters']} clusters, "
+        f"{meta['lines_removed']} lines removed, {meta['docs_out']} documents kept"
+    )
+    return meta
