@@ -1,0 +1,185 @@
+"""The tokenizer stage: byte-level BPE with the Llama 3 special tokens (recipe: "Model Architecture",
+vocabulary; "Post-training Data", chat dialog format).
+
+Llama 3 uses a 128K tiktoken-style BPE whose pre-tokenizer splits numbers into groups of at most
+three digits, plus 256 special tokens after the base vocabulary. We train the same kind of
+byte-level BPE with HF ``tokenizers`` on a sample of the filtered corpus, with one deliberate,
+configurable deviation: ``digit_group: 1`` splits every digit into its own token, as Llama 2 did.
+A tiny model learns column arithmetic from one token per digit but hardly from merged 3-digit
+tokens (STACK-NOTES, "What tiny models can learn"); ``digit_group: 3`` restores Llama 3's rule.
+
+The artifact holds ``tokenizer.json`` (HF tokenizers format), ``special_tokens.json`` (name -> id)
+and ``chat_template.jinja`` (the Llama 3 chat template, the same format ``ChatFormat`` encodes).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from factory.stage import StageConfig, StageContext
+
+TOKENIZER_FILE = "tokenizer.json"
+SPECIAL_TOKENS_FILE = "special_tokens.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+BEGIN_OF_TEXT = "<|begin_of_text|>"
+END_OF_TEXT = "<|end_of_text|>"
+FINETUNE_RIGHT_PAD = "<|finetune_right_pad_id|>"
+STEP_ID = "<|step_id|>"
+START_HEADER = "<|start_header_id|>"
+END_HEADER = "<|end_header_id|>"
+EOM = "<|eom_id|>"  # end of message: the model waits for a tool result
+EOT = "<|eot_id|>"  # end of turn
+PYTHON_TAG = "<|python_tag|>"
+
+
+def reserved_token(i: int) -> str:
+    return f"<|reserved_special_token_{i}|>"
+
+
+# Llama 3.1's order of the named special tokens (llama-models tokenizer.py); the remaining
+# reserved tokens follow them. Special tokens take the ids after the BPE vocabulary.
+NAMED_SPECIAL_TOKENS = [
+    BEGIN_OF_TEXT, END_OF_TEXT, reserved_token(0), reserved_token(1), FINETUNE_RIGHT_PAD, STEP_ID,
+    START_HEADER, END_HEADER, EOM, EOT, PYTHON_TAG,
+]
+
+# Llama 3's pre-tokenizer regex (tiktoken cl100k-style) with the digit group size as a parameter.
+_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,DIGITS}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+# The Llama 3 chat template (as shipped with the HF Llama 3 models, without the tool-calling
+# branches): each message is a header, "\n\n", the stripped content and <|eot_id|>.
+CHAT_TEMPLATE = (
+    "{{- '" + BEGIN_OF_TEXT + "' -}}\n"
+    "{%- for message in messages -%}\n"
+    "{{- '" + START_HEADER + "' + message['role'] + '" + END_HEADER + "\\n\\n' + message['content'] | trim + '"
+    + EOT + "' -}}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "{{- '" + START_HEADER + "assistant" + END_HEADER + "\\n\\n' -}}\n"
+    "{%- endif -%}\n"
+)
+
+
+class TokenizerConfig(StageConfig):
+    """Byte-level BPE training on a sample of the filtered corpus."""
+
+    vocab_size: int = Field(description="Total vocabulary size, special tokens included (Llama 3: 128256).")
+    num_special_tokens: int = Field(
+        256, description="Special tokens after the BPE vocabulary: the named ones plus reserved ones (Llama 3: 256)."
+    )
+    digit_group: int = Field(
+        1, description="Most digits per pre-token: 1 splits digits individually (Llama 2), 3 is Llama 3's rule."
+    )
+    train_docs: int = Field(description="Documents sampled from the corpus to train the BPE merges.")
+    heldout_docs: int = Field(description="Other documents sampled to measure characters per token.")
+    min_frequency: int = Field(2, description="Minimum pair count for a merge.")
+    seed: int = Field(0, description="Seed of the document sample.")
+
+
+def split_pattern(digit_group: int) -> str:
+    if digit_group < 1:
+        raise ValueError(f"digit_group must be >= 1, got {digit_group}")
+    return _SPLIT_PATTERN.replace("{1,DIGITS}", "" if digit_group == 1 else f"{{1,{digit_group}}}")
+
+
+def special_token_names(num_special_tokens: int) -> list[str]:
+    if num_special_tokens < len(NAMED_SPECIAL_TOKENS):
+        raise ValueError(f"num_special_tokens must be >= {len(NAMED_SPECIAL_TOKENS)}, got {num_special_tokens}")
+    n_reserved = num_special_tokens - len(NAMED_SPECIAL_TOKENS)
+    return NAMED_SPECIAL_TOKENS + [reserved_token(2 + i) for i in range(n_reserved)]
+
+
+def train_bpe(texts: list[str], vocab_size: int, *, num_special_tokens: int = 256, digit_group: int = 1,
+              min_frequency: int = 2):
+    """Train a byte-level BPE (``tokenizers.Tokenizer``) whose last ``num_special_tokens`` ids are specials."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    specials = special_token_names(num_special_tokens)
+    base = vocab_size - len(specials)
+    if base < 256:
+        raise ValueError(f"vocab_size {vocab_size} leaves {base} BPE tokens; need at least the 256 bytes")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split_pattern(digit_group)), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=base, min_frequency=min_frequency, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    # A corpus too small to reach the target still gets its specials right after its vocabulary.
+    tok.add_special_tokens(specials)
+    return tok
+
+
+def chars_per_token(tok, texts: list[str]) -> float:
+    chars = sum(len(t) for t in texts)
+    tokens = sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False))
+    return chars / tokens if tokens else 0.0
+
+
+def save_tokenizer(tok, out: Path) -> dict[str, int]:
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / TOKENIZER_FILE))
+    specials = {t.content: i for i, t in tok.get_added_tokens_decoder().items() if t.special}
+    specials = dict(sorted(specials.items(), key=lambda kv: kv[1]))
+    (out / SPECIAL_TOKENS_FILE).write_text(json.dumps(specials, indent=2))
+    (out / CHAT_TEMPLATE_FILE).write_text(CHAT_TEMPLATE)
+    return specials
+
+
+def load_tokenizer(folder: Path):
+    """The ``tokenizers.Tokenizer`` of a tokenizer artifact."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(Path(folder) / TOKENIZER_FILE))
+
+
+def load_special_tokens(folder: Path) -> dict[str, int]:
+    return json.loads((Path(folder) / SPECIAL_TOKENS_FILE).read_text())
+
+
+def run_tokenizer(cfg: TokenizerConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    import pandas as pd
+
+    docs = pd.read_parquet(inputs["filtered_corpus"] / "docs.parquet")
+    docs = docs[docs["text"].str.len() > 0].reset_index(drop=True)
+    if docs.empty:
+        raise ValueError("filtered_corpus has no non-empty documents")
+    order = list(range(len(docs)))
+    random.Random(cfg.seed).shuffle(order)
+    # Held-out documents are taken first so the measurement never sees a training document.
+    n_held = min(cfg.heldout_docs, len(order) // 2)
+    held, train_idx = order[:n_held], order[n_held:n_held + cfg.train_docs]
+    ctx.log(f"training BPE (vocab {cfg.vocab_size}) on {len(train_idx)} documents")
+    tok = train_bpe(docs["text"].iloc[train_idx].tolist(), cfg.vocab_size, num_special_tokens=cfg.num_special_tokens,
+                    digit_group=cfg.digit_group, min_frequency=cfg.min_frequency)
+    specials = save_tokenizer(tok, out)
+    held_docs = docs.iloc[held]
+    meta: dict[str, Any] = {
+        "vocab_size": tok.get_vocab_size(),
+        "bpe_vocab_size": tok.get_vocab_size() - len(specials),
+        "num_special_tokens": len(specials),
+        "digit_group": cfg.digit_group,
+        "train_docs": len(train_idx),
+        "train_chars": int(docs["text"].iloc[train_idx].str.len().sum()),
+        "heldout_docs": len(held),
+        "chars_per_token": round(chars_per_token(tok, held_docs["text"].tolist()), 4),
+    }
+    if "language" in docs.columns and len(held_docs):
+        meta["chars_per_token_by_language"] = {
+            str(lang): round(chars_per_token(tok, group["text"].tolist()), 4)
+            for lang, group in held_docs.groupby("language")
+        }
+    return meta
