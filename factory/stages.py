@@ -27,7 +27,7 @@ class StageSpec:
     target: str  # "module:function" of the stage's run function
     config_class: str  # "module:Class" of its config
     inputs: tuple[str, ...]
-    ray_job: str  # which ray_jobs entrypoint runs it: curate | train | generate | grid
+    ray_job: str  # which ray_jobs entrypoint runs it: curate (corpus work) | train (anything with a model)
     description: str
     section: str = ""  # profile section holding the config; defaults to the asset key
     extra: tuple[tuple[str, Any], ...] = ()  # fixed keyword arguments (e.g. the round number)
@@ -66,10 +66,10 @@ _CORE: list[StageSpec] = [
     _spec("tokenizer", "data", "factory.data.tokenizer:run_tokenizer", "factory.data.tokenizer:TokenizerConfig",
           ["filtered_corpus"], "curate", "Byte-level BPE trained on the corpus with the Llama 3 special tokens and chat format."),
     _spec("data_mix", "data", "factory.data.mix:run_data_mix", "factory.data.mix:DataMixConfig",
-          ["filtered_corpus", "tokenizer"], "grid",
+          ["filtered_corpus", "tokenizer"], "train",
           "Topic downsampling and a mix chosen by small-model mix experiments; tokenized train/validation shards."),
     _spec("scaling_law_fit", "pretraining", "factory.scaling.isoflop:run_scaling_law_fit",
-          "factory.scaling.isoflop:ScalingConfig", ["data_mix", "tokenizer"], "grid",
+          "factory.scaling.isoflop:ScalingConfig", ["data_mix", "tokenizer"], "train",
           "IsoFLOP grid of small runs, compute-optimal size fit and a two-stage (FLOPs -> NLL -> accuracy) forecast."),
     _spec("base_checkpoint", "pretraining", "factory.train.pretrain:run_base_checkpoint",
           "factory.train.pretrain:PretrainConfig", ["data_mix", "tokenizer", "scaling_law_fit"], "train",
@@ -88,7 +88,7 @@ _CORE: list[StageSpec] = [
           "Continued pre-training branched from the base run on a multilingual-heavy mix."),
     _spec("preference_data", "posttraining", "factory.post.preference:run_preference_data",
           "factory.post.preference:PreferenceConfig",
-          ["annealed_checkpoint", "code_expert", "multilingual_expert", "tokenizer"], "generate",
+          ["annealed_checkpoint", "code_expert", "multilingual_expert", "tokenizer"], "train",
           "Responses from two models per verifiable prompt, ranked edited > chosen > rejected with a strength level."),
     _spec("reward_model", "posttraining", "factory.post.reward:run_reward_model", "factory.post.reward:RewardConfig",
           ["annealed_checkpoint", "preference_data", "tokenizer"], "train",
@@ -103,7 +103,7 @@ def _round_specs(rounds: int) -> list[StageSpec]:
         specs.append(_spec(
             f"sft_round_{k}", "posttraining", "factory.post.rounds:run_sft_round", "factory.post.rounds:SFTConfig",
             ["annealed_checkpoint", policy, "reward_model", "tokenizer"] if k > 1
-            else ["annealed_checkpoint", "reward_model", "tokenizer"], "generate",
+            else ["annealed_checkpoint", "reward_model", "tokenizer"], "train",
             f"Round {k}: rejection sampling (K samples, best by RM) plus capability data, QC, SFT on target tokens.",
             section="sft", extra=(("round", k),)))
         specs.append(_spec(
@@ -126,7 +126,7 @@ def _tail_specs(rounds: int) -> list[StageSpec]:
               "factory.safety.prompt_guard:PromptGuardConfig", [], "train",
               "Jailbreak / prompt-injection classifier on a small packaged encoder."),
         _spec("code_shield", "safety", "factory.safety.code_shield:run_code_shield",
-              "factory.safety.code_shield:CodeShieldConfig", ["chat_model", "tokenizer"], "generate",
+              "factory.safety.code_shield:CodeShieldConfig", ["chat_model", "tokenizer"], "train",
               "Static analysis (bandit) of generated code: rules, thresholds and a scan of the chat model's code."),
         _spec("quantized_release", "release", "factory.quant.release:run_quantized_release",
               "factory.quant.release:ReleaseConfig", ["chat_model", "tokenizer", "llama_guard", "prompt_guard", "code_shield"],
@@ -134,7 +134,7 @@ def _tail_specs(rounds: int) -> list[StageSpec]:
         _spec("eval_report", "release", "factory.eval.report:run_eval_report", "factory.eval.report:EvalConfig",
               ["quantized_release", "chat_model", "base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
                *[f"{kind}_round_{k}" for k in range(1, rounds + 1) for kind in ("sft", "dpo")],
-               "llama_guard", "prompt_guard", "data_mix", "tokenizer"], "generate",
+               "llama_guard", "prompt_guard", "data_mix", "tokenizer"], "train",
               "Perplexity, needle-in-a-haystack, per-round task accuracy, guard precision/recall, FP8 deltas."),
     ]
 

@@ -1,0 +1,157 @@
+"""Lineage: MLflow runs for materializations, and the audit walk from an asset back to the crawl.
+
+Every materialization opens one MLflow run (experiment ``factory/<profile>``) tagged with the
+asset key, the Dagster run id, the artifact key and its digest. Each input is logged with
+``mlflow.log_input`` as a dataset whose digest is the input manifest's digest, so the MLflow UI
+shows what a model was built from. Checkpoint artifacts become registered-model versions whose
+source is the artifact folder, with the alias ``latest``.
+
+``audit`` walks manifests from an asset back to ``raw_crawl``, re-hashing every stored file: a
+single flipped byte anywhere in the chain makes it fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from factory.store import ArtifactStore, Manifest
+
+CHECKPOINT_FILE = "model.safetensors"
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def numeric_leaves(metadata: dict[str, Any]) -> dict[str, float]:
+    """Numbers of a nested metadata dict as flat MLflow metric names (bools and strings dropped)."""
+    flat = _flatten("", metadata, {})
+    return {
+        k.replace(" ", "_")[:250]: float(v)
+        for k, v in flat.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+    }
+
+
+class Tracker:
+    """Thin wrapper over MLflow for one profile's experiment."""
+
+    def __init__(self, tracking_uri: str, experiment: str):
+        import mlflow
+
+        os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        mlflow.set_tracking_uri(tracking_uri)
+        self._mlflow = mlflow
+        found = mlflow.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment)
+
+    @contextlib.contextmanager
+    def run(self, asset: str, tags: dict[str, str]) -> Iterator[str]:
+        """Open one run for a materialization of ``asset``; yields its run id."""
+        with self._mlflow.start_run(experiment_id=self.experiment_id, run_name=asset, tags={"factory.asset": asset, **tags}) as run:
+            yield run.info.run_id
+
+    def log_inputs(self, inputs: dict[str, Manifest], store: ArtifactStore) -> None:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        for name, manifest in sorted(inputs.items()):
+            source = resolve_dataset_source(store.path_of(manifest).as_uri())
+            dataset = MetaDataset(source=source, name=name, digest=manifest.digest[:36])
+            self._mlflow.log_input(dataset, context="input", tags={"stage_key": manifest.key, "digest": manifest.digest})
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        params = {k[:250]: str(v)[:500] for k, v in _flatten("", config, {}).items()}
+        for chunk in _chunks(sorted(params.items()), 100):
+            self._mlflow.log_params(dict(chunk))
+
+    def log_result(self, manifest: Manifest, store: ArtifactStore, reused: bool) -> None:
+        mlflow = self._mlflow
+        mlflow.set_tags({"factory.digest": manifest.digest, "factory.stage_key": manifest.key, "factory.reused": str(reused)})
+        metrics = numeric_leaves(manifest.metadata)
+        for chunk in _chunks(sorted(metrics.items()), 200):
+            mlflow.log_metrics(dict(chunk))
+        mlflow.log_artifact(str(store.path_of(manifest) / "manifest.json"))
+        for png in sorted(store.path_of(manifest).glob("*.png")):
+            mlflow.log_artifact(str(png), artifact_path="plots")
+        for report in ("report.md", "report.json", "README.md"):
+            if (store.path_of(manifest) / report).exists():
+                mlflow.log_artifact(str(store.path_of(manifest) / report))
+
+    def register_checkpoint(self, asset: str, manifest: Manifest, store: ArtifactStore, run_id: str) -> str | None:
+        """Register a checkpoint artifact as a model version aliased ``latest``; returns the version."""
+        folder = store.path_of(manifest)
+        if not (folder / CHECKPOINT_FILE).exists() and not (folder / "hf" / CHECKPOINT_FILE).exists():
+            return None
+        client = self._mlflow.MlflowClient()
+        name = f"factory-{asset}"
+        with contextlib.suppress(Exception):
+            client.create_registered_model(name)
+        version = client.create_model_version(name, source=folder.as_uri(), run_id=run_id,
+                                              tags={"digest": manifest.digest}, await_creation_for=0)
+        client.set_registered_model_alias(name, "latest", version.version)
+        return version.version
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass
+class LineageNode:
+    asset: str
+    manifest: Manifest
+    depth: int
+    problems: list[str]
+
+
+def audit(store: ArtifactStore, asset: str) -> list[LineageNode]:
+    """Walk from the latest artifact of ``asset`` back through every input, verifying each one.
+
+    Returns the chain depth-first; a node's ``problems`` is empty when its files match its manifest.
+    Each artifact is verified once even when several paths reach it.
+    """
+    nodes: list[LineageNode] = []
+    seen: set[tuple[str, str]] = set()
+
+    def visit(name: str, manifest: Manifest, depth: int) -> None:
+        nodes.append(LineageNode(name, manifest, depth, [] if (manifest.stage, manifest.key) in seen else store.verify(manifest)))
+        if (manifest.stage, manifest.key) in seen:
+            return
+        seen.add((manifest.stage, manifest.key))
+        for input_name, ref in sorted(manifest.inputs.items()):
+            parent = store.load(ref["stage"], ref["key"])
+            if parent.digest != ref["digest"]:
+                nodes[-1].problems.append(f"input {input_name}: recorded digest {ref['digest'][:12]} != stored {parent.digest[:12]}")
+            visit(input_name, parent, depth + 1)
+
+    visit(asset, store.latest(asset), 0)
+    return nodes
+
+
+def format_audit(nodes: list[LineageNode]) -> str:
+    lines = []
+    for node in nodes:
+        m = node.manifest
+        status = "ok" if not node.problems else "FAILED"
+        run = m.metadata.get("mlflow_run_id", "-")
+        lines.append(f"{'  ' * node.depth}{node.asset}  digest={m.digest[:16]}  key={m.key}  mlflow_run={run}  [{status}]")
+        lines += [f"{'  ' * node.depth}  ! {p}" for p in node.problems]
+    return "\n".join(lines)
+
+
+def artifact_path(store: ArtifactStore, asset: str) -> Path:
+    return store.path_of(store.latest(asset))

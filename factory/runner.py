@@ -1,0 +1,159 @@
+"""Materializing one asset: config -> artifact key -> (reuse | Ray job) -> manifest + MLflow run.
+
+This is the single execution path used by Dagster assets, the CLI and the tests:
+
+1. validate the asset's profile section into its typed config;
+2. take the latest artifact of each upstream asset (they must exist);
+3. key the artifact by (config, code version, input digests, external files such as WARC paths);
+4. open an MLflow run, log config and inputs; if the keyed artifact exists, reuse it, else run the
+   stage as a Ray job writing into a temporary folder that the store renames into place;
+5. log the result's metrics, register checkpoints, point the asset's ref at the new manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from factory.config import Profile
+from factory.lineage import Tracker
+from factory.raycluster import submit
+from factory.stages import StageSpec, stage_config, stage_specs
+from factory.store import ArtifactStore, Manifest, canonical_json, stage_key
+
+
+@dataclass
+class Outcome:
+    asset: str
+    manifest: Manifest
+    reused: bool
+    mlflow_run_id: str
+    path: Path
+    seconds: float
+
+
+class MissingUpstreamError(RuntimeError):
+    """An input asset of the requested one has never been materialized."""
+
+
+def spec_by_asset(profile: Profile) -> dict[str, StageSpec]:
+    return {s.asset: s for s in stage_specs(profile)}
+
+
+def external_fingerprint(config: Any) -> str:
+    """Digest of files outside the store a stage reads (its config's ``external_files()``), by name, size and mtime."""
+    files_fn = getattr(config, "external_files", None)
+    if files_fn is None:
+        return ""
+    h = hashlib.sha256()
+    for path in sorted(files_fn()):
+        st = os.stat(path)
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+class Runner:
+    """Materializes assets of one profile against its artifact store, Ray and MLflow."""
+
+    def __init__(self, profile: Profile, log: Callable[[str], None] = print):
+        self.profile = profile
+        self.store = ArtifactStore(profile.artifact_root)
+        self.specs = spec_by_asset(profile)
+        self.log = log
+        self._tracker: Tracker | None = None
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self.profile.home.mkdir(parents=True, exist_ok=True)
+            self._tracker = Tracker(self.profile.mlflow_tracking_uri, f"factory/{self.profile.name}")
+        return self._tracker
+
+    def key_config(self, spec: StageSpec) -> dict[str, Any]:
+        """What the artifact key hashes besides code and inputs: typed config, fixed args, external files."""
+        config = stage_config(spec, self.profile)
+        return {
+            "config": config.model_dump(mode="json"),
+            "extra": dict(spec.extra),
+            "external": external_fingerprint(config),
+        }
+
+    def upstream(self, spec: StageSpec) -> dict[str, Manifest]:
+        inputs = {}
+        for name in spec.inputs:
+            try:
+                inputs[name] = self.store.latest(name)
+            except FileNotFoundError as err:
+                raise MissingUpstreamError(f"{spec.asset} needs {name!r}, which has not been materialized yet") from err
+        return inputs
+
+    def is_stale(self, spec: StageSpec, stale_upstream: bool) -> bool:
+        if stale_upstream:
+            return True
+        try:
+            current = self.store.latest(spec.asset)
+            inputs = self.upstream(spec)
+        except (FileNotFoundError, MissingUpstreamError):
+            return True
+        return current.key != stage_key(spec.asset, self.key_config(spec), inputs)
+
+    def stale_assets(self) -> list[str]:
+        """Assets whose artifact would change if materialized now, plus everything downstream of them."""
+        stale: set[str] = set()
+        for spec in self.specs.values():
+            if self.is_stale(spec, any(i in stale for i in spec.inputs)):
+                stale.add(spec.asset)
+        return [a for a in self.specs if a in stale]
+
+    def materialize(self, asset: str, dagster_run_id: str = "") -> Outcome:
+        if asset not in self.specs:
+            raise KeyError(f"unknown asset {asset!r}; known: {', '.join(self.specs)}")
+        spec = self.specs[asset]
+        key_config = self.key_config(spec)
+        inputs = self.upstream(spec)
+        t0 = time.perf_counter()
+        tags = {"dagster.run_id": dagster_run_id, "factory.profile": self.profile.name, "factory.group": spec.group}
+        with self.tracker.run(asset, tags) as run_id:
+            self.tracker.log_config(key_config)
+            self.tracker.log_inputs(inputs, self.store)
+
+            def produce(out: Path, work: Path) -> dict[str, Any]:
+                self.log(f"{asset}: running as Ray job '{spec.ray_job}'")
+                request = {
+                    "asset": asset,
+                    "target": spec.target,
+                    "config_class": spec.config_class,
+                    "config": key_config["config"],
+                    "extra": key_config["extra"],
+                    "inputs": {name: str(self.store.path_of(m)) for name, m in inputs.items()},
+                    "out": str(out),
+                    "work_dir": str(work),
+                    "torch_threads": self.profile.runtime.torch_threads,
+                    "num_cpus": self.profile.runtime.num_cpus,
+                    "accelerator": self.profile.runtime.accelerator,
+                    "mlflow": {"tracking_uri": self.profile.mlflow_tracking_uri, "run_id": run_id},
+                }
+                metadata = submit(self.profile, spec.ray_job, request)
+                return {**(metadata or {}), "mlflow_run_id": run_id}
+
+            manifest, reused = self.store.build(asset, key_config, inputs, produce)
+            self.tracker.log_result(manifest, self.store, reused)
+            if not reused:
+                self.tracker.register_checkpoint(asset, manifest, self.store, run_id)
+        self.store.set_ref(asset, manifest)
+        seconds = time.perf_counter() - t0
+        self.log(f"{asset}: {'reused' if reused else 'built'} {manifest.key} in {seconds:.1f}s")
+        return Outcome(asset, manifest, reused, run_id, self.store.path_of(manifest), seconds)
+
+    def materialize_all(self, assets: list[str] | None = None) -> list[Outcome]:
+        wanted = set(assets or self.specs)
+        return [self.materialize(a) for a in self.specs if a in wanted]
+
+
+def config_digest(key_config: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(key_config).encode()).hexdigest()[:12]
