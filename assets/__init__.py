@@ -1,0 +1,5 @@
+"""Dagster layer: the recipe's assets, their checks, the rebuild schedule and the crawl sensor.
+
+Everything here only builds configs, calls ``factory.runner`` and reports metadata; the ML lives
+in ``factory/`` and runs as Ray jobs.
+"""

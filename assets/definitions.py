@@ -1,0 +1,28 @@
+"""The Dagster ``Definitions`` of the factory: assets, checks, schedule, sensor, resource.
+
+The profile comes from FACTORY_PROFILE (default ``demo``). Assets run in-process in the run
+worker (their heavy work goes out to Ray), which saves Dagster's per-step process start-up.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from factory.config import load_profile
+
+from assets.automation import new_warc_files, rebuild_job, rebuild_stale_nightly
+from assets.checks import build_checks
+from assets.graph import build_assets
+from assets.resources import FactoryResource, default_profile_name
+
+_profile = load_profile(default_profile_name())
+
+defs = dg.Definitions(
+    assets=build_assets(_profile),
+    asset_checks=build_checks(),
+    jobs=[rebuild_job],
+    schedules=[rebuild_stale_nightly],
+    sensors=[new_warc_files],
+    resources={"factory": FactoryResource(profile=_profile.name)},
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,58 @@
+"""One Dagster asset per stage of ``factory.stages``: the graph is declared once, there.
+
+Each asset materializes through ``factory.runner.Runner`` (artifact reuse, Ray job, MLflow run)
+and reports the stage's metadata, the artifact's path, digest and MLflow run; the manifest digest
+is the asset's data version, so staleness follows content.
+"""
+
+
+import json
+from typing import Any
+
+import dagster as dg
+
+from factory.config import Profile
+from factory.runner import Outcome
+from factory.stages import StageSpec, stage_specs
+
+from assets.resources import FactoryResource
+
+
+def dagster_metadata(outcome: Outcome) -> dict[str, Any]:
+    """Stage metadata for the UI: scalars as-is, nested values (counts per reason, tables) as JSON."""
+    meta: dict[str, Any] = {
+        "path": dg.MetadataValue.path(str(outcome.path)),
+        "digest": outcome.manifest.digest,
+        "artifact_key": outcome.manifest.key,
+        "reused": outcome.reused,
+        "mlflow_run_id": outcome.mlflow_run_id,
+        "seconds": round(outcome.seconds, 2),
+    }
+    for name, value in outcome.manifest.metadata.items():
+        if name == "mlflow_run_id":
+            continue
+        if isinstance(value, (dict, list)):
+            meta[name] = dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+        elif isinstance(value, (bool, int, float, str)) or value is None:
+            meta[name] = value if value is not None else "null"
+    return meta
+
+
+def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=spec.asset,
+        group_name=spec.group,
+        deps=[dg.AssetKey(name) for name in spec.inputs],
+        description=spec.description,
+        kinds={"ray", "mlflow"},
+        tags={"ray_job": spec.ray_job},
+    )
+    def _materialize(context: dg.AssetExecutionContext, factory: FactoryResource) -> dg.MaterializeResult:
+        outcome = factory.runner(context.log.info).materialize(spec.asset, dagster_run_id=context.run_id)
+        return dg.MaterializeResult(metadata=dagster_metadata(outcome), data_version=dg.DataVersion(outcome.manifest.digest))
+
+    return _materialize
+
+
+def build_assets(profile: Profile) -> list[dg.AssetsDefinition]:
+    return [_asset_for(spec) for spec in stage_specs(profile)]
