@@ -1,0 +1,54 @@
+# factory — quickstart: `make run` (whole graph, profile demo) and `make test`.
+# Both create .venv and install what they need, Debian documentation packages included.
+
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= demo
+FACTORY_HOME ?= .factory
+# Real documents for the embedded sample crawl (Python docs and the Debian Reference in 9 languages).
+DOC_PACKAGES := python3.11-doc debian-reference-en debian-reference-de debian-reference-fr \
+	debian-reference-es debian-reference-it debian-reference-pt debian-reference-ja debian-reference-zh-cn
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export GX_ANALYTICS_ENABLED := false
+export RAY_AUTH_MODE := disabled
+export TOKENIZERS_PARALLELISM := false
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/torch_extensions
+
+.PHONY: run test ui mlflow venv system-deps bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON_BOOT) -m venv $(VENV)
+	# torch first: the pinned CPU build; anything unpinned would pull a multi-GB CUDA build.
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e '.[bench,test]' torch==2.13.0
+	touch $(STAMP)
+
+system-deps:
+	@missing=$$(for p in $(DOC_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: venv system-deps
+	FACTORY_HOME=$(FACTORY_HOME) $(PY) -m assets run --profile $(PROFILE)
+
+test: venv system-deps
+	$(PY) -m pytest -q -p no:cacheprovider
+
+ui: venv
+	DAGSTER_HOME=$(abspath $(FACTORY_HOME))/dagster FACTORY_PROFILE=$(PROFILE) FACTORY_HOME=$(FACTORY_HOME) \
+		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow: venv
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(FACTORY_HOME))/mlflow.db -h 127.0.0.1 -p 5000
+
+clean:
+	rm -rf $(FACTORY_HOME)
