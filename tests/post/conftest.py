@@ -1,0 +1,32 @@
+"""Tiny post-training inputs: a tokenizer trained on task-like text and random debug-flavor LMs."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from factory.data import tokenizer as T
+from factory.model.checkpoint_io import save_model
+from factory.model.flavors import model_args
+from factory.model.llama import Transformer
+from factory.post.tasks import TASKS, sample_prompts
+
+MODEL_KEYS = ("annealed_checkpoint", "code_expert", "multilingual_expert")
+
+
+def _corpus() -> list[str]:
+    prompts = sample_prompts(200, 0, "train", {t: 1.0 for t in TASKS})
+    return [f"{p.prompt}\n{p.reference}" for p in prompts]
+
+
+@pytest.fixture(scope="session")
+def post_inputs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("post_inputs")
+    tok = T.train_bpe(_corpus(), 400, num_special_tokens=16)
+    T.save_tokenizer(tok, root / "tokenizer")
+    inputs = {"tokenizer": root / "tokenizer"}
+    for i, key in enumerate(MODEL_KEYS):
+        torch.manual_seed(i)
+        save_model(Transformer(model_args("debug", tok.get_vocab_size(), max_seq_len=96)), root / key)
+        inputs[key] = root / key
+    return inputs

@@ -1,0 +1,43 @@
+"""Tiny real artifacts for the safety tests: a BPE tokenizer trained on the seed set's texts and a
+``debug``-flavor LM checkpoint saved with ``checkpoint_io`` (untrained: the guard test measures
+what fine-tuning alone learns)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from factory.data.tokenizer import save_tokenizer, train_bpe
+from factory.model import checkpoint_io
+from factory.model.flavors import model_args
+from factory.model.llama import Transformer
+from factory.safety.guard import guard_prompt_parts
+from factory.safety.seed_prompts import attack_examples, guard_examples
+
+
+def build_tokenizer(out: Path) -> Path:
+    texts = [e.text for e in guard_examples(8, 4)] + [e.text for e in attack_examples(16)]
+    texts += list(guard_prompt_parts("x", None)) + list(guard_prompt_parts("x", "y"))
+    texts += ["def f(x):\n    return x + 1\n", "import os\nprint(os.getcwd())\n"]
+    save_tokenizer(train_bpe(texts, 1024, num_special_tokens=256, min_frequency=1), out)
+    return out
+
+
+def build_lm(out: Path, vocab_size: int, max_seq_len: int = 384, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    checkpoint_io.save_model(Transformer(model_args("debug", vocab_size, max_seq_len=max_seq_len)), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    return build_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def lm_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    from factory.data.tokenizer import load_tokenizer
+
+    return build_lm(tmp_path_factory.mktemp("lm"), load_tokenizer(tokenizer_dir).get_vocab_size())
