@@ -36,3 +36,15 @@ def test_bf16_input_keeps_reference_dtype():
     y, y_ref = rmsnorm(x, w, 1e-5), rmsnorm_ref(x, w, 1e-5)
     assert y.dtype == y_ref.dtype == torch.float32
     torch.testing.assert_close(y, y_ref, rtol=1e-2, atol=1e-2)
+
+
+def test_backward_with_several_rows_per_program():
+    torch.manual_seed(1)
+    x = torch.randn(520, 8, requires_grad=True)  # 256 programs x 3 rows, the last ones masked
+    w = (torch.rand(8) + 0.5).requires_grad_()
+    rmsnorm(x, w, 1e-5).sum().backward()
+    gx, gw = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    rmsnorm_ref(x, w, 1e-5).sum().backward()
+    torch.testing.assert_close(gx, x.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gw, w.grad, rtol=1e-4, atol=1e-4)
