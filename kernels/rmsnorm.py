@@ -12,6 +12,9 @@ import torch
 import triton
 import triton.language as tl
 
+# Programs of the backward pass: each sums dw over a block of rows (enough to fill a large GPU).
+BWD_PROGRAMS = 256
+
 
 def rmsnorm_ref(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """Plain-torch RMSNorm, the same arithmetic as the model's ``RMSNorm``."""
@@ -73,7 +76,7 @@ class RMSNormFunction(torch.autograd.Function):
         m, n = x2.shape
         dy2 = dy.reshape(m, n).contiguous()
         dx = torch.empty_like(x2)
-        programs = min(m, 256)
+        programs = min(m, BWD_PROGRAMS)
         rows_per_program = triton.cdiv(m, programs)
         partial = torch.empty(programs, n, dtype=torch.float32, device=x2.device)
         _rmsnorm_bwd[(programs,)](x2, weight, dy2, dx, partial, rstd, m, n, rows_per_program,
