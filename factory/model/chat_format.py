@@ -55,11 +55,12 @@ class ChatFormat:
         return frozenset({self.special[T.EOT], self.special[T.EOM], self.special[T.END_OF_TEXT]})
 
     def encode(self, text: str) -> list[int]:
-        """Plain text -> ids; special-token strings inside text are not given special ids."""
+        """Plain text -> ids, no BOS. A special token's string inside text still maps to its id, so
+        generated responses are decoded without special tokens before they are stored."""
         return self.tokenizer.encode(text, add_special_tokens=False).ids if text else []
 
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
     def encode_header(self, role: str) -> list[int]:
         return [self.special[T.START_HEADER], *self.encode(role), self.special[T.END_HEADER], *self.encode("\n\n")]

@@ -1,0 +1,52 @@
+"""Rejection sampling (recipe: "SFT Data": "For each prompt ... we sample 10-30 outputs from the
+latest chat model policy and use our reward model to select the best candidate").
+
+For each prompt, K responses are sampled from the policy and scored by the reward model; the
+RM-best one is the candidate. The checker's score of every sample is kept beside it, so the stage
+can report how often the RM's pick is really correct, and can require a minimum checker score
+before accepting a candidate (execution feedback as the source of truth, recipe "Capabilities/Code").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from factory.model.chat_format import ChatFormat
+from factory.post.reward import reward_scores
+from factory.post.sampling import SamplingConfig, sample_responses
+from factory.post.tasks import TaskPrompt, score
+
+
+@dataclass
+class Candidate:
+    prompt: TaskPrompt
+    samples: list[str]
+    rewards: list[float]
+    task_scores: list[float]
+
+    @property
+    def best(self) -> int:
+        """Index of the RM-best sample (the first one on ties)."""
+        return max(range(len(self.rewards)), key=lambda i: self.rewards[i])
+
+    @property
+    def response(self) -> str:
+        return self.samples[self.best]
+
+
+def pick_best(prompts: Sequence[TaskPrompt], samples: Sequence[Sequence[str]], rm, fmt: ChatFormat,
+              batch_size: int = 32) -> list[Candidate]:
+    """Score every sample of every prompt with the RM and the checker."""
+    items = [(p.prompt, s) for p, ss in zip(prompts, samples) for s in ss]
+    rewards = reward_scores(rm, fmt, items, batch_size)
+    out, pos = [], 0
+    for p, ss in zip(prompts, samples):
+        out.append(Candidate(p, list(ss), rewards[pos : pos + len(ss)], [score(p, s) for s in ss]))
+        pos += len(ss)
+    return out
+
+
+def rejection_sample(policy, rm, fmt: ChatFormat, prompts: Sequence[TaskPrompt], k: int, cfg: SamplingConfig,
+                     seed: int) -> list[Candidate]:
+    return pick_best(prompts, sample_responses(policy, fmt, prompts, k, cfg, seed), rm, fmt, cfg.batch_size)

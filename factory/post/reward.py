@@ -1,0 +1,101 @@
+"""The reward_model stage (recipe: "Post-training Data": "We train a RM ... on top of the pre-trained
+checkpoint"; a ranking loss without Llama 2's margin term).
+
+A ``SequenceScorer`` with one output starts from the annealed pre-trained checkpoint (the backbone's
+weights; the score head is fresh) and is trained with ``PairwiseRanking`` on every ordered pair of
+each ranking: edited > chosen, edited > rejected and chosen > rejected. A seeded share of the
+rankings is held out and the pairwise accuracy on it is reported.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from factory.model.chat_format import ChatFormat, load_chat_format
+from factory.post.annotator import Ranking
+from factory.post.encode import ranking_example, scored_ids
+from factory.post.fit import fit
+from factory.post.preference import read_rankings
+from factory.stage import StageConfig, StageContext
+from factory.train.data import pad_collate
+from factory.train.trainer import TrainConfig, describe
+
+
+class RewardConfig(StageConfig):
+    """Reward-model training on the preference rankings."""
+
+    train: TrainConfig = Field(description="Optimization of the reward model.")
+    val_fraction: float = Field(0.2, description="Share of rankings held out for pairwise accuracy.")
+    seed: int = Field(0, description="Seed of the held-out split.")
+    score_batch_size: int = Field(32, description="Sequences scored together at evaluation.")
+
+
+def split_rankings(rankings: Sequence[Ranking], val_fraction: float, seed: int) -> tuple[list[Ranking], list[Ranking]]:
+    order = list(range(len(rankings)))
+    random.Random(seed).shuffle(order)
+    n_val = min(len(order) - 1, round(val_fraction * len(order))) if val_fraction > 0 else 0
+    return [rankings[i] for i in order[n_val:]], [rankings[i] for i in order[:n_val]]
+
+
+def ranking_pairs(fmt: ChatFormat, rankings: Sequence[Ranking], max_len: int) -> tuple[list[dict[str, Any]], int]:
+    """(examples over all ordered pairs, pairs skipped for length)."""
+    examples, skipped = [], 0
+    for r in rankings:
+        for better, worse in r.pairs():
+            ex = ranking_example(fmt, r.prompt.prompt, better.text, worse.text, max_len)
+            if ex is None:
+                skipped += 1
+            else:
+                examples.append(ex)
+    return examples, skipped
+
+
+@torch.no_grad()
+def reward_scores(rm, fmt: ChatFormat, items: Sequence[tuple[str, str]], batch_size: int = 32) -> list[float]:
+    """Scalar reward of each (prompt, response); dialogs longer than the context keep their tail."""
+    max_len = rm.backbone.args.max_seq_len
+    out: list[float] = []
+    for start in range(0, len(items), batch_size):
+        seqs = [scored_ids(fmt, p, r)[-max_len:] for p, r in items[start : start + batch_size]]
+        batch = pad_collate([{"input_ids": s, "length": len(s)} for s in seqs], fmt.pad_id)
+        out += rm(batch["input_ids"], batch["length"]).squeeze(-1).tolist()
+    return out
+
+
+def pairwise_accuracy(rm, fmt: ChatFormat, rankings: Sequence[Ranking], batch_size: int = 32) -> float:
+    pairs = [(r.prompt.prompt, better.text, worse.text) for r in rankings for better, worse in r.pairs()]
+    if not pairs:
+        return 0.0
+    better = reward_scores(rm, fmt, [(p, b) for p, b, _ in pairs], batch_size)
+    worse = reward_scores(rm, fmt, [(p, w) for p, _, w in pairs], batch_size)
+    return round(sum(b > w for b, w in zip(better, worse)) / len(pairs), 4)
+
+
+def run_reward_model(cfg: RewardConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    from factory.model.checkpoint_io import backbone_state, build_model, load_args, save_model
+    from factory.train.losses import PairwiseRanking
+
+    fmt = load_chat_format(inputs["tokenizer"])
+    base = inputs["annealed_checkpoint"]
+    args = load_args(base)
+    train_set, val_set = split_rankings(read_rankings(inputs["preference_data"]), cfg.val_fraction, cfg.seed)
+    examples, skipped = ranking_pairs(fmt, train_set, args.max_seq_len)
+    result = fit("reward_model", cfg.train, lambda: build_model(args, "scorer", 1), PairwiseRanking(), examples,
+                 fmt.pad_id, ctx, init_state=backbone_state(base), strict_init=False)
+    rm = result.model.eval()
+    save_model(rm, out, extra={"stage": "reward_model"})
+    return {
+        "train_rankings": len(train_set),
+        "val_rankings": len(val_set),
+        "train_pairs": len(examples),
+        "skipped_too_long": skipped,
+        "train_pairwise_accuracy": pairwise_accuracy(rm, fmt, train_set, cfg.score_batch_size),
+        "val_pairwise_accuracy": pairwise_accuracy(rm, fmt, val_set, cfg.score_batch_size),
+        **describe(result),
+    }

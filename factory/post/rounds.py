@@ -1,0 +1,197 @@
+"""The post-training rounds: ``sft_round_k`` and ``dpo_round_k`` (recipe: "Post-training Data",
+"SFT Data", "Data Processing and Quality Control"; Llama 3 runs several rounds of SFT then DPO).
+
+``sft_round_k``: rejection sampling from the latest policy (round 1: the annealed checkpoint;
+round k: ``dpo_round_{k-1}``) with the reward model picking the best of K samples, plus synthetic
+capability data, cleaned by QC; then SFT of the PRE-TRAINED checkpoint (the recipe fine-tunes
+pre-trained checkpoints each round) with loss on the assistant's tokens only.
+
+``dpo_round_k``: fresh on-policy pairs from the round's SFT model annotated by the annotator, plus
+the collected preference data; DPO with formatting tokens masked and the recipe's NLL regularizer,
+once per configured run (seed, beta), each starting from and referenced to the SFT model.
+
+Artifact layouts (checkpoint_io): ``sft_round_k/`` holds the SFT model and ``sft_data.jsonl``;
+``dpo_round_k/runs/run_i/`` holds each DPO run, and ``dpo_round_k/`` itself the run with the best
+held-out task accuracy (the policy the next round samples from), plus ``onpolicy_preferences.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from factory.eval.tasks import evaluate, heldout_prompts
+from factory.model.chat_format import load_chat_format
+from factory.post.annotator import AnnotatorConfig, annotate
+from factory.post.encode import preference_example, sft_example
+from factory.post.fit import fit
+from factory.post.preference import ranking_counts, read_rankings
+from factory.post.qc import QCConfig, clean
+from factory.post.rejection import rejection_sample
+from factory.post.sampling import SamplingConfig, load_policy, sample_responses
+from factory.post.sft_data import rejection_records, synthetic_records
+from factory.post.tasks import sample_prompts
+from factory.stage import StageConfig, StageContext
+from factory.train.trainer import TrainConfig, describe
+
+SFT_DATA_FILE = "sft_data.jsonl"
+ONPOLICY_FILE = "onpolicy_preferences.jsonl"
+RUNS_DIR = "runs"
+
+
+class SFTConfig(StageConfig):
+    """One round's rejection sampling, synthetic data, QC and supervised fine-tuning."""
+
+    task_weights: dict[str, float] = Field(description="Relative frequency of each task family in the round's prompts.")
+    rs_prompts: int = Field(description="Training prompts answered by rejection sampling.")
+    rs_samples: int = Field(description="K: samples per prompt from the latest policy (recipe: 10-30).")
+    rs_min_task_score: float = Field(
+        0.0, description="Checker score the RM-best sample needs to be kept (0 keeps every RM pick)."
+    )
+    sampling: SamplingConfig = Field(description="Decoding of the rejection samples.")
+    synthetic_examples: int = Field(description="Verified-correct synthetic capability examples added to the mix.")
+    qc: QCConfig = Field(default_factory=QCConfig, description="Rule-based cleaning of the mix.")
+    train: TrainConfig = Field(description="Optimization of the SFT run.")
+    eval_prompts: int = Field(description="Held-out prompts for the task accuracy after SFT.")
+    eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
+    seed: int = Field(0, description="Seed of prompts and sampling; the round number is added to it.")
+
+
+class DPORunConfig(StageConfig):
+    """One DPO run of a round; the round's runs are averaged into the chat model."""
+
+    seed: int = Field(description="Seed of the run's data order.")
+    beta: float = Field(description="DPO temperature: scale of the implicit reward.")
+
+
+class DPOConfig(StageConfig):
+    """One round's on-policy preference collection and DPO runs."""
+
+    task_weights: dict[str, float] = Field(description="Relative frequency of each task family among on-policy prompts.")
+    onpolicy_prompts: int = Field(description="Prompts answered twice by the SFT model and annotated.")
+    sampling: SamplingConfig = Field(description="Decoding of the on-policy responses.")
+    annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig, description="Strength levels and edits.")
+    runs: list[DPORunConfig] = Field(min_length=1, description="DPO runs (seeds/betas) to train and average.")
+    nll_coef: float = Field(0.2, description="Weight of the NLL of the chosen response (recipe: 0.2).")
+    train: TrainConfig = Field(description="Optimization of each DPO run (its seed is the run's).")
+    eval_prompts: int = Field(description="Held-out prompts for the task accuracy of each run.")
+    eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
+    seed: int = Field(0, description="Seed of prompts, sampling and annotation; the round number is added to it.")
+
+
+def _mean(xs: list[float]) -> float:
+    # (The stage functions take a ``round`` argument, which shadows the builtin there.)
+    return round(sum(xs) / len(xs), 4) if xs else 0.0
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def policy_key(round: int) -> str:
+    """The asset that round ``round`` samples from."""
+    return "annealed_checkpoint" if round == 1 else f"dpo_round_{round - 1}"
+
+
+def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: StageContext, round: int) -> dict[str, Any]:
+    from factory.model.checkpoint_io import build_model, load_args, load_model, load_state, save_model
+    from factory.train.losses import LanguageModeling
+
+    fmt = load_chat_format(inputs["tokenizer"])
+    seed = cfg.seed + round
+    rs_prompts = sample_prompts(cfg.rs_prompts, seed, "train", cfg.task_weights)
+    ctx.log(f"rejection sampling: {len(rs_prompts)} prompts x {cfg.rs_samples} from {policy_key(round)}")
+    candidates = rejection_sample(load_policy(inputs[policy_key(round)]), load_model(inputs["reward_model"]), fmt,
+                                  rs_prompts, cfg.rs_samples, cfg.sampling, seed)
+    rs = rejection_records(candidates, cfg.rs_min_task_score)
+    synthetic = synthetic_records(sample_prompts(cfg.synthetic_examples, seed + 10_000, "train", cfg.task_weights))
+    records, qc_counts = clean(rs + synthetic, cfg.qc)
+
+    base = inputs["annealed_checkpoint"]
+    args = load_args(base)
+    examples = [e for r in records if (e := sft_example(fmt, r["prompt"], r["response"], args.max_seq_len))]
+    result = fit("sft", cfg.train, lambda: build_model(args), LanguageModeling(), examples, fmt.pad_id, ctx,
+                 init_state=load_state(base))
+    save_model(result.model, out, extra={"stage": f"sft_round_{round}", "policy_sampled": policy_key(round)})
+    _write_jsonl(out / SFT_DATA_FILE, records)
+
+    chosen = [c.best for c in candidates]
+    return {
+        "rejection_sampling": {
+            "prompts": len(candidates),
+            "samples_per_prompt": cfg.rs_samples,
+            "accepted": len(rs),
+            "acceptance_rate": _mean([1.0] * len(rs) + [0.0] * (len(candidates) - len(rs))),
+            "mean_reward_chosen": _mean([c.rewards[b] for c, b in zip(candidates, chosen)]),
+            "mean_reward_all": _mean([x for c in candidates for x in c.rewards]),
+            "mean_task_score_chosen": _mean([c.task_scores[b] for c, b in zip(candidates, chosen)]),
+            "mean_task_score_all": _mean([x for c in candidates for x in c.task_scores]),
+            "chosen_correct_rate": _mean([float(c.task_scores[b] == 1.0) for c, b in zip(candidates, chosen)]),
+        },
+        "synthetic_examples": len(synthetic),
+        "qc": qc_counts,
+        "sft_examples": len(examples),
+        "skipped_too_long": len(records) - len(examples),
+        "examples_by_source": {s: sum(r["source"] == s for r in records) for s in ("rejection_sampling", "synthetic")},
+        "train": describe(result),
+        "heldout": evaluate(result.model, fmt, heldout_prompts(cfg.eval_prompts, cfg.eval_seed)),
+    }
+
+
+def run_dpo_round(cfg: DPOConfig, inputs: dict[str, Path], out: Path, ctx: StageContext, round: int) -> dict[str, Any]:
+    from factory.model.checkpoint_io import META, WEIGHTS, build_model, load_args, load_state, save_model
+    from factory.train.losses import DirectPreference
+
+    fmt = load_chat_format(inputs["tokenizer"])
+    sft = inputs[f"sft_round_{round}"]
+    args = load_args(sft)
+    seed = cfg.seed + round
+    prompts = sample_prompts(cfg.onpolicy_prompts, seed, "train", cfg.task_weights)
+    ctx.log(f"on-policy pairs: {len(prompts)} prompts x 2 from sft_round_{round}")
+    responses = sample_responses(load_policy(sft), fmt, prompts, 2, cfg.sampling, seed)
+    rng = random.Random(seed)
+    onpolicy = [r for p, (a, b) in zip(prompts, responses)
+                if (r := annotate(p, (a, f"sft_round_{round}"), (b, f"sft_round_{round}"), cfg.annotator, rng))]
+    offline = read_rankings(inputs["preference_data"])
+    pairs = [(r.prompt.prompt, good.text, bad.text) for r in onpolicy + offline for good, bad in r.pairs()]
+    examples = [e for p, c, r in pairs if (e := preference_example(fmt, p, c, r, args.max_seq_len))]
+    if not examples:
+        raise ValueError("no preference pairs fit the context: nothing to train DPO on")
+
+    eval_set = heldout_prompts(cfg.eval_prompts, cfg.eval_seed)
+    runs: list[dict[str, Any]] = []
+    for i, run in enumerate(cfg.runs):
+        train_cfg = cfg.train.model_copy(update={"seed": run.seed})
+        objective = DirectPreference(load_policy(sft), run.beta, cfg.nll_coef)
+        result = fit(f"run_{i}", train_cfg, lambda: build_model(args), objective, examples, fmt.pad_id, ctx,
+                     init_state=load_state(sft))
+        save_model(result.model, out / RUNS_DIR / f"run_{i}",
+                   extra={"stage": f"dpo_round_{round}", "run": i, "seed": run.seed, "beta": run.beta})
+        hist = result.history
+        runs.append({
+            "seed": run.seed, "beta": run.beta,
+            "loss_start": hist[0]["loss"] if hist else None, "loss_end": hist[-1]["loss"] if hist else None,
+            "dpo_loss_start": hist[0]["dpo_loss"] if hist else None,
+            "dpo_loss_end": hist[-1]["dpo_loss"] if hist else None,
+            "reward_accuracy_end": hist[-1]["reward_accuracy"] if hist else None,
+            "train": describe(result),
+            "heldout": evaluate(result.model, fmt, eval_set),
+        })
+    best = max(range(len(runs)), key=lambda i: (runs[i]["heldout"]["accuracy"], runs[i]["heldout"]["mean_score"]))
+    for name in (WEIGHTS, META):
+        shutil.copyfile(out / RUNS_DIR / f"run_{best}" / name, out / name)
+    _write_jsonl(out / ONPOLICY_FILE, [r.to_dict() for r in onpolicy])
+    return {
+        "onpolicy": {"prompts": len(prompts), "dropped_ties": len(prompts) - len(onpolicy), **ranking_counts(onpolicy)},
+        "offline_rankings": len(offline),
+        "pairs": len(examples),
+        "skipped_too_long": len(pairs) - len(examples),
+        "runs": runs,
+        "best_run": best,
+        "heldout": runs[best]["heldout"],
+    }

@@ -1,0 +1,49 @@
+"""Sampling responses to verifiable prompts from a policy (recipe: "Post-training Data": responses
+for preference annotation, rejection sampling's K outputs per prompt, on-policy DPO pairs).
+
+Thin glue over ``factory.model.generate.generate``: chat-format the prompts, decode the new tokens
+without special tokens, and return K texts per prompt. Also the settings every sampling stage shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import Field
+
+from factory.model.chat_format import ChatFormat
+from factory.post.encode import prompt_ids
+from factory.post.tasks import TaskPrompt
+from factory.stage import StageConfig
+
+
+class SamplingConfig(StageConfig):
+    """Decoding settings for sampled responses."""
+
+    max_new_tokens: int = Field(description="Most tokens of one response.")
+    temperature: float = Field(description="Softmax temperature; 0 is greedy.")
+    top_p: float = Field(1.0, description="Nucleus mass kept when sampling.")
+    batch_size: int = Field(32, description="Sequences decoded together.")
+
+
+def sample_responses(model, fmt: ChatFormat, prompts: Sequence[TaskPrompt], samples: int, cfg: SamplingConfig,
+                     seed: int) -> list[list[str]]:
+    """``samples`` response texts for each prompt, in prompt order."""
+    from factory.model.generate import generate
+
+    ids = [prompt_ids(fmt, p.prompt) for p in prompts]
+    flat = [i for i in ids for _ in range(samples)]
+    out = generate(model, flat, cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                   stop_tokens=fmt.stop_tokens, seed=seed, batch_size=cfg.batch_size)
+    texts = [fmt.decode(o, skip_special_tokens=True).strip() for o in out]
+    return [texts[i * samples : (i + 1) * samples] for i in range(len(prompts))]
+
+
+def load_policy(folder: Path):
+    """A saved LM (checkpoint_io layout) in eval mode; raises if the folder holds a scorer."""
+    from factory.model.checkpoint_io import load_model, read_meta
+
+    if read_meta(folder)["kind"] != "lm":
+        raise ValueError(f"{folder} holds a {read_meta(folder)['kind']}, not a language model")
+    return load_model(folder)
