@@ -32,6 +32,10 @@ SIBLING_SHARE = 0.2
 SIBLING_MIN_SCORE = 10.0
 SIBLING_PARA_CHARS = 80
 SIBLING_PARA_LINKS = 0.25
+# The container grows to its parent while what the parent adds is at least CLIMB_GOOD_SHARE
+# paragraph text (outside links) and at most CLIMB_MAX_EXTRA times the container's text.
+CLIMB_GOOD_SHARE = 0.9
+CLIMB_MAX_EXTRA = 3.0
 # A block (not the container itself) whose text is mostly link text is navigation.
 LINK_DENSITY_MAX = 0.5
 # Link-dense blocks at least this long are still kept (a paragraph citing many sources).
@@ -61,6 +65,7 @@ _CLASS_ID = re.compile(r"\b(?:class|id|role)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^
 _WORD_SPLIT = re.compile(r"[\s_-]+")
 _HIDDEN_ATTR = re.compile(
     r"(?:^|\s)hidden(?:\s|=|$)|aria-hidden\s*=\s*[\"']?true|display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+_MAIN_HINT = re.compile(r"\brole\s*=\s*[\"']?main\b|\bitemprop\s*=\s*[\"']?articleBody\b", re.I)
 _BLOCK_BREAK = frozenset({"br"})
 _CELL_TAGS = frozenset({"td", "th"})
 _TEX_ANNOTATION = re.compile(r"encoding\s*=\s*[\"']?application/x-tex", re.I)
@@ -125,6 +130,21 @@ def _container(root: Element) -> list[Element]:
                 best, best_value = el, value
     if best is None:
         return [root]
+    # Climb while the enclosing element adds mostly paragraph text (sections of one document).
+    while best.parent is not None and best.parent.parent is not None:
+        up = best.parent
+        extra = up.text_len - best.text_len
+        if extra > CLIMB_MAX_EXTRA * best.text_len or (extra and up.good - best.good < CLIMB_GOOD_SHARE * extra):
+            break
+        best = up
+    # A declared main-content ancestor (role=main, itemprop=articleBody) is the container.
+    up = best.parent
+    while up is not None:
+        if up.attr_text and _MAIN_HINT.search(up.attr_text):
+            best = up
+            break
+        up = up.parent
+    best_value = max(best_value, _adjusted(best))
     parent = best.parent
     if parent is None:
         return [best]
