@@ -1,0 +1,55 @@
+"""FP8 row-wise quantization of the chat model's feed-forward weights (recipe: "Inference", FP8).
+
+As Llama 3 did for inference: only the FFN matrices (w1, w3, w2 — the bulk of the compute) are
+quantized to float8_e4m3fn with one scale per output row; attention, embeddings, norms and the
+output head stay in high precision, and so do the first and last Transformer layers, whose FFNs
+proved most sensitive. The quantizing multiplier of each row is bounded by ``scale_ub`` (the
+paper bounds its dynamic scaling factor at 1200) — see ``kernels.fp8`` for the exact arithmetic.
+The weights are stored with safetensors (which holds float8_e4m3fn natively) in the format of
+``factory.quant.rowwise``; the project's loader dequantizes them on CPU. This is weight-only FP8:
+activations are not quantized by the loader (the paper also quantizes them dynamically on H100).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from factory.model.checkpoint_io import load_args, read_meta
+from factory.model.llama import ModelArgs
+from factory.quant.rowwise import write_rowwise
+
+SCHEME = "fp8_e4m3fn_rowwise"
+FFN_WEIGHTS = ("w1", "w2", "w3")
+
+
+def fp8_layers(args: ModelArgs, keep_edge_layers: int) -> list[int]:
+    """Indices of the layers whose FFN is quantized: all but ``keep_edge_layers`` at each end."""
+    if keep_edge_layers < 0:
+        raise ValueError(f"keep_edge_layers must be >= 0, got {keep_edge_layers}")
+    return list(range(keep_edge_layers, args.n_layers - keep_edge_layers))
+
+
+def fp8_targets(args: ModelArgs, keep_edge_layers: int) -> list[str]:
+    return [f"layers.{i}.feed_forward.{w}.weight" for i in fp8_layers(args, keep_edge_layers) for w in FFN_WEIGHTS]
+
+
+def quantize_fp8(src: Path, dst: Path, *, scale_ub: float, keep_edge_layers: int, other_dtype: torch.dtype) -> dict:
+    """Write the FP8 version of the LM checkpoint ``src`` into ``dst``; returns layers and errors."""
+    from kernels.fp8 import quantize_rowwise, quantize_rowwise_ref
+
+    if read_meta(src)["kind"] != "lm":
+        raise ValueError(f"{src} is not a language model checkpoint")
+    if scale_ub <= 0:
+        raise ValueError(f"scale_ub must be > 0, got {scale_ub}")
+    args = load_args(src)
+
+    def quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (quantize_rowwise if w.is_cuda else quantize_rowwise_ref)(w, scale_ub)
+
+    layers = fp8_layers(args, keep_edge_layers)
+    scheme = {"scheme": SCHEME, "scale_ub": scale_ub, "quantized_layers": layers,
+              "kept_layers": [i for i in range(args.n_layers) if i not in layers], "quantized_weights": list(FFN_WEIGHTS)}
+    errors = write_rowwise(src, dst, lambda _: fp8_targets(args, keep_edge_layers), quantize, scheme, other_dtype)
+    return {"quantized_layers": layers, **errors}
