@@ -30,3 +30,12 @@ def post_inputs(tmp_path_factory) -> dict[str, Path]:
         save_model(Transformer(model_args("debug", tok.get_vocab_size(), max_seq_len=96)), root / key)
         inputs[key] = root / key
     return inputs
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # Tiny models decode fastest on one thread; on a busy 2-core machine two threads oversubscribe.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

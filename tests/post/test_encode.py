@@ -1,0 +1,33 @@
+"""Training examples: SFT labels only on target tokens, DPO labels without formatting tokens."""
+
+from factory.model.chat_format import load_chat_format
+from factory.post.encode import preference_example, prompt_ids, ranking_example, sft_example
+from factory.train.losses import IGNORE
+
+
+def test_sft_labels_mask_everything_but_the_assistant_answer_and_eot(post_inputs):
+    fmt = load_chat_format(post_inputs["tokenizer"])
+    ex = sft_example(fmt, "What is 47 + 38?", "85", 96)
+    prompt = prompt_ids(fmt, "What is 47 + 38?")
+    assert ex["input_ids"][: len(prompt)] == prompt
+    assert all(label == IGNORE for label in ex["labels"][: len(prompt)])
+    targets = [t for t in ex["labels"] if t != IGNORE]
+    assert targets == fmt.encode("85") + [fmt.eot_id]
+    assert sft_example(fmt, "What is 47 + 38?", "85 " * 100, 96) is None  # longer than the context
+
+
+def test_dpo_masks_formatting_tokens_in_chosen_and_rejected(post_inputs):
+    fmt = load_chat_format(post_inputs["tokenizer"])
+    ex = preference_example(fmt, "What is 47 + 38?", "85", "12", 96)
+    for side, text in (("chosen", "85"), ("rejected", "12")):
+        labels = [t for t in ex[f"{side}_labels"] if t != IGNORE]
+        assert labels == fmt.encode(text)  # no eot, no header tokens
+        assert not any(fmt.is_special(t) for t in labels)
+        assert fmt.eot_id in ex[f"{side}_ids"]
+
+
+def test_ranking_example_lengths_end_at_the_eot(post_inputs):
+    fmt = load_chat_format(post_inputs["tokenizer"])
+    ex = ranking_example(fmt, "Hi", "85", "1 2 3", 96)
+    assert ex["chosen_ids"][ex["chosen_len"] - 1] == fmt.eot_id
+    assert ex["rejected_ids"][ex["rejected_len"] - 1] == fmt.eot_id

@@ -1,0 +1,52 @@
+"""Verifiable prompts: references score 1, checkers give graded partial credit, splits are disjoint."""
+
+import pytest
+
+from factory.post import tasks
+from factory.post.tasks import TASKS, TaskPrompt, sample_prompts, score, split_of
+
+
+def test_every_reference_scores_one_and_prompts_are_in_their_split():
+    for split in ("train", "eval"):
+        prompts = sample_prompts(40, 3, split, {t: 1.0 for t in TASKS})
+        assert len(prompts) == 40 and {p.task for p in prompts} == set(TASKS)
+        for p in prompts:
+            assert split_of(p.key) == split
+            assert score(p, p.reference) == 1.0
+
+
+def test_train_and_eval_keys_never_overlap():
+    train = {p.key for p in sample_prompts(300, 0, "train", {"arithmetic": 1.0})}
+    held = {p.key for p in sample_prompts(100, 0, "eval", {"arithmetic": 1.0})}
+    assert len(held) == 100 and not train & held
+
+
+def test_arithmetic_partial_credit_by_right_aligned_digits():
+    p = TaskPrompt("arithmetic", "arith:47+38", "What is 47 + 38?", "85", {"answer": 85})
+    assert score(p, " 85 ") == 1.0
+    assert score(p, "84") == 0.25  # one of two digits right
+    assert score(p, "The answer is 85") == 0.5  # right number, extra words
+    assert score(p, "12") == 0.0 and score(p, "no idea") == 0.0
+
+
+def test_format_checkers():
+    up = TaskPrompt("uppercase", "upper:tiger", "Write the word tiger in uppercase.", "TIGER", {"word": "tiger"})
+    assert [score(up, r) for r in ("TIGER", "tiger", "LION", "lion")] == [1.0, 0.5, 0.25, 0.0]
+    wc = TaskPrompt("word_count", "words:4:sea", "Reply with exactly 4 words about sea.", "a b c d", {"n": 4})
+    assert [score(wc, r) for r in ("w w w w", "w w w", "w w w w w w w w w", "")] == [1.0, 0.75, 0.0, 0.0]
+
+
+def test_code_checker_runs_unit_tests_in_a_subprocess(monkeypatch):
+    p = next(q for q in sample_prompts(50, 0, "train", {"code": 1.0}) if q.key.startswith("code:add:"))
+    k = int(p.key.rsplit(":", 1)[1])
+    assert score(p, f"```python\ndef f(x):\n    return x + {k}\n```") == 1.0
+    assert score(p, "def f(x):\n    return x") == 0.0  # every test input is nonzero-offset
+    assert score(p, f"def f(x):\n    return x + {k} if x > 0 else x") == 0.5  # 0 and -4 fail
+    assert score(p, "def f(x) return") == 0.0  # does not parse
+    monkeypatch.setattr(tasks, "CODE_TIMEOUT_S", 0.3)
+    assert score(p, "def f(x):\n    while True:\n        pass") == 0.0  # timed out
+
+
+def test_unknown_task_raises():
+    with pytest.raises(ValueError, match="unknown tasks"):
+        sample_prompts(1, 0, "train", {"poetry": 1.0})
