@@ -4,7 +4,9 @@ An objective is called as ``objective(model, batch) -> (loss, metrics)``. Batch 
 
 - ``LanguageModeling``: input_ids [B, T], labels [B, T] (-100 = no loss), optional doc_ids [B, T]
   for packed sequences. Pre-training, long context, annealing, experts and SFT (SFT sets the
-  prompt's labels to -100: loss on target tokens only).
+  prompt's labels to -100: loss on target tokens only). The output projection and the
+  cross-entropy are fused and chunked (``linear_cross_entropy``): logits exist only for target
+  positions and only one chunk at a time, never as a full fp32 [B, T, V] tensor.
 - ``PairwiseRanking``: chosen_ids / rejected_ids [B, T] right-padded, chosen_len / rejected_len
   [B], optional margin [B]. The reward model (recipe: ranking loss; Llama 3 drops Llama 2's
   margin term, so margins default to 0).
@@ -42,14 +44,94 @@ def shift_labels(input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return shifted
 
 
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The matmul dtype autocast would pick for ``x`` (bf16 inside a CPU bf16 autocast region)."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``hidden @ weight.T`` against ``targets``, chunk by chunk.
+
+    The forward pass computes each chunk's logits [chunk, V], its loss and right away its
+    gradients (softmax - onehot), then drops the logits: memory is O(chunk x V) instead of
+    O(N x V), and no logits are recomputed in backward. Matmuls run in ``dtype`` (bf16 under
+    autocast); log-sum-exp and the weight gradient accumulate in fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk, dtype):  # hidden [N, d], weight [V, d], targets [N]
+        n = hidden.shape[0]
+        h, w = hidden.to(dtype), weight.to(dtype)
+        grad_h = torch.empty_like(hidden)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for s in range(0, n, chunk):
+            hc, tc = h[s : s + chunk], targets[s : s + chunk]
+            logits = (hc @ w.T).float()  # [c, V]
+            lse = torch.logsumexp(logits, dim=-1)  # [c]
+            total += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+            # d(mean CE)/d logits = (softmax - onehot) / N, computed in place over the logits.
+            probs = logits.sub_(lse[:, None]).exp_()
+            probs[torch.arange(tc.shape[0], device=tc.device), tc] -= 1.0
+            dlogits = probs.div_(n).to(dtype)
+            grad_h[s : s + chunk] = dlogits @ w
+            grad_w += (dlogits.T @ hc).float()
+        ctx.save_for_backward(grad_h, grad_w.to(weight.dtype))
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_out, grad_w * grad_out, None, None, None
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 1024
+) -> torch.Tensor:
+    """Mean next-token cross-entropy of ``hidden`` [N, d] through the output matrix ``weight`` [V, d].
+
+    ``targets`` [N] must all be real (callers select target positions first). A weight partitioned
+    by DeepSpeed ZeRO-3 is only materialised inside its module's forward, so for such weights
+    callers use the plain path instead (``LanguageModeling`` does).
+    """
+    dtype = _compute_dtype(hidden)
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        with torch.autocast(hidden.device.type, enabled=False):
+            return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, dtype)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for s in range(0, hidden.shape[0], chunk):
+        logits = (hidden[s : s + chunk].to(dtype) @ weight.to(dtype).T).float()
+        total += F.cross_entropy(logits, targets[s : s + chunk], reduction="sum")
+    return total / max(1, hidden.shape[0])
+
+
+def _zero3_partitioned(param: torch.Tensor) -> bool:
+    return hasattr(param, "ds_status")
+
+
 class LanguageModeling:
-    """Next-token cross-entropy on positions whose label is not -100."""
+    """Next-token cross-entropy on positions whose label is not -100 (mean over target tokens).
+
+    Only target positions reach the output layer: padding and prompt tokens (SFT) cost no logits.
+    ``chunk`` is the number of target positions whose logits exist at once.
+    """
+
+    def __init__(self, chunk: int = 1024):
+        self.chunk = chunk
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = model(batch["input_ids"], doc_ids=batch.get("doc_ids"))
         targets = shift_labels(batch["input_ids"], batch["labels"])
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
-        return loss, {"loss": loss.item(), "target_tokens": float((targets != IGNORE).sum())}
+        keep = targets != IGNORE
+        hidden = model.hidden_states(batch["input_ids"], doc_ids=batch.get("doc_ids"))  # [B, T, d]
+        h, t = hidden[keep], targets[keep]  # [N, d], [N]
+        if t.numel() == 0:
+            loss = hidden.sum() * 0.0  # keeps the graph (and DDP's gradient hooks) connected
+        elif _zero3_partitioned(model.output.weight):
+            loss = F.cross_entropy(model.output(h).float(), t)
+        else:
+            loss = linear_cross_entropy(h, model.output.weight, t, self.chunk)
+        return loss, {"loss": loss.item(), "target_tokens": float(t.numel())}
 
 
 class PairwiseRanking:
@@ -65,9 +147,17 @@ class PairwiseRanking:
 
 
 def sequence_logprob(model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of log-probs of the labelled tokens of each sequence: [B]."""
-    logits = model(input_ids)
-    return token_logprobs(logits, shift_labels(input_ids, labels)).sum(-1)
+    """Sum of log-probs of the labelled tokens of each sequence: [B].
+
+    Logits are computed for labelled positions only (no vocabulary projection of prompts or padding).
+    """
+    targets = shift_labels(input_ids, labels)
+    keep = targets != IGNORE
+    hidden = model.hidden_states(input_ids)  # [B, T, d]
+    logits = model.output(hidden[keep]).float()  # [N, V]
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[keep][:, None]).squeeze(-1)  # [N]
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(targets)[keep]
+    return torch.zeros(input_ids.shape[0], dtype=logp.dtype, device=logp.device).index_add(0, rows, logp)
 
 
 class DirectPreference:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -13,14 +16,9 @@ VOCAB = 64
 EOT = 1
 
 
-class TinyLM:
-    """Picklable model builder (Ray workers rebuild the model from it)."""
-
-    def __init__(self, flavor: str = "debug", vocab: int = VOCAB):
-        self.args = model_args(flavor, vocab, max_seq_len=64)
-
-    def __call__(self) -> Transformer:
-        return Transformer(self.args)
+def tiny_lm(flavor: str = "debug", vocab: int = VOCAB) -> Callable[[], Transformer]:
+    """A model builder that Ray workers can unpickle (only factory code, no test module, inside)."""
+    return functools.partial(Transformer, model_args(flavor, vocab, max_seq_len=64))
 
 
 def token_stream(n: int = 4000, seed: int = 0) -> np.ndarray:
