@@ -1,0 +1,274 @@
+"""The ``data_mix`` stage: knowledge downsampling, per-domain token streams, and a mix chosen by
+small-model experiments (recipe: "Determining the data mix", "Annealing Data").
+
+1. Knowledge classification and downsampling: every topic (the curation stage's ``topic`` label)
+   is capped at ``topic_max_share`` of the documents, so over-represented categories of the web
+   shrink and the rest is kept whole (water-filling: the cap is the largest count per topic such
+   that no capped topic exceeds the share of the downsampled corpus).
+2. Domains: non-English documents form ``multilingual``; English ones keep their routed domain
+   (``general``, ``code``, ``math``). Each domain is split into train/validation documents and
+   tokenized into a stream with ``<|end_of_text|>`` after each document (``factory.data.tokens``).
+   A ``high_quality`` stream (top quality scores over all domains) serves annealing.
+3. Mix experiments: small models are trained with the one trainer on each candidate mix (the
+   paper's 50/25/17/8 general/math/code/multilingual, adapted to the domains present, plus the
+   configured alternatives and the natural token proportions), and scored by validation NLL (mean
+   over domains or one target domain). With two or more model sizes, each mix's score is fitted
+   as a + b·ln N and extrapolated to a larger size, as the recipe predicts large-model performance
+   per mix from small models; the lowest (predicted) loss wins.
+
+Artifact: ``mix.json`` (chosen weights, candidates, experiment losses, token counts),
+``topics.json`` (downsampling report) and ``tokens/<stream>/<split>-NNNNN.npy`` shards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from factory.data.tokens import MIX_FILE, encode_documents, save_stream, tokenizer_info
+from factory.model.flavors import model_args
+from factory.stage import StageConfig, StageContext
+from factory.train.pretrain import map_runs, mix_data, normalize, train_lm, val_losses
+from factory.train.trainer import TrainConfig
+
+DOMAINS = ("general", "code", "math", "multilingual")
+HIGH_QUALITY = "high_quality"
+# Recipe: ~50% general knowledge, 25% math and reasoning, 17% code, 8% multilingual tokens.
+LLAMA3_MIX = {"general": 0.50, "math": 0.25, "code": 0.17, "multilingual": 0.08}
+NATURAL = "natural"
+
+
+class DataMixConfig(StageConfig):
+    """Topic downsampling, tokenized domain streams, and the mix experiments that pick the mix."""
+
+    topic_max_share: float = Field(description="Largest share of documents one topic may keep after downsampling.")
+    val_fraction: float = Field(description="Share of each domain's documents held out for validation.")
+    shard_tokens: int = Field(description="Tokens per .npy shard.")
+    high_quality_fraction: float = Field(description="Top share of documents by quality forming the high_quality stream.")
+    quality_column: str = Field("quality_transformer", description="Quality score column ranking documents.")
+    candidates: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"llama3": dict(LLAMA3_MIX)},
+        description="Candidate mixes: name -> domain weights (renormalized over the domains present).")
+    include_natural: bool = Field(True, description="Also try the natural mix (weights = train token counts).")
+    experiment_flavors: list[str] = Field(description="Model flavors of the mix experiments (>= 2 to extrapolate).")
+    predict_flavor: str = Field(
+        "", description="Flavor whose size each mix's loss is extrapolated to (needs >= 2 experiment flavors).")
+    seq_len: int = Field(description="Sequence length of the mix experiments.")
+    rope_theta: float = Field(500_000.0, description="RoPE base frequency of the experiment models.")
+    train: TrainConfig = Field(description="Run settings of every mix experiment.")
+    eval_windows: int = Field(description="Validation windows per domain when scoring a mix.")
+    target: str = Field("mean", description="Score: 'mean' over domains or one domain's validation NLL.")
+    seed: int = Field(0, description="Seed of downsampling and the train/validation split.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Knowledge downsampling and domains
+
+
+def topic_caps(counts: Mapping[str, int], max_share: float) -> tuple[dict[str, int], float]:
+    """Documents kept per topic so that no topic exceeds ``max_share`` of the kept corpus.
+
+    Returns (kept count per topic, effective share). A share below 1 / n_topics is unreachable and
+    is raised to it. The cap k is the largest count with k <= share * sum(min(c, k)).
+    """
+    if not counts:
+        return {}, max_share
+    share = max(max_share, 1.0 / len(counts))
+    values = np.array(list(counts.values()))
+    lo, hi = 1, int(values.max())
+    while lo < hi:  # largest feasible k by bisection: feasibility is monotone in k
+        mid = (lo + hi + 1) // 2
+        if mid <= share * np.minimum(values, mid).sum() + 1e-9:
+            lo = mid
+        else:
+            hi = mid - 1
+    return {t: min(c, lo) for t, c in counts.items()}, share
+
+
+def downsample_topics(df: pd.DataFrame, max_share: float, seed: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Drop random documents of over-represented topics down to their cap (``topic_caps``)."""
+    if "topic" not in df.columns:
+        raise ValueError("filtered_corpus has no 'topic' column to downsample by")
+    topics = df["topic"].fillna("unknown").astype(str)
+    counts = topics.value_counts().to_dict()
+    caps, share = topic_caps(counts, max_share)
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(df), dtype=bool)
+    for topic, cap in caps.items():
+        idx = np.flatnonzero(topics.to_numpy() == topic)
+        keep[rng.choice(idx, size=cap, replace=False) if cap < len(idx) else idx] = True
+    report = {"max_share": max_share, "effective_max_share": share, "before": counts,
+              "after": {t: int(c) for t, c in caps.items()}, "dropped_docs": int((~keep).sum())}
+    return df[keep].reset_index(drop=True), report
+
+
+def assign_domains(df: pd.DataFrame) -> pd.Series:
+    """multilingual for non-English documents, else the routed domain (unknown domains -> general)."""
+    lang = df["language"].fillna("en").astype(str) if "language" in df.columns else pd.Series("en", index=df.index)
+    dom = df["domain"].fillna("general").astype(str) if "domain" in df.columns else pd.Series("general", index=df.index)
+    dom = dom.where(dom.isin(["general", "code", "math"]), "general")
+    return dom.where(lang == "en", "multilingual")
+
+
+def split_documents(df: pd.DataFrame, val_fraction: float, seed: int) -> pd.Series:
+    """'train' / 'validation' per document, per domain: at least one of each when a domain has two."""
+    split = pd.Series("train", index=df.index)
+    rng = np.random.default_rng(seed)
+    for _, idx in df.groupby("mix_domain").groups.items():
+        idx = np.array(list(idx))
+        if len(idx) < 2:
+            continue
+        n_val = min(len(idx) - 1, max(1, int(round(val_fraction * len(idx)))))
+        split.loc[rng.permutation(idx)[:n_val]] = "validation"
+    return split
+
+
+def quality_scores(df: pd.DataFrame, column: str) -> pd.Series | None:
+    for col in (column, "quality_transformer", "quality_fasttext"):
+        if col in df.columns:
+            return df[col].astype(float).fillna(-np.inf)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidate mixes and selection
+
+
+def adapt_mix(weights: Mapping[str, float], available: set[str]) -> dict[str, float] | None:
+    """A candidate restricted to the domains present, renormalized; None if nothing remains."""
+    kept = {k: w for k, w in weights.items() if k in available and w > 0}
+    return normalize(kept) if kept else None
+
+
+def extrapolate(params: list[float], scores: list[float], target_params: float) -> float:
+    """Fit score = a + b·ln N through the experiment sizes; the score predicted at ``target_params``."""
+    b, a = np.polyfit(np.log(params), scores, 1)
+    return float(a + b * np.log(target_params))
+
+
+def choose_mix(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """The candidate with the lowest ``predicted`` score (or ``score`` when nothing was predicted)."""
+    if not results:
+        raise ValueError("no mix experiment results to choose from")
+    return min(results, key=lambda n: results[n].get("predicted", results[n]["score"]))
+
+
+def mix_experiment(item: dict[str, Any], train_streams: Mapping[str, np.ndarray],
+                   val_streams: Mapping[str, np.ndarray], settings: dict[str, Any]) -> dict[str, Any]:
+    """Train one small model on one candidate mix and return its validation losses (a grid task)."""
+    args = model_args(item["flavor"], settings["vocab_size"], rope_theta=settings["rope_theta"],
+                      max_seq_len=settings["seq_len"])
+    data = mix_data(train_streams, item["weights"], settings["seq_len"], settings["eot_id"], settings["train"].seed)
+    result = train_lm(settings["train"], args, data, log=lambda _: None)
+    val = val_losses(result.model, val_streams, settings["seq_len"], settings["eot_id"], settings["eval_windows"])
+    return {**item, "non_embedding_params": result.model.num_params(exclude_embeddings=True),
+            "train_loss": result.final.get("loss"), "val_loss": val, "wall_s": round(result.wall_s, 2)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    info = tokenizer_info(inputs["tokenizer"])
+    docs = pd.read_parquet(inputs["filtered_corpus"] / "docs.parquet")
+    n_in = len(docs)
+    docs = docs[docs["text"].fillna("").str.len() > 0].reset_index(drop=True)
+    docs, topics = downsample_topics(docs, cfg.topic_max_share, cfg.seed)
+    ctx.log(f"topic downsampling: {n_in} -> {len(docs)} documents (cap {topics['effective_max_share']:.2f})")
+    docs["mix_domain"] = assign_domains(docs)
+    docs["split"] = split_documents(docs, cfg.val_fraction, cfg.seed)
+
+    streams: dict[str, dict[str, np.ndarray]] = {"train": {}, "validation": {}}
+    groups: dict[str, pd.DataFrame] = {d: g for d, g in docs.groupby("mix_domain")}
+    quality = quality_scores(docs, cfg.quality_column)
+    if quality is not None and cfg.high_quality_fraction > 0:
+        top = quality >= quality.quantile(1.0 - cfg.high_quality_fraction)
+        groups[HIGH_QUALITY] = docs[top]
+    tokens_report: dict[str, dict[str, int]] = {}
+    for name, group in sorted(groups.items()):
+        for split in ("train", "validation"):
+            part = group[group["split"] == split]
+            ids = encode_documents(info.tokenizer, part["text"].tolist(), info.eot_id)
+            if len(ids):
+                save_stream(ids, out, name, split, cfg.shard_tokens)
+                streams[split][name] = ids
+            tokens_report.setdefault(name, {})[f"{split}_tokens"] = int(len(ids))
+            tokens_report[name][f"{split}_docs"] = int(len(part))
+    # A domain takes part in the mix only when it fills a training window and a validation window.
+    available = {d for d in DOMAINS if len(streams["train"].get(d, ())) > cfg.seq_len
+                 and len(streams["validation"].get(d, ())) >= cfg.seq_len}
+    if not available:
+        raise ValueError(f"no domain has enough tokens for a window of {cfg.seq_len}: {tokens_report}")
+    if cfg.target != "mean" and cfg.target not in available:
+        raise ValueError(f"mix target {cfg.target!r} is not an available domain {sorted(available)}")
+    ctx.log(f"token streams: {tokens_report}; mix domains {sorted(available)}")
+
+    candidates: dict[str, dict[str, float]] = {}
+    skipped = []
+    for name, weights in cfg.candidates.items():
+        adapted = adapt_mix(weights, available)
+        if adapted is None:
+            skipped.append(name)
+        else:
+            candidates[name] = adapted
+    if cfg.include_natural:
+        candidates[NATURAL] = normalize({d: float(len(streams["train"][d])) for d in sorted(available)})
+    if not candidates:
+        raise ValueError(f"no candidate mix uses the available domains {sorted(available)}")
+
+    train_streams = {d: streams["train"][d] for d in sorted(available)}
+    val_streams = {d: streams["validation"][d] for d in sorted(available)}
+    settings = {"vocab_size": info.vocab_size, "rope_theta": cfg.rope_theta, "seq_len": cfg.seq_len,
+                "eot_id": info.eot_id, "train": cfg.train, "eval_windows": cfg.eval_windows}
+    items = [{"candidate": n, "weights": w, "flavor": f} for n, w in candidates.items() for f in cfg.experiment_flavors]
+    ctx.log(f"mix experiments: {len(candidates)} candidates x {len(cfg.experiment_flavors)} sizes")
+    runs = map_runs(mix_experiment, items, train_streams=train_streams, val_streams=val_streams, settings=settings)
+
+    results: dict[str, dict[str, Any]] = {}
+    target_params = None
+    if cfg.predict_flavor and len(cfg.experiment_flavors) >= 2:
+        from factory.model.llama import Transformer
+
+        target_params = Transformer(model_args(cfg.predict_flavor, info.vocab_size)).num_params(exclude_embeddings=True)
+    for name, weights in candidates.items():
+        mine = sorted((r for r in runs if r["candidate"] == name), key=lambda r: r["non_embedding_params"])
+        scores = [r["val_loss"][cfg.target] for r in mine]
+        entry: dict[str, Any] = {"weights": weights, "score": scores[-1],
+                                 "runs": [{k: r[k] for k in ("flavor", "non_embedding_params", "train_loss",
+                                                             "val_loss", "wall_s")} for r in mine]}
+        if target_params is not None:
+            entry["predicted"] = round(extrapolate([r["non_embedding_params"] for r in mine], scores, target_params), 5)
+        results[name] = entry
+        ctx.log(f"mix {name}: score {entry['score']:.4f}" + (f", predicted {entry['predicted']:.4f}"
+                                                                if "predicted" in entry else ""))
+    chosen = choose_mix(results)
+    mix = {
+        "weights": candidates[chosen],
+        "chosen": chosen,
+        "target": cfg.target,
+        "predicted_at_params": target_params,
+        "candidates": results,
+        "skipped_candidates": skipped,
+        "streams": tokens_report,
+        "domains": sorted(available),
+        "eot_id": info.eot_id,
+        "vocab_size": info.vocab_size,
+    }
+    (out / MIX_FILE).write_text(json.dumps(mix, indent=1))
+    (out / "topics.json").write_text(json.dumps(topics, indent=1))
+    return {
+        "documents": len(docs),
+        "topic_dropped_docs": topics["dropped_docs"],
+        "tokens_per_stream": {k: v["train_tokens"] + v["validation_tokens"] for k, v in tokens_report.items()},
+        "chosen_mix": chosen,
+        "weights": candidates[chosen],
+        "experiment_losses": {n: r.get("predicted", r["score"]) for n, r in results.items()},
+        "skipped_candidates": skipped,
+    }

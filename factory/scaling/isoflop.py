@@ -1,0 +1,201 @@
+"""The ``scaling_law_fit`` stage: an IsoFLOP grid of small runs and the compute-optimal size fit
+(recipe: "Scaling Laws").
+
+For every compute budget C and every model size of the grid, the run length is derived, never
+typed: tokens D = C / F(N), where F is the model's own training FLOPs per token (6·N for the
+non-embedding weights plus the attention term, ``Transformer.flops_per_token``). Each run trains
+with the one trainer on the chosen data mix and reports its validation NLL and its score on a
+held-out cloze proxy task. Then (``factory.scaling.forecast``): a parabola in ln N per budget
+gives N*(C); power laws N*(C) ∝ C^a and D*(C) ∝ C^b; and the two-stage forecast FLOPs -> proxy
+NLL -> proxy accuracy. The grid's runs are single-worker jobs: plain Ray tasks when Ray is up,
+else sequential in-process (``factory.train.pretrain.map_runs``).
+
+Artifact: ``fit.json`` (points, fits, the compute-optimal size at ``target_budget`` and the
+recommended flavor/steps for ``base_checkpoint``) and three PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from factory.data.tokens import read_mix, tokenizer_info
+from factory.model.flavors import model_args
+from factory.model.llama import Transformer
+from factory.scaling.forecast import (
+    ClozeTask,
+    fit_parabola,
+    fit_power_law,
+    fit_sigmoid,
+    make_cloze,
+    plot_forecast,
+    plot_isoflops,
+    plot_power_laws,
+    score_cloze,
+)
+from factory.stage import StageConfig, StageContext
+from factory.train.pretrain import load_streams, map_runs, mix_data, train_lm, val_losses
+from factory.train.trainer import TrainConfig
+
+FIT_FILE = "fit.json"
+
+
+class ScalingConfig(StageConfig):
+    """IsoFLOP grid, fits and forecast."""
+
+    budgets: list[float] = Field(description="Compute budgets C of the grid (training FLOPs).")
+    flavors: list[str] = Field(description="Model sizes of the grid (factory.model.flavors).")
+    seq_len: int = Field(description="Sequence length of every grid run.")
+    batch_size: int = Field(description="Batch size of every grid run.")
+    lr: float = Field(description="Peak learning rate of every grid run (cosine to min_lr_ratio x lr).")
+    min_lr_ratio: float = Field(0.1, description="Cosine floor as a fraction of the peak.")
+    warmup_fraction: float = Field(0.1, description="Share of each run's steps spent in linear warmup.")
+    min_steps: int = Field(description="Grid points whose derived run is shorter are skipped (and counted).")
+    eval_windows: int = Field(description="Validation windows per domain for each point's NLL.")
+    target_budget: float = Field(description="Budget the fit extrapolates to: compute-optimal N and D, forecast.")
+    recommend_flavors: list[str] = Field(
+        default_factory=list, description="Flavors the recommendation picks from (empty: the grid's flavors).")
+    recommend_batch_size: int = Field(description="Batch size the recommended step count assumes (base_checkpoint's).")
+    recommend_seq_len: int = Field(description="Sequence length the recommended step count assumes.")
+    proxy_items: int = Field(description="Cloze items of the proxy downstream task.")
+    proxy_prompt_len: int = Field(description="Prompt tokens of a cloze item.")
+    proxy_answer_len: int = Field(description="Answer tokens of a cloze item.")
+    proxy_choices: int = Field(description="Choices per cloze item (the true one + distractors).")
+    rope_theta: float = Field(500_000.0, description="RoPE base frequency.")
+    seed: int = Field(0, description="Seed of model init, data order and proxy items.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ScalingConfig":
+        if len(self.budgets) < 2 or len(self.flavors) < 2:
+            raise ValueError("an IsoFLOP grid needs at least two budgets and two model sizes")
+        return self
+
+
+def derived_run(budget: float, flops_per_token: float, batch_size: int, seq_len: int) -> tuple[int, int]:
+    """(steps, tokens) of a run spending ``budget`` FLOPs: D = C / F(N), rounded to whole steps."""
+    steps = int(round(budget / flops_per_token / (batch_size * seq_len)))
+    return steps, steps * batch_size * seq_len
+
+
+def grid_point(item: dict[str, Any], train_streams, val_streams, proxy: ClozeTask, settings: dict[str, Any]) -> dict:
+    """One IsoFLOP run (a single-worker grid task): train, then validation NLL and proxy score."""
+    args = model_args(item["flavor"], settings["vocab_size"], rope_theta=settings["rope_theta"],
+                      max_seq_len=settings["seq_len"])
+    cfg = TrainConfig(steps=item["steps"], batch_size=settings["batch_size"], lr=settings["lr"],
+                      min_lr=settings["lr"] * settings["min_lr_ratio"],
+                      warmup_steps=int(settings["warmup_fraction"] * item["steps"]), seed=settings["seed"],
+                      log_every=max(1, item["steps"]))
+    data = mix_data(train_streams, settings["weights"], settings["seq_len"], settings["eot_id"], settings["seed"])
+    result = train_lm(cfg, args, data, log=lambda _: None)
+    val = val_losses(result.model, val_streams, settings["seq_len"], settings["eot_id"], settings["eval_windows"])
+    nll, acc = score_cloze(result.model, proxy)
+    return {**item, "val_loss": val["mean"], "val_loss_by_domain": val, "train_loss": result.final.get("loss"),
+            "proxy_nll": nll, "proxy_accuracy": acc, "wall_s": round(result.wall_s, 2)}
+
+
+def _nearest_flavor(n: float, flavors: list[str], vocab: int) -> tuple[str, int]:
+    sizes = {f: Transformer(model_args(f, vocab)).num_params(exclude_embeddings=True) for f in flavors}
+    best = min(sizes, key=lambda f: abs(np.log(sizes[f]) - np.log(n)))
+    return best, sizes[best]
+
+
+def run_scaling_law_fit(cfg: ScalingConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    info = tokenizer_info(inputs["tokenizer"])
+    mix = read_mix(inputs["data_mix"])
+    weights = mix["weights"]
+    train_streams = load_streams(inputs["data_mix"], list(weights), "train")
+    val_streams = load_streams(inputs["data_mix"], list(weights), "validation")
+    proxy = make_cloze(np.concatenate(list(val_streams.values())), cfg.proxy_items, cfg.proxy_prompt_len,
+                       cfg.proxy_answer_len, cfg.proxy_choices, cfg.seed)
+
+    items, skipped = [], []
+    for budget in cfg.budgets:
+        for flavor in cfg.flavors:
+            model = Transformer(model_args(flavor, info.vocab_size, max_seq_len=cfg.seq_len))
+            fpt = model.flops_per_token(cfg.seq_len)
+            steps, tokens = derived_run(budget, fpt, cfg.batch_size, cfg.seq_len)
+            point = {"budget": budget, "flavor": flavor, "params": model.num_params(exclude_embeddings=True),
+                     "total_params": model.num_params(), "flops_per_token": fpt, "steps": steps, "tokens": tokens,
+                     "flops": fpt * tokens}
+            (items if steps >= cfg.min_steps else skipped).append(point)
+    ctx.log(f"IsoFLOP grid: {len(items)} runs ({len(skipped)} skipped under {cfg.min_steps} steps)")
+    settings = {"vocab_size": info.vocab_size, "rope_theta": cfg.rope_theta, "seq_len": cfg.seq_len,
+                "batch_size": cfg.batch_size, "lr": cfg.lr, "min_lr_ratio": cfg.min_lr_ratio,
+                "warmup_fraction": cfg.warmup_fraction, "seed": cfg.seed, "weights": weights,
+                "eot_id": info.eot_id, "eval_windows": cfg.eval_windows}
+    points = map_runs(grid_point, items, train_streams=train_streams, val_streams=val_streams, proxy=proxy,
+                      settings=settings)
+    for p in points:
+        ctx.log(f"C={p['budget']:.2e} {p['flavor']:>6} N={p['params']:,} steps={p['steps']} "
+                f"val {p['val_loss']:.4f} proxy nll {p['proxy_nll']:.3f} acc {p['proxy_accuracy']:.2f}")
+
+    budgets = sorted({p["budget"] for p in points})
+    parabolas = {}
+    for b in budgets:
+        pts = [p for p in points if p["budget"] == b]
+        parabolas[b] = fit_parabola(np.array([p["params"] for p in pts]), np.array([p["val_loss"] for p in pts]))
+    if len(budgets) < 2:
+        raise ValueError(f"only {len(budgets)} budget(s) left after skipping short runs; lower min_steps")
+    c = np.array(budgets)
+    n_opt = np.array([parabolas[b].n_opt for b in budgets])
+    # D*(C): the tokens the optimal model reads, with its FLOPs per token ≈ 6 N* (+ attention, as measured).
+    fpt_per_param = np.median([p["flops_per_token"] / p["params"] for p in points])
+    d_opt = c / (fpt_per_param * n_opt)
+    n_law, d_law = fit_power_law(c, n_opt), fit_power_law(c, d_opt)
+
+    # Two-stage forecast: the best run of each budget gives proxy NLL vs FLOPs; all runs give accuracy vs NLL.
+    best = [min((p for p in points if p["budget"] == b), key=lambda p: p["val_loss"]) for b in budgets]
+    nll_law = fit_power_law(np.array([p["flops"] for p in best]), np.array([p["proxy_nll"] for p in best]))
+    sigmoid = fit_sigmoid(np.array([p["proxy_nll"] for p in points]), np.array([p["proxy_accuracy"] for p in points]),
+                          floor=proxy.chance)
+    target_n, target_d = float(n_law(cfg.target_budget)), float(d_law(cfg.target_budget))
+    target_nll = float(nll_law(cfg.target_budget))
+    flavor, flavor_params = _nearest_flavor(target_n, cfg.recommend_flavors or cfg.flavors, info.vocab_size)
+    rec_model = Transformer(model_args(flavor, info.vocab_size))
+    rec_tokens = cfg.target_budget / rec_model.flops_per_token(cfg.recommend_seq_len)
+    rec_steps = max(1, int(round(rec_tokens / (cfg.recommend_batch_size * cfg.recommend_seq_len))))
+
+    plot_isoflops(points, parabolas, out / "isoflops.png")
+    plot_power_laws(c, n_opt, d_opt, n_law, d_law, cfg.target_budget, out / "power_laws.png")
+    plot_forecast(best, nll_law, sigmoid, cfg.target_budget, out / "forecast.png")
+    fit = {
+        "points": points,
+        "skipped": skipped,
+        "parabolas": {f"{b:g}": {"coeffs": par.coeffs, "n_opt": par.n_opt, "loss_opt": par.loss_opt,
+                                 "fitted": par.fitted} for b, par in parabolas.items()},
+        "n_opt_law": {"coef": n_law.coef, "exponent": n_law.exponent, "r2": n_law.r2},
+        "d_opt_law": {"coef": d_law.coef, "exponent": d_law.exponent, "r2": d_law.r2},
+        "forecast": {
+            "nll_law": {"coef": nll_law.coef, "exponent": nll_law.exponent, "r2": nll_law.r2},
+            "sigmoid": {"floor": sigmoid.floor, "k": sigmoid.k, "mid": sigmoid.mid, "r2": sigmoid.r2},
+            "target_budget": cfg.target_budget,
+            "proxy_nll": target_nll,
+            "proxy_accuracy": float(sigmoid(target_nll)),
+            "proxy_chance": proxy.chance,
+        },
+        "compute_optimal": {"budget": cfg.target_budget, "params": target_n, "tokens": target_d},
+        "recommendation": {"flavor": flavor, "params": flavor_params, "tokens": rec_tokens, "steps": rec_steps,
+                           "batch_size": cfg.recommend_batch_size, "seq_len": cfg.recommend_seq_len},
+    }
+    (out / FIT_FILE).write_text(json.dumps(fit, indent=1))
+    return {
+        "grid_runs": len(points),
+        "skipped_runs": len(skipped),
+        "n_opt_exponent": round(n_law.exponent, 4),
+        "n_opt_r2": round(n_law.r2, 4),
+        "d_opt_exponent": round(d_law.exponent, 4),
+        "d_opt_r2": round(d_law.r2, 4),
+        "parabolas_fitted": sum(par.fitted for par in parabolas.values()),
+        "compute_optimal_params": round(target_n),
+        "compute_optimal_tokens": round(target_d),
+        "recommended_flavor": flavor,
+        "recommended_steps": rec_steps,
+        "forecast_proxy_nll": round(target_nll, 4),
+        "forecast_proxy_accuracy": round(float(sigmoid(target_nll)), 4),
+        "nll_law_r2": round(nll_law.r2, 4),
+        "sigmoid_r2": round(sigmoid.r2, 4),
+    }
