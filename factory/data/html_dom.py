@@ -15,7 +15,9 @@ element whose text is the formula's TeX.
 
 from __future__ import annotations
 
+import html as html_lib
 import re
+from collections.abc import Callable
 
 # Elements whose subtree is never content: dropped while parsing.
 DROP_TAGS = frozenset({
@@ -33,6 +35,12 @@ INLINE_TAGS = frozenset({
     "q", "s", "samp", "small", "span", "strong", "sub", "sup", "time", "tt", "u", "var", "br", "img",
     "wbr", "strike", "del", "ins", "label", "nobr", "tex", "math", "big", "acronym",
 })
+# Inline formatting without a structural role: kept ones get no element of their own.
+TRANSPARENT_TAGS = frozenset({
+    "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "font", "i", "kbd", "mark",
+    "q", "s", "samp", "small", "span", "strong", "time", "tt", "u", "var", "strike", "del", "ins",
+    "label", "nobr", "big", "acronym",
+})
 # An open element of the key's kind is closed by a new start tag of one of these kinds.
 _IMPLIED_END = {
     "p": frozenset({"p", "div", "ul", "ol", "dl", "pre", "table", "blockquote", "h1", "h2", "h3", "h4", "h5",
@@ -43,13 +51,11 @@ _IMPLIED_END = {
 }
 # Shortest inline text that makes a block a paragraph for scoring.
 PARA_MIN_CHARS = 25
-# A tag name, then attributes with quoted values that may contain '>'.
-_TOKEN = re.compile(
-    r"<(/?)([a-zA-Z][a-zA-Z0-9:_-]*)((?:[^>\"']+|\"[^\"]*\"|'[^']*')*)>|<!--.*?(?:-->|$)|<![^>]*>|<\?[^>]*>",
-    re.S,
-)
-_RAW_END = {tag: re.compile(rf"</{tag}\s*>", re.I) for tag in ("script", "style", "textarea", "title", "noscript", "template", "xmp")}
-_MATH_SCRIPT = re.compile(r"\btype\s*=\s*[\"']?math/tex", re.I)
+# Start of a raw-text element (in the lower-cased page): its body is not markup.
+_RAW_START = re.compile(r"<(script|style|noscript|template|textarea|title|xmp)(?=[\s>/])")
+_MATH_TYPE = re.compile(r"\btype\s*=\s*[\"']?math/tex", re.I)
+# A tag name, then attributes with quoted values that may contain '>'; split() keeps the groups.
+_SPLIT = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:_-]*)((?:[^>\"']+|\"[^\"]*\"|'[^']*')*)>|<!--.*?(?:-->|$)|<![^>]*>|<\?[^>]*>", re.S)
 _ATTR = re.compile(r"([^\s=/>\"']+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+)))?")
 
 
@@ -122,92 +128,133 @@ def _close(node: Element) -> None:
         parent.inline_commas += node.inline_commas
 
 
-def parse(html: str, on_open=None) -> Element:
-    """Parse ``html`` into a tree rooted at a synthetic ``#root`` element. ``on_open(el)`` may
-    return True to drop an element's whole subtree (its text is then not counted anywhere)."""
+KEEP, FLAG, DROP = 0, 1, 2  # verdicts of a parse ``judge`` on a start tag
+
+
+def parse(html: str, judge: Callable[[str, str], int] | None = None) -> Element:
+    """Parse ``html`` into a tree rooted at a synthetic ``#root`` element.
+
+    ``judge(tag, attr_text)`` rules on each start tag outside ``<pre>``: ``DROP`` skips its whole
+    subtree (its text is counted nowhere), ``FLAG`` keeps it with ``flag`` set, ``KEEP`` keeps it.
+    Kept inline formatting tags (``TRANSPARENT_TAGS``: links, spans, emphasis...) get no element:
+    their text joins the enclosing element's (text inside a link adds to its ``link_len``), which
+    keeps the tree, and the Python work per page, small."""
+    parts = _SPLIT.split(_without_raw_text(html))
     root = Element("#root", "", None)
     cur = root
     stack = [root]
-    pos = 0
-    n = len(html)
-    drop_depth = 0  # > 0 while inside a dropped subtree: count nesting of the same tag
+    drop_depth = 0  # > 0 while inside a dropped subtree: nesting of drop_tag
     drop_tag = ""
     in_pre = 0  # open <pre> elements: whitespace is content there
-    while pos < n:
-        m = _TOKEN.search(html, pos)
-        if m is None:
-            text, pos = html[pos:], n
-        else:
-            text = html[pos:m.start()]
-            pos = m.end()
+    link_owner: Element | None = None  # element holding the open transparent <a>, if any
+    # parts = [text, (closing, tag, attrs, text)*]; a comment/doctype match has tag None
+    for closing, tag, attr_text, text in _quads(parts):
+        if tag is not None:
+            tag = tag.lower()
+            if drop_depth:
+                if tag == drop_tag:
+                    drop_depth += -1 if closing else (0 if tag in VOID_TAGS else 1)
+                elif tag == "body" and drop_tag == "head":
+                    drop_depth = 0  # </head> is optional: <body> ends it
+            if drop_depth:
+                pass
+            elif closing:
+                if tag == "a":
+                    link_owner = None
+                elif tag not in TRANSPARENT_TAGS and tag not in VOID_TAGS:
+                    # close up to the nearest open element of this tag, if any
+                    for i in range(len(stack) - 1, 0, -1):
+                        if stack[i].tag == tag:
+                            while len(stack) > i:
+                                popped = stack.pop()
+                                if popped.tag == "pre":
+                                    in_pre -= 1
+                                if popped is link_owner:
+                                    link_owner = None
+                                _close(popped)
+                            cur = stack[-1]
+                            break
+            else:
+                if in_pre:
+                    verdict = KEEP
+                elif tag in DROP_TAGS:
+                    verdict = DROP
+                elif judge is None or (not attr_text and tag in TRANSPARENT_TAGS):
+                    verdict = KEEP
+                else:
+                    verdict = judge(tag, attr_text)
+                if verdict == DROP:
+                    if tag not in VOID_TAGS and not attr_text.endswith("/"):
+                        drop_depth, drop_tag = 1, tag
+                elif verdict == KEEP and tag in TRANSPARENT_TAGS:
+                    if tag == "a":
+                        link_owner = cur  # a new <a> also ends an unclosed one
+                else:
+                    implied = _IMPLIED_END.get(cur.tag)
+                    while implied is not None and tag in implied:
+                        popped = stack.pop()
+                        if popped.tag == "pre":
+                            in_pre -= 1
+                        if popped is link_owner:
+                            link_owner = None
+                        _close(popped)
+                        cur = stack[-1]
+                        implied = _IMPLIED_END.get(cur.tag)
+                    el = Element(tag, attr_text, cur)
+                    el.flag = verdict
+                    cur.children.append(el)
+                    if tag in VOID_TAGS or attr_text.endswith("/"):
+                        _close(el)
+                    else:
+                        stack.append(el)
+                        if tag == "pre":
+                            in_pre += 1
+                        cur = el
         if text and not drop_depth:
             stripped = len(text) - text.count(" ") - text.count("\n")
-            if stripped > 0 or in_pre:
+            if stripped > 0:
                 cur.children.append(text)
-                if stripped > 0:
-                    c = text.count(",")
-                    cur.text_len += stripped
-                    cur.inline_len += stripped
-                    cur.commas += c
-                    cur.inline_commas += c
-        if m is None:
-            break
-        tag = m.group(2)
-        if tag is None:
-            continue  # comment, doctype, processing instruction
-        tag = tag.lower()
-        closing = m.group(1) == "/"
-        raw_end = None if closing else _RAW_END.get(tag)
-        if raw_end is not None:
-            # raw text: its body is never markup, whether or not we are dropping
-            end = raw_end.search(html, pos)
-            body_end = end.start() if end else n
-            if not drop_depth and tag == "script" and _MATH_SCRIPT.search(m.group(3)):
-                tex = Element("tex", m.group(3), cur)
-                tex.children.append(html[pos:body_end])
-                cur.children.append(tex)
-            pos = end.end() if end else n
-            continue
-        if drop_depth:
-            if tag == drop_tag:
-                drop_depth += -1 if closing else (0 if tag in VOID_TAGS else 1)
-                continue
-            if tag != "body" or drop_tag != "head":
-                continue
-            drop_depth = 0  # </head> is optional: <body> ends it
-        if closing:
-            if tag in _RAW_END or tag in VOID_TAGS:
-                continue
-            # close up to the nearest open element of this tag, if any
-            for i in range(len(stack) - 1, 0, -1):
-                if stack[i].tag == tag:
-                    while len(stack) > i:
-                        popped = stack.pop()
-                        in_pre -= popped.tag == "pre"
-                        _close(popped)
-                    cur = stack[-1]
-                    break
-            continue
-        attr_text = m.group(3)
-        implied = _IMPLIED_END.get(cur.tag)
-        while implied is not None and tag in implied:
-            popped = stack.pop()
-            in_pre -= popped.tag == "pre"
-            _close(popped)
-            cur = stack[-1]
-            implied = _IMPLIED_END.get(cur.tag)
-        el = Element(tag, attr_text, cur)
-        if tag in DROP_TAGS or (on_open is not None and on_open(el)):
-            if tag not in VOID_TAGS and not attr_text.rstrip().endswith("/"):
-                drop_depth, drop_tag = 1, tag
-            continue
-        cur.children.append(el)
-        if tag in VOID_TAGS or attr_text.endswith("/"):
-            _close(el)
-            continue
-        stack.append(el)
-        in_pre += tag == "pre"
-        cur = el
+                c = text.count(",")
+                cur.text_len += stripped
+                cur.inline_len += stripped
+                cur.commas += c
+                cur.inline_commas += c
+                if link_owner is not None:
+                    cur.link_len += stripped
+            elif in_pre:
+                cur.children.append(text)
     while len(stack) > 1:
         _close(stack.pop())
     return root
+
+
+def _quads(parts: list):
+    """(closing, tag, attrs, text) per markup token; the leading text comes with no tag."""
+    yield "", None, "", parts[0]
+    it = iter(parts[1:])
+    yield from zip(it, it, it, it)
+
+
+def _without_raw_text(html: str) -> str:
+    """``html`` without raw-text elements (script, style, ...), whose bodies may hold anything
+    that looks like markup (``"<bo"+'dy>'`` in JavaScript); a MathJax ``script type=math/tex``
+    becomes a ``<tex>`` element holding its TeX as text."""
+    low = html.lower()
+    pieces = []
+    pos = 0
+    for m in _RAW_START.finditer(low):
+        if m.start() < pos:
+            continue  # inside the previous raw element's body
+        start_end = low.find(">", m.end())
+        if start_end < 0:
+            break
+        close = low.find("</" + m.group(1), start_end)
+        body_end = close if close >= 0 else len(html)
+        pieces.append(html[pos:m.start()])
+        attrs = html[m.end():start_end]
+        if m.group(1) == "script" and _MATH_TYPE.search(attrs):
+            pieces.append(f"<tex{attrs}>{html_lib.escape(html[start_end + 1:body_end], quote=False)}</tex>")
+        end_tag = low.find(">", body_end) if close >= 0 else -1
+        pos = end_tag + 1 if end_tag >= 0 else len(html)
+    pieces.append(html[pos:])
+    return "".join(pieces)

@@ -23,7 +23,7 @@ import html as html_lib
 import re
 from dataclasses import dataclass
 
-from factory.data.html_dom import INLINE_TAGS, Element, parse
+from factory.data.html_dom import DROP, FLAG, INLINE_TAGS, KEEP, Element, parse
 
 # Readability's sibling rule: a sibling of the best container joins it when it scores at least
 # SIBLING_SHARE of the best (and SIBLING_MIN_SCORE), or is a paragraph of SIBLING_PARA_CHARS
@@ -44,8 +44,6 @@ LINK_BLOCK_KEEP_CHARS = 400
 # A flagged block holding at least this share of the container's paragraph text is content
 # (a page whose <body> class says "has-sidebar" is not a sidebar).
 FLAGGED_KEEP_SHARE = 0.5
-
-FLAG_BOILER = 1
 
 _SOFT_TAGS = frozenset({"header", "aside", "form", "figcaption"})
 _HARD_TAGS = frozenset({"nav", "footer"})
@@ -93,27 +91,26 @@ class Extraction:
     n_math: int
 
 
-def _on_open(el: Element) -> bool:
-    """Parse hook: True drops the element's subtree; soft boilerplate is flagged for rendering."""
-    if el.tag in _HARD_TAGS:
-        return True
-    attrs = el.attr_text
+def _judge(tag: str, attrs: str) -> int:
+    """Parse verdict on a start tag: DROP non-content subtrees, FLAG likely boilerplate, else KEEP."""
+    if tag in _HARD_TAGS:
+        return DROP
+    verdict = FLAG if tag in _SOFT_TAGS else KEEP
     if attrs:
         low = attrs.lower()
         if ("hidden" in low or "none" in low) and _HIDDEN_ATTR.search(attrs):
-            return True
-        for dq, sq, bare in _CLASS_ID.findall(attrs):
-            value = (dq or sq or bare).lower()
-            if "katex-html" in value:
-                return True
-            words = _WORD_SPLIT.split(value)
-            if not _DROP_WORDS.isdisjoint(words):
-                return True
-            if not _BOILER_WORDS.isdisjoint(words):
-                el.flag = FLAG_BOILER
-    if el.tag in _SOFT_TAGS:
-        el.flag = FLAG_BOILER
-    return False
+            return DROP
+        if "class" in low or "id" in low or "role" in low:
+            for dq, sq, bare in _CLASS_ID.findall(attrs):
+                value = (dq or sq or bare).lower()
+                if "katex-html" in value:
+                    return DROP
+                words = _WORD_SPLIT.split(value)
+                if not _DROP_WORDS.isdisjoint(words):
+                    return DROP
+                if not _BOILER_WORDS.isdisjoint(words):
+                    verdict = FLAG
+    return verdict
 
 
 def _adjusted(el: Element) -> float:
@@ -275,7 +272,7 @@ def page_title(html: str) -> str:
 
 def extract(html: str) -> Extraction:
     """Main content of an HTML page as plain text with its code blocks and formulas."""
-    root = parse(html, _on_open)
+    root = parse(html, _judge)
     chosen = _container(root)
     renderer = _Renderer(FLAGGED_KEEP_SHARE * sum(el.good for el in chosen))
     for el in chosen:
