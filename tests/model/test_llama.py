@@ -69,3 +69,4 @@ def test_scorer_reads_last_real_token():
         out = scorer(padded, torch.tensor([4, 6]))
         torch.testing.assert_close(out[0], scorer(tokens[:1, :4], torch.tensor([4]))[0], atol=1e-5, rtol=1e-5)
     assert out.shape == (2, 3)
+
