@@ -1,7 +1,8 @@
 """Near-duplicate detection: planted near-duplicates in real documents, factory vs plain datasketch.
 
 The corpus is real text installed with Debian's documentation packages (the Python 3.11 docs'
-reStructuredText sources and the Debian Reference in several languages, cut into sections).
+reStructuredText sources and the Debian Reference in several languages, cut into sections, plus standard-library
+source files served as pages).
 Near-duplicates are planted by copying documents with a few word edits, a paragraph reorder, or a
 boilerplate header/footer added. Both contenders see the same documents at the same threshold and
 permutation count; a pair counts as found when both ends land in one cluster (factory) or one is
@@ -23,6 +24,7 @@ import pandas as pd
 
 PY_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
 DEBIAN_REFERENCE = Path("/usr/share/debian-reference")
+STDLIB = Path("/usr/lib/python3.11")
 _BOILERPLATE = [
     "Home | About | Contact | Privacy policy | Terms of use",
     "Subscribe to our newsletter for the latest updates and offers.",
@@ -84,7 +86,8 @@ def _chunks(text: str, max_chars: int) -> list[str]:
 
 def reference_corpus(limit: int, languages: tuple[str, ...] = ("en", "de", "fr", "es", "it", "pt")) -> pd.DataFrame:
     """Up to ``limit`` real documents in the docs.parquet schema: Python doc pages (code-heavy,
-    some math) and Debian Reference sections in ``languages``, interleaved."""
+    some math), Debian Reference sections in ``languages`` and standard-library source files,
+    interleaved."""
     if not PY_SOURCES.exists() or not DEBIAN_REFERENCE.exists():
         raise FileNotFoundError("install python3.11-doc and debian-reference-* for the reference corpus")
     py = []
@@ -95,8 +98,8 @@ def reference_corpus(limit: int, languages: tuple[str, ...] = ("en", "de", "fr",
         for j, part in enumerate(_chunks(text, 6000)):
             py.append({
                 "id": f"py:{path.relative_to(PY_SOURCES)}:{j}", "url": f"https://docs.python.org/3.11/{path.relative_to(PY_SOURCES)}#{j}",
-                "source": "python-docs", "title": path.stem, "text": part,
-                "n_code_blocks": part.count("::\n") + part.count(">>> "), "n_math": part.count(":math:"),
+                "source": "python_docs", "title": path.stem, "text": part,
+                "n_code_blocks": part.count("::\n\n") + part.count(".. code-block::"), "n_math": part.count(":math:") + part.count(".. math::"),
             })
     deb = []
     for path in sorted(DEBIAN_REFERENCE.glob("*.html")):
@@ -108,10 +111,20 @@ def reference_corpus(limit: int, languages: tuple[str, ...] = ("en", "de", "fr",
         for j, part in enumerate(parts):
             deb.append({
                 "id": f"debref:{path.name}:{j}", "url": f"https://www.debian.org/doc/manuals/debian-reference/{path.name}#{j}",
-                "source": "debian-reference", "title": path.stem, "text": part,
-                "n_code_blocks": part.count("$ ") + part.count("# "), "n_math": 0,
+                "source": "debian_reference", "title": path.stem, "text": part,
+                "n_code_blocks": n_pre * len(part) // max(len(text), 1), "n_math": 0,
             })
-    rows = [r for pair in zip(py, deb) for r in pair] + py[len(deb):] + deb[len(py):]
+    src = []
+    for path in sorted(STDLIB.glob("*.py"))[:: 4]:
+        text = path.read_text(errors="replace")[:6000]
+        src.append({
+            "id": f"src:{path.name}", "url": f"https://github.com/python/cpython/blob/3.11/Lib/{path.name}",
+            "source": "python_source", "title": path.name, "text": text, "n_code_blocks": 1, "n_math": 0,
+        })
+    # Interleave the three sources so any prefix of the corpus mixes them (about 2:2:1).
+    rows = []
+    for i in range(max(len(py), len(deb), 2 * len(src))):
+        rows += py[i:i + 1] + deb[i:i + 1] + (src[i // 2:i // 2 + 1] if i % 2 == 0 else [])
     df = pd.DataFrame(rows[:limit])
     df.insert(2, "date", "2026-11-01")
     return df[["id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math"]]

@@ -1,0 +1,288 @@
+"""The ``filtered_corpus`` stage: language ID, code/math routing, heuristic filters, model-based
+quality scores and topic labels over the deduplicated documents (recipe, "Web Data Curation" from
+"Heuristic Filtering" through "Multilingual data"; the knowledge classifier of "Determining the
+data mix").
+
+Sub-stages, in order (per-document work runs over shards, in-process or as Ray Data maps):
+1. ``route``: the code/math router's fastText is trained on weak labels (driver), then each shard
+   gets language + score (fastText lid.176) and a domain.
+2. ``unigrams``: per-language corpus token counts (a sharded reduction) for the KL filter.
+3. ``heuristics``: language allow-list and confidence, line-level repetition cleaning, then the
+   document filters with per-language and per-domain thresholds; first drop reason recorded.
+4. ``quality_fasttext``: trained on reference-like positives vs. dropped and degraded negatives
+   (``factory.data.quality``), scored per shard together with the MiniLM embeddings.
+5. ``quality_transformer``: logistic head on the embeddings, fitted on the teacher score.
+6. ``topics``: nearest topic centroid on the same embeddings.
+7. the quality threshold drops low-scoring documents of the configured domains.
+
+Outputs: ``docs.parquet`` (input columns + language, language_score, quality_fasttext,
+quality_transformer, domain, topic), ``dropped_samples.parquet`` (up to N documents per drop
+reason, for audit) and ``classifiers.npz`` (the MiniLM quality head and the topic centroids).
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from factory.data.documents import Executor, map_shards, read_docs, write_docs
+from factory.data.filters import (
+    FilterThresholds,
+    LanguageThresholds,
+    LineRepetitionCleaner,
+    UnigramModel,
+    apply_filters,
+    default_filters,
+    unigram_counts,
+)
+from factory.data.langid import detect_languages
+from factory.data.quality import (
+    QualityConfig,
+    embed,
+    fasttext_probs,
+    fit_head,
+    head_scores,
+    heuristic_score,
+    quality_training_set,
+    train_fasttext,
+)
+from factory.data.routing import RoutingConfig, route, train_router
+from factory.data.topics import TopicConfig, assign_topics, topic_centroids
+from factory.stage import StageConfig, StageContext
+
+DROPPED_FILE = "dropped_samples.parquet"
+CLASSIFIERS_FILE = "classifiers.npz"
+ADDED_COLUMNS = ("language", "language_score", "quality_fasttext", "quality_transformer", "domain", "topic")
+
+
+class FilterConfig(StageConfig):
+    """Heuristics, language ID, quality models, routing and topics of ``filtered_corpus``."""
+
+    executor: Executor = Field("local", description="'local' runs shards in-process; 'ray' maps them with Ray Data.")
+    num_shards: int = Field(4, ge=1, description="Shards the per-document work is split into.")
+    langid_max_chars: int = Field(2000, ge=50, description="Characters of a document the language model reads.")
+    languages: list[str] = Field([], description="Languages kept (lid.176 codes); empty keeps all.")
+    min_language_score: float = Field(0.3, ge=0.0, le=1.0, description="Min language-ID confidence of prose documents (code pages are exempt).")
+    heuristics: FilterThresholds = Field(FilterThresholds(), description="Base heuristic thresholds (Gopher's values by default).")
+    heuristics_by_language: dict[str, dict[str, Any]] = Field(
+        {"ja": {"min_mean_word_length": 1.0, "min_words": 100}, "zh": {"min_mean_word_length": 1.0, "min_words": 100}},
+        description="Per-language threshold overrides (CJK tokens are single characters).",
+    )
+    heuristics_by_domain: dict[str, dict[str, Any]] = Field(
+        {"code": {"min_alpha_words_frac": 0.4, "min_stop_words": 0, "max_symbol_word_ratio": 0.5,
+                  "min_mean_word_length": 1.5, "max_mean_word_length": 15.0, "max_bullet_lines_frac": 1.0,
+                  "max_dup_line_frac": 0.5, "max_dup_line_char_frac": 0.4}},
+        description="Per-domain threshold overrides, applied after the language's.",
+    )
+    quality: QualityConfig = Field(QualityConfig(), description="Quality classifiers.")
+    quality_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Documents whose mean of quality_fasttext and quality_transformer is below this are dropped.")
+    quality_domains: list[str] = Field(["general", "math"], description="Domains the quality threshold applies to (code pages have their own pipeline in the recipe).")
+    routing: RoutingConfig = Field(RoutingConfig(), description="Code/math router.")
+    topics: TopicConfig = Field(TopicConfig(), description="Topic classifier.")
+    dropped_samples_per_reason: int = Field(5, ge=0, description="Dropped documents kept per reason for audit.")
+    dropped_sample_chars: int = Field(2000, ge=100, description="Characters of each audited dropped document kept.")
+
+
+def _route_shard(shard: pd.DataFrame, cfg: FilterConfig, router: Path | None) -> pd.DataFrame:
+    texts = shard["text"].tolist()
+    langs, scores = detect_languages(texts, cfg.langid_max_chars)
+    domains = route(texts, shard["n_code_blocks"].tolist(), shard["n_math"].tolist(), router, cfg.routing,
+                    cfg.quality.fasttext_max_chars)
+    return pd.DataFrame({"language": langs, "language_score": scores, "domain": domains})
+
+
+def _unigram_shard(shard: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for lang, group in shard.groupby("language", sort=False):
+        rows += [(lang, tok, n) for tok, n in unigram_counts(group["text"].tolist()).items()]
+    return pd.DataFrame(rows, columns=["language", "token", "n"])
+
+
+def _heuristics_shard(shard: pd.DataFrame, cfg: FilterConfig, models: dict[str, UnigramModel]) -> pd.DataFrame:
+    thresholds = LanguageThresholds(cfg.heuristics, cfg.heuristics_by_language, cfg.heuristics_by_domain)
+    cleaner = LineRepetitionCleaner(thresholds)
+    filters = default_filters(thresholds, models)
+    allowed = set(cfg.languages)
+    texts, removed, reasons, hscores = [], [], [], []
+    for doc in shard[["text", "language", "language_score", "domain"]].to_dict("records"):
+        reason = None
+        if allowed and doc["language"] not in allowed:
+            reason = "language:not_allowed"
+        elif doc["domain"] != "code" and doc["language_score"] < cfg.min_language_score:
+            reason = "language:low_score"
+        text, n_removed = cleaner.clean(doc)
+        doc["text"] = text
+        if reason is None:
+            reason = "line_repetition:empty" if not text.strip() else apply_filters(doc, filters)
+        texts.append(text)
+        removed.append(n_removed)
+        reasons.append(reason or "")
+        hscores.append(heuristic_score(text, doc["language"], cfg.quality))
+    return pd.DataFrame({"text": texts, "lines_removed": removed, "drop_reason": reasons, "heuristic_score": hscores})
+
+
+def _score_shard(shard: pd.DataFrame, cfg: FilterConfig, model: Path) -> pd.DataFrame:
+    texts = shard["text"].tolist()
+    q = cfg.quality
+    probs = fasttext_probs(model, texts, q.fasttext_max_chars)
+    emb = embed(texts, q.encoder_max_tokens, q.encoder_batch_size)
+    return pd.DataFrame({"quality_fasttext": probs["hq"], "emb": [row.tobytes() for row in emb]})
+
+
+def _holdout_accuracy(texts: list[str], labels: list[str], scratch: Path, q: QualityConfig) -> tuple[Path, float]:
+    """Train on 80% of the set, report accuracy on the other 20%, return that model."""
+    order = list(range(len(texts)))
+    random.Random(q.seed).shuffle(order)
+    cut = max(1, int(len(order) * 0.8))
+    train, test = order[:cut], order[cut:]
+    if len({labels[i] for i in train}) < 2:
+        train, test = order, []
+    path = train_fasttext([texts[i] for i in train], [labels[i] for i in train], scratch / "quality_fasttext.bin", q)
+    if not test:
+        return path, float("nan")
+    p = fasttext_probs(path, [texts[i] for i in test], q.fasttext_max_chars)["hq"]
+    acc = float(np.mean([(pi >= 0.5) == (labels[i] == "hq") for pi, i in zip(p, test)]))
+    return path, acc
+
+
+def _dropped_samples(df: pd.DataFrame, k: int, chars: int) -> pd.DataFrame:
+    cols = ["id", "url", "source", "language", "domain", "drop_reason", "text"]
+    dropped = df[df["drop_reason"] != ""]
+    if dropped.empty or k == 0:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    sample = dropped.groupby("drop_reason", sort=True, group_keys=False).head(k)[cols].copy()
+    sample["text"] = sample["text"].str.slice(0, chars)
+    return sample.reset_index(drop=True)
+
+
+def _nested(reasons: Counter) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for reason, n in sorted(reasons.items()):
+        group, _, detail = reason.partition(":")
+        out[group][detail or group] = int(n)
+    return dict(out)
+
+
+def curate_frame(df: pd.DataFrame, cfg: FilterConfig, scratch: Path, ctx: StageContext) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Run every sub-stage on a document table: (kept docs, dropped samples, metadata)."""
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+    q = cfg.quality
+    df = df.reset_index(drop=True)
+    if df.empty:
+        raise ValueError("filtered_corpus: no input documents")
+
+    t = time.perf_counter()
+    router = train_router(df["text"].tolist(), df["n_code_blocks"].tolist(), df["n_math"].tolist(),
+                          scratch / "router_fasttext.bin", q)
+    routed = map_shards(lambda s: _route_shard(s, cfg, router), df[["text", "n_code_blocks", "n_math"]],
+                        cfg.num_shards, cfg.executor, ctx.num_cpus)
+    df = pd.concat([df, routed], axis=1)
+    timings["route_langid_s"] = time.perf_counter() - t
+    ctx.log(f"filtered_corpus: languages {dict(Counter(df['language']).most_common(8))}, domains {dict(Counter(df['domain']))}")
+
+    t = time.perf_counter()
+    counts = map_shards(_unigram_shard, df[["text", "language"]], cfg.num_shards, cfg.executor, ctx.num_cpus)
+    models = {
+        lang: UnigramModel(dict(zip(g["token"], g["n"].astype(int))), cfg.heuristics.kl_smoothing)
+        for lang, g in counts.groupby(["language", "token"], sort=False)["n"].sum().reset_index().groupby("language")
+    }
+    timings["unigrams_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    heur = map_shards(lambda s: _heuristics_shard(s, cfg, models), df[["text", "language", "language_score", "domain"]],
+                      cfg.num_shards, cfg.executor, ctx.num_cpus)
+    df["text"] = heur["text"].to_numpy()
+    df["drop_reason"] = heur["drop_reason"].to_numpy()
+    df["heuristic_score"] = heur["heuristic_score"].to_numpy()
+    lines_removed = int(heur["lines_removed"].sum())
+    timings["heuristics_s"] = time.perf_counter() - t
+    kept = df[df["drop_reason"] == ""].reset_index(drop=True)
+    if kept.empty:
+        raise ValueError(f"filtered_corpus: the heuristics dropped all {len(df)} documents: {Counter(df['drop_reason'])}")
+
+    t = time.perf_counter()
+    texts, labels, label_counts = quality_training_set(
+        kept["text"].tolist(), kept["source"].tolist(), kept["heuristic_score"].tolist(),
+        df.loc[df["drop_reason"].str.split(":").str[0].isin(q.negative_drop_groups), "text"].tolist(), q)
+    ft_model, ft_acc = _holdout_accuracy(texts, labels, scratch, q)
+    scored = map_shards(lambda s: _score_shard(s, cfg, ft_model), kept[["text"]], cfg.num_shards, cfg.executor, ctx.num_cpus)
+    kept["quality_fasttext"] = scored["quality_fasttext"].to_numpy()
+    emb = np.frombuffer(b"".join(scored["emb"]), dtype=np.float32).reshape(len(kept), -1)
+    timings["quality_fasttext_and_embed_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    teacher = 0.5 * (kept["quality_fasttext"].to_numpy() + kept["heuristic_score"].to_numpy())
+    rng = np.random.default_rng(q.seed)
+    fit_idx = rng.choice(len(kept), size=min(q.head_train_docs, len(kept)), replace=False)
+    head = fit_head(emb[fit_idx], teacher[fit_idx], q)
+    kept["quality_transformer"] = head_scores(head, emb)
+    timings["quality_transformer_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    names, centroids = topic_centroids(lambda xs: embed(xs, q.encoder_max_tokens, q.encoder_batch_size))
+    kept["topic"] = assign_topics(emb, names, centroids, cfg.topics)
+    timings["topics_s"] = time.perf_counter() - t
+
+    combined = 0.5 * (kept["quality_fasttext"] + kept["quality_transformer"])
+    low = (combined < cfg.quality_threshold) & kept["domain"].isin(cfg.quality_domains)
+    kept.loc[low, "drop_reason"] = "quality:below_threshold"
+    audit = pd.concat([df[df["drop_reason"] != ""], kept[low]], ignore_index=True)
+    out = kept[~low].reset_index(drop=True)
+
+    base_cols = [c for c in df.columns if c not in (*ADDED_COLUMNS, "drop_reason", "heuristic_score")]
+    docs = out[base_cols + list(ADDED_COLUMNS)]
+    total = time.perf_counter() - t_all
+    reasons = Counter(audit["drop_reason"])
+    corr = float(np.corrcoef(kept["quality_fasttext"], kept["quality_transformer"])[0, 1]) if len(kept) > 2 else float("nan")
+    meta = {
+        "docs_in": int(len(df)),
+        "docs_out": int(len(docs)),
+        "dropped_by_reason": _nested(reasons),
+        "lines_removed_line_repetition": lines_removed,
+        "per_language": dict(Counter(docs["language"]).most_common()),
+        "per_domain": dict(Counter(docs["domain"]).most_common()),
+        "per_topic": dict(Counter(docs["topic"]).most_common()),
+        "quality": {
+            "labels": label_counts,
+            "fasttext_holdout_accuracy": round(ft_acc, 4),
+            "head_train_docs": int(len(fit_idx)),
+            "head_final_loss": round(head["loss"], 4),
+            "fasttext_transformer_corr": round(corr, 4),
+            "mean_quality_fasttext": round(float(docs["quality_fasttext"].mean()), 4) if len(docs) else 0.0,
+            "mean_quality_transformer": round(float(docs["quality_transformer"].mean()), 4) if len(docs) else 0.0,
+        },
+        "router_trained": router is not None,
+        "executor": cfg.executor,
+        "timing_s": {k: round(v, 3) for k, v in timings.items()},
+        "total_s": round(total, 3),
+        "docs_per_s": round(len(df) / total, 2),
+    }
+    classifiers = {"quality_head_w": head["w"], "quality_head_b": np.array([head["b"]]),
+                   "topic_names": np.array(names), "topic_centroids": centroids}
+    return docs, _dropped_samples(audit, cfg.dropped_samples_per_reason, cfg.dropped_sample_chars), {**meta, "_classifiers": classifiers}
+
+
+def run_filtered_corpus(cfg: FilterConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    """Read ``deduped_docs/docs.parquet``; write the curated ``docs.parquet``, the audit sample of
+    dropped documents and the small classifiers; return counts, per-sub-stage timings and docs/s."""
+    df = read_docs(inputs["deduped_docs"])
+    ctx.log(f"filtered_corpus: {len(df)} documents, {cfg.num_shards} shards, executor={cfg.executor}")
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(ctx.work_dir) if ctx.work_dir is not None else Path(tmp)
+        scratch.mkdir(parents=True, exist_ok=True)
+        docs, dropped, meta = curate_frame(df, cfg, scratch, ctx)
+    classifiers = meta.pop("_classifiers")
+    write_docs(docs, out)
+    write_docs(dropped, out, DROPPED_FILE)
+    np.savez(out / CLASSIFIERS_FILE, **classifiers)
+    ctx.log(f"filtered_corpus: kept {meta['docs_out']}/{meta['docs_in']} at {meta['docs_per_s']} docs/s; dropped {meta['dropped_by_reason']}")
+    return meta

