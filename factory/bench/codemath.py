@@ -71,7 +71,11 @@ def _docstring_formulas(source: str) -> list[tuple[list[str], str]]:
         m = _MATH_DIRECTIVE.match(lines[i])
         if not m:
             stripped = lines[i].strip()
-            if stripped and not stripped.startswith(("..", ">>>", "#", "def ", "class ", "@", "return", '"""', "r\"\"\"")):
+            for quote in ('r"""', '"""'):
+                if stripped.startswith(quote):
+                    stripped = stripped[len(quote):].strip()
+                    break
+            if stripped and not stripped.startswith(("..", ">>>", "#", "def ", "class ", "@", "return ", '"""')):
                 prose.append(stripped)
             i += 1
             continue
