@@ -170,7 +170,7 @@ class _Renderer:
     def flush(self) -> None:
         if self.parts:
             self.lines.append((False, "".join(self.parts)))
-            self.parts = []
+            self.parts.clear()
 
     def block(self, el: Element) -> None:
         parts = self.parts
