@@ -51,6 +51,9 @@ _IMPLIED_END = {
 }
 # Shortest inline text that makes a block a paragraph for scoring.
 PARA_MIN_CHARS = 25
+# Share of its own score a paragraph keeps: text written straight into a <div> with <br>s is its
+# own container.
+SELF_SCORE = 1.0
 # Start of a raw-text element (in the lower-cased page): its body is not markup.
 _RAW_START = re.compile(r"<(script|style|noscript|template|textarea|title|xmp)(?=[\s>/])")
 _MATH_TYPE = re.compile(r"\btype\s*=\s*[\"']?math/tex", re.I)
@@ -115,6 +118,7 @@ def _close(node: Element) -> None:
         node.n_para += 1
         # paragraph text outside links: the "good" mass a content container gathers
         node.good += node.inline_len * max(0.0, 1.0 - node.link_len / max(node.text_len, 1))
+        node.score += para * SELF_SCORE
         parent.score += para
         if parent.parent is not None:
             parent.parent.score += para / 2
