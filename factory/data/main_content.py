@@ -70,6 +70,21 @@ _TEX_ANNOTATION = re.compile(r"encoding\s*=\s*[\"']?application/x-tex", re.I)
 _MATH_IMG = re.compile(r"math|latex|tex|formula|equation", re.I)
 _FILENAME_ALT = re.compile(r"^[\w./-]+\.(?:png|jpe?g|gif|svg|webp)$|^(?:https?:)?//", re.I)
 
+# Lines of at most this many words may be chrome (headline, dateline, label): see _chrome_line.
+CHROME_LINE_WORDS = 16
+_MONTH = (r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?")
+_DATELINE = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b|\b\d{1,2}:\d{2}\s*(?:[ap]\.?m\.?)?\b"
+    rf"|\b{_MONTH}\s+\d{{1,2}},?\s+\d{{4}}\b|\b\d{{1,2}}\s+{_MONTH}\s+\d{{4}}\b",
+    re.I,
+)
+_LABEL_WORDS = frozenset("""
+advertisement advert ad ads sponsored comments comment share tweet print email image photo video
+related loading close menu reply subscribe more read next previous back top home login
+""".split())
+# Alt texts that name the medium, not the content.
+_GENERIC_ALT = frozenset("image photo picture img icon logo thumbnail advert advertisement banner".split())
+
 # Markdown markers in prose lines (never applied inside <pre> or formulas).
 _MD_LINE = re.compile(r"^\s{0,3}(?:#{1,6}\s+|>\s?|[-*+]\s+(?=\S))")
 _MD_RULE = re.compile(r"^\s*(?:(?:[-*_]\s*){3,}|(?:`{3,}|~{3,}).*)$")
@@ -192,7 +207,7 @@ class _Renderer:
                     parts.append(f" {tex} ")
             elif tag == "img":
                 alt = child.get("alt").strip()
-                if alt and not _FILENAME_ALT.match(alt):
+                if alt and not _FILENAME_ALT.match(alt) and alt.lower() not in _GENERIC_ALT:
                     if _MATH_IMG.search(child.attr_text) or "\\" in alt:
                         self.n_math += 1
                     parts.append(f" {alt} ")
@@ -262,6 +277,21 @@ def strip_markdown(line: str) -> str:
     return line
 
 
+def _chrome_line(line: str, title_key: str) -> bool:
+    """A line that is page chrome rather than content: the headline (already the page title), a
+    dateline or byline, or a lone boilerplate label ("Advertisement", "Comments")."""
+    words = line.split()
+    if len(words) <= CHROME_LINE_WORDS:
+        low = line.lower()
+        if len(words) >= 2 and low in title_key:
+            return True
+        if _DATELINE.search(line) and not line.endswith((".", "?", "!", ":")):
+            return True
+        if len(words) <= 3 and _LABEL_WORDS.issuperset(w.strip(".:!()|").lower() for w in words):
+            return True
+    return False
+
+
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.I | re.S)
 
 
@@ -279,7 +309,10 @@ def extract(html: str) -> Extraction:
         renderer.flush()
         renderer.block(el)
     renderer.flush()
+    title = page_title(html)
+    title_key = " ".join(title.lower().split())
     out: list[str] = []
+    seen: set[str] = set()
     for verbatim, text in renderer.lines:
         if verbatim:
             if text.strip():
@@ -287,9 +320,8 @@ def extract(html: str) -> Extraction:
             continue
         if "&" in text:
             text = html_lib.unescape(text)
-        text = " ".join(text.split())
-        if text:
-            text = strip_markdown(text).strip()
-            if text:
-                out.append(text)
-    return Extraction("\n".join(out), page_title(html), renderer.n_code, renderer.n_math)
+        text = strip_markdown(" ".join(text.split())).strip()
+        if text and text not in seen and not _chrome_line(text, title_key):
+            seen.add(text)  # a prose line repeated on a page is a caption, alt text or chrome
+            out.append(text)
+    return Extraction("\n".join(out), title, renderer.n_code, renderer.n_math)
