@@ -54,8 +54,9 @@ PARA_MIN_CHARS = 25
 # Share of its own score a paragraph keeps: text written straight into a <div> with <br>s is its
 # own container.
 SELF_SCORE = 1.0
-# Start of a raw-text element (in the lower-cased page): its body is not markup.
-_RAW_START = re.compile(r"<(script|style|noscript|template|textarea|title|xmp)(?=[\s>/])")
+# Start of a raw-text element (in the lower-cased page): its body is not markup. Inline <svg>
+# (icons: hundreds of path tags, never text content) is cut the same way.
+_RAW_START = re.compile(r"<(script|style|noscript|template|textarea|title|xmp|svg)(?=[\s>/])")
 _MATH_TYPE = re.compile(r"\btype\s*=\s*[\"']?math/tex", re.I)
 # A tag name, then attributes with quoted values that may contain '>'; split() keeps the groups.
 _SPLIT = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:_-]*)((?:[^>\"']+|\"[^\"]*\"|'[^']*')*)>|<!--.*?(?:-->|$)|<![^>]*>|<\?[^>]*>", re.S)
@@ -132,6 +133,13 @@ def _close(node: Element) -> None:
         parent.inline_commas += node.inline_commas
 
 
+# Tag names as written -> lower case, for the common spellings (saves a str.lower per token).
+_LOWER = {t: t for t in DROP_TAGS | VOID_TAGS | INLINE_TAGS | TRANSPARENT_TAGS | frozenset(
+    "html body div p ul ol li dl dt dd table thead tbody tfoot tr td th pre h1 h2 h3 h4 h5 h6 section "
+    "article aside header footer nav main figure figcaption blockquote form center address details "
+    "summary caption picture".split())}
+_LOWER.update({t.upper(): t for t in list(_LOWER)})
+
 KEEP, FLAG, DROP = 0, 1, 2  # verdicts of a parse ``judge`` on a start tag
 
 
@@ -154,7 +162,7 @@ def parse(html: str, judge: Callable[[str, str], int] | None = None) -> Element:
     # parts = [text, (closing, tag, attrs, text)*]; a comment/doctype match has tag None
     for closing, tag, attr_text, text in _quads(parts):
         if tag is not None:
-            tag = tag.lower()
+            tag = _LOWER.get(tag) or tag.lower()
             if drop_depth:
                 if tag == drop_tag:
                     drop_depth += -1 if closing else (0 if tag in VOID_TAGS else 1)
@@ -245,8 +253,10 @@ def _without_raw_text(html: str) -> str:
     becomes a ``<tex>`` element holding its TeX as text."""
     low = html.lower()
     pieces = []
-    pos = 0
-    for m in _RAW_START.finditer(low):
+    # Everything before <body> is the head (metadata, scripts, styles): never content.
+    body = low.find("<body")
+    pos = body if body > 0 else 0
+    for m in _RAW_START.finditer(low, pos):
         if m.start() < pos:
             continue  # inside the previous raw element's body
         start_end = low.find(">", m.end())

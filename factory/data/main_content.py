@@ -60,7 +60,6 @@ complementary contentinfo search menubar dialog alert
 # Words that mark a subtree dropped outright: consent and cookie banners, hidden rendering copies.
 _DROP_WORDS = frozenset("cookie cookies consent gdpr onetrust cookiebanner".split())
 _CLASS_ID = re.compile(r"\b(?:class|id|role)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I)
-_WORD_SPLIT = re.compile(r"[\s_-]+")
 _HIDDEN_ATTR = re.compile(
     r"(?:^|\s)hidden(?:\s|=|$)|aria-hidden\s*=\s*[\"']?true|display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _MAIN_HINT = re.compile(r"\brole\s*=\s*[\"']?main\b|\bitemprop\s*=\s*[\"']?articleBody\b", re.I)
@@ -120,7 +119,7 @@ def _judge(tag: str, attrs: str) -> int:
                 value = (dq or sq or bare).lower()
                 if "katex-html" in value:
                     return DROP
-                words = _WORD_SPLIT.split(value)
+                words = value.replace("-", " ").replace("_", " ").split()
                 if not _DROP_WORDS.isdisjoint(words):
                     return DROP
                 if not _BOILER_WORDS.isdisjoint(words):
