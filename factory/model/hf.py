@@ -22,15 +22,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from factory.data import tokenizer as T
 from factory.model.llama import ModelArgs, Transformer
-
-# Llama 3 special tokens the bundle's tokenizer config names (Meta's tokenizer.py spells them so).
-BOS_TOKEN = "<|begin_of_text|>"
-END_OF_TEXT_TOKEN = "<|end_of_text|>"
-EOT_TOKEN = "<|eot_id|>"
-# Tokenizer artifact files (made by the tokenizer stage).
-TOKENIZER_FILE = "tokenizer.json"
-CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -122,30 +115,28 @@ def export_hf(model: Transformer, out_dir: Path, *, tokenizer_dir: Path | None =
 
 def _export_tokenizer(tokenizer_dir: Path, out_dir: Path, max_len: int) -> tuple[int, list[int]]:
     """Copy the tokenizer and write the transformers-side configs -> (BOS id, EOS ids for generation)."""
-    from tokenizers import Tokenizer
-
-    for name in (TOKENIZER_FILE, CHAT_TEMPLATE_FILE):
+    for name in (T.TOKENIZER_FILE, T.SPECIAL_TOKENS_FILE, T.CHAT_TEMPLATE_FILE):
         if not (tokenizer_dir / name).exists():
             raise FileNotFoundError(f"tokenizer artifact {tokenizer_dir} has no {name}")
-    tok = Tokenizer.from_file(str(tokenizer_dir / TOKENIZER_FILE))
-    ids = {t: tok.token_to_id(t) for t in (BOS_TOKEN, END_OF_TEXT_TOKEN, EOT_TOKEN)}
-    missing = [t for t, i in ids.items() if i is None]
+    special = T.load_special_tokens(tokenizer_dir)
+    missing = [t for t in (T.BEGIN_OF_TEXT, T.END_OF_TEXT, T.EOM, T.EOT) if t not in special]
     if missing:
         raise ValueError(f"tokenizer in {tokenizer_dir} lacks the Llama 3 special tokens {missing}")
-    shutil.copyfile(tokenizer_dir / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
+    shutil.copyfile(tokenizer_dir / T.TOKENIZER_FILE, out_dir / T.TOKENIZER_FILE)
     # A chat model ends its turn with <|eot_id|>: that is the EOS a chat client stops on.
-    special = {"bos_token": BOS_TOKEN, "eos_token": EOT_TOKEN}
+    names = {"bos_token": T.BEGIN_OF_TEXT, "eos_token": T.EOT}
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
-        **special,
+        **names,
         "model_max_length": max_len,
         "clean_up_tokenization_spaces": False,
         "model_input_names": ["input_ids", "attention_mask"],
-        "chat_template": (tokenizer_dir / CHAT_TEMPLATE_FILE).read_text(),
+        "chat_template": (tokenizer_dir / T.CHAT_TEMPLATE_FILE).read_text(),
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
-    return ids[BOS_TOKEN], [ids[END_OF_TEXT_TOKEN], ids[EOT_TOKEN]]
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(names, indent=2))
+    # Generation stops on any end of turn/message/text, as Llama 3's own generation config does.
+    return special[T.BEGIN_OF_TEXT], [special[T.END_OF_TEXT], special[T.EOM], special[T.EOT]]
 
 
 def import_hf(folder: Path) -> Transformer:
