@@ -45,8 +45,30 @@ _TOP_NAMES = {
     "norm.weight": "model.norm.weight",
     "output.weight": "lm_head.weight",
 }
+# ModelArgs fields -> LlamaConfig fields (RoPE θ lives in LlamaConfig.rope_parameters).
+_CONFIG_FIELDS = {
+    "dim": "hidden_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "n_kv_heads": "num_key_value_heads",
+    "vocab_size": "vocab_size",
+    "ffn_hidden_dim": "intermediate_size",
+    "norm_eps": "rms_norm_eps",
+    "max_seq_len": "max_position_embeddings",
+}
 _LAYER_RE = re.compile(r"^layers\.(\d+)\.(.+)$")
-_HF_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+_HF# ModelArgs fields -> LlamaConfig fields (RoPE θ lives in LlamaConfig.rope_parameters).
+_CONFIG_FIELDS = {
+    "dim": "hidden_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "n_kv_heads": "num_key_value_heads",
+    "vocab_size": "vocab_size",
+    "ffn_hidden_dim": "intermediate_size",
+    "norm_eps": "rms_norm_eps",
+    "max_seq_len": "max_position_embeddings",
+}
+_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 
 
 def to_hf_name(name: str) -> str:
@@ -77,16 +99,9 @@ def hf_config(args: ModelArgs, dtype: torch.dtype, bos_token_id: int | None, eos
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=args.vocab_size,
-        hidden_size=args.dim,
-        intermediate_size=args.ffn_hidden_dim,
-        num_hidden_layers=args.n_layers,
-        num_attention_heads=args.n_heads,
-        num_key_value_heads=args.n_kv_heads,
+        **{theirs: getattr(args, ours) for ours, theirs in _CONFIG_FIELDS.items()},
         head_dim=args.head_dim,
         hidden_act="silu",
-        max_position_embeddings=args.max_seq_len,
-        rms_norm_eps=args.norm_eps,
         rope_theta=args.rope_theta,
         tie_word_embeddings=False,
         attention_bias=False,
@@ -155,17 +170,8 @@ def import_hf(folder: Path) -> Transformer:
     }
     if any(unsupported.values()):
         raise ValueError(f"{folder}: unsupported Llama variant: {[k for k, v in unsupported.items() if v]}")
-    args = ModelArgs(
-        dim=cfg.hidden_size,
-        n_layers=cfg.num_hidden_layers,
-        n_heads=cfg.num_attention_heads,
-        n_kv_heads=cfg.num_key_value_heads,
-        vocab_size=cfg.vocab_size,
-        ffn_hidden_dim=cfg.intermediate_size,
-        norm_eps=cfg.rms_norm_eps,
-        rope_theta=float(rope["rope_theta"]),
-        max_seq_len=cfg.max_position_embeddings,
-    )
+    args = ModelArgs(**{ours: getattr(cfg, theirs) for ours, theirs in _CONFIG_FIELDS.items()},
+                     rope_theta=float(rope["rope_theta"]))
     hf_state = _load_hf_state(folder)
     if cfg.tie_word_embeddings and "lm_head.weight" not in hf_state:
         hf_state["lm_head.weight"] = hf_state["model.embed_tokens.weight"]
