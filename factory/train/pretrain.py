@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from pydantic import Field, model_validator
 
 from factory.data.tokens import (
@@ -200,6 +201,8 @@ def run_base_checkpoint(cfg: PretrainConfig, inputs: dict[str, Path], out: Path,
     val_streams = load_streams(inputs["data_mix"], list(weights), "validation")
     data = mix_data(train_streams, weights, cfg.seq_len, info.eot_id, cfg.train.seed)
     ctx.log(f"base pre-training: flavor {flavor} ({cfg.size_from}), mix {weights}, {cfg.train.steps} steps")
+    torch.manual_seed(cfg.train.seed)  # the trainer seeds the same way: this is the run's initial model
+    init_loss = val_losses(Transformer(args), val_streams, cfg.seq_len, info.eot_id, cfg.eval_windows)["mean"]
     with scratch_dir(ctx, "base") as ckpt:
         result = train_lm(cfg.train, args, data, checkpoint_dir=ckpt, log=ctx.log, on_metrics=ctx.log_metrics)
     val = val_losses(result.model, val_streams, cfg.seq_len, info.eot_id, cfg.eval_windows)
@@ -211,6 +214,7 @@ def run_base_checkpoint(cfg: PretrainConfig, inputs: dict[str, Path], out: Path,
         "size_from": cfg.size_from,
         "seq_len": cfg.seq_len,
         **run_summary(result, cfg.train, cfg.seq_len),
+        "init_val_loss": init_loss,
         "val_loss": val,
         "val_perplexity": round(float(np.exp(val["mean"])), 3),
         "mix": weights,
