@@ -57,18 +57,7 @@ _CONFIG_FIELDS = {
     "max_seq_len": "max_position_embeddings",
 }
 _LAYER_RE = re.compile(r"^layers\.(\d+)\.(.+)$")
-_HF# ModelArgs fields -> LlamaConfig fields (RoPE θ lives in LlamaConfig.rope_parameters).
-_CONFIG_FIELDS = {
-    "dim": "hidden_size",
-    "n_layers": "num_hidden_layers",
-    "n_heads": "num_attention_heads",
-    "n_kv_heads": "num_key_value_heads",
-    "vocab_size": "vocab_size",
-    "ffn_hidden_dim": "intermediate_size",
-    "norm_eps": "rms_norm_eps",
-    "max_seq_len": "max_position_embeddings",
-}
-_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+_HF_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 
 
 def to_hf_name(name: str) -> str:
