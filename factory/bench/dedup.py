@@ -17,6 +17,7 @@ import re
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -84,48 +85,61 @@ def _chunks(text: str, max_chars: int) -> list[str]:
     return out
 
 
-def reference_corpus(limit: int, languages: tuple[str, ...] = ("en", "de", "fr", "es", "it", "pt")) -> pd.DataFrame:
-    """Up to ``limit`` real documents in the docs.parquet schema: Python doc pages (code-heavy,
-    some math), Debian Reference sections in ``languages`` and standard-library source files,
-    interleaved."""
-    if not PY_SOURCES.exists() or not DEBIAN_REFERENCE.exists():
-        raise FileNotFoundError("install python3.11-doc and debian-reference-* for the reference corpus")
-    py = []
+def _python_docs(languages: tuple[str, ...]) -> Iterator[dict[str, Any]]:
     for path in sorted(PY_SOURCES.rglob("*.rst.txt")):
         text = path.read_text(errors="replace")
         if len(text) < 200:
             continue
+        rel = path.relative_to(PY_SOURCES)
         for j, part in enumerate(_chunks(text, 6000)):
-            py.append({
-                "id": f"py:{path.relative_to(PY_SOURCES)}:{j}", "url": f"https://docs.python.org/3.11/{path.relative_to(PY_SOURCES)}#{j}",
-                "source": "python_docs", "title": path.stem, "text": part,
-                "n_code_blocks": part.count("::\n\n") + part.count(".. code-block::"), "n_math": part.count(":math:") + part.count(".. math::"),
-            })
-    deb = []
+            yield {
+                "id": f"py:{rel}:{j}", "url": f"https://docs.python.org/3.11/{rel}#{j}", "source": "python_docs",
+                "title": path.stem, "text": part, "n_code_blocks": part.count("::\n\n") + part.count(".. code-block::"),
+                "n_math": part.count(":math:") + part.count(".. math::"),
+            }
+
+
+def _debian_reference(languages: tuple[str, ...]) -> Iterator[dict[str, Any]]:
     for path in sorted(DEBIAN_REFERENCE.glob("*.html")):
-        lang = path.name.split(".")[1]
-        if lang not in languages:
+        if path.name.split(".")[1] not in languages:
             continue
         text, n_pre = _html_text(html.unescape(path.read_text(errors="replace")))
-        parts = _chunks(text, 4000)
-        for j, part in enumerate(parts):
-            deb.append({
+        for j, part in enumerate(_chunks(text, 4000)):
+            yield {
                 "id": f"debref:{path.name}:{j}", "url": f"https://www.debian.org/doc/manuals/debian-reference/{path.name}#{j}",
                 "source": "debian_reference", "title": path.stem, "text": part,
                 "n_code_blocks": n_pre * len(part) // max(len(text), 1), "n_math": 0,
-            })
-    src = []
-    for path in sorted(STDLIB.glob("*.py"))[:: 4]:
-        text = path.read_text(errors="replace")[:6000]
-        src.append({
+            }
+
+
+def _stdlib_sources(languages: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    for path in sorted(STDLIB.glob("*.py"))[::4]:
+        yield {
             "id": f"src:{path.name}", "url": f"https://github.com/python/cpython/blob/3.11/Lib/{path.name}",
-            "source": "python_source", "title": path.name, "text": text, "n_code_blocks": 1, "n_math": 0,
-        })
-    # Interleave the three sources so any prefix of the corpus mixes them (about 2:2:1).
-    rows = []
-    for i in range(max(len(py), len(deb), 2 * len(src))):
-        rows += py[i:i + 1] + deb[i:i + 1] + (src[i // 2:i // 2 + 1] if i % 2 == 0 else [])
-    df = pd.DataFrame(rows[:limit])
+            "source": "python_source", "title": path.name, "text": path.read_text(errors="replace")[:6000],
+            "n_code_blocks": 1, "n_math": 0,
+        }
+
+
+def reference_corpus(limit: int, languages: tuple[str, ...] = ("en", "de", "fr", "es", "it", "pt")) -> pd.DataFrame:
+    """Up to ``limit`` real documents in the docs.parquet schema, interleaving about 2:2:1 Python
+    doc pages (code-heavy, some math), Debian Reference sections in ``languages`` and
+    standard-library source files. Files are read only as far as ``limit`` needs."""
+    if not PY_SOURCES.exists() or not DEBIAN_REFERENCE.exists():
+        raise FileNotFoundError("install python3.11-doc and debian-reference-* for the reference corpus")
+    pattern = [0, 1, 0, 1, 2]
+    gens = [_python_docs(languages), _debian_reference(languages), _stdlib_sources(languages)]
+    rows: list[dict[str, Any]] = []
+    live = set(range(len(gens)))
+    while len(rows) < limit and live:
+        for k in pattern:
+            if k in live and len(rows) < limit:
+                row = next(gens[k], None)
+                if row is None:
+                    live.discard(k)
+                else:
+                    rows.append(row)
+    df = pd.DataFrame(rows)
     df.insert(2, "date", "2026-11-01")
     return df[["id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math"]]
 

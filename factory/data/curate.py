@@ -11,7 +11,8 @@ Sub-stages, in order (per-document work runs over shards, in-process or as Ray D
    document filters with per-language and per-domain thresholds; first drop reason recorded.
 4. ``quality_fasttext``: trained on reference-like positives vs. dropped and degraded negatives
    (``factory.data.quality``), scored per shard together with the MiniLM embeddings.
-5. ``quality_transformer``: logistic head on the embeddings, fitted on the teacher score.
+5. ``quality_transformer``: logistic head on the embeddings, fitted on the teacher score of a
+   sample of kept documents and of the fastText negatives.
 6. ``topics``: nearest topic centroid on the same embeddings.
 7. the quality threshold drops low-scoring documents of the configured domains.
 
@@ -220,10 +221,19 @@ def curate_frame(df: pd.DataFrame, cfg: FilterConfig, scratch: Path, ctx: StageC
     timings["quality_fasttext_and_embed_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    teacher = 0.5 * (kept["quality_fasttext"].to_numpy() + kept["heuristic_score"].to_numpy())
+    # The head learns from the teacher on both sides of the quality line: a sample of the kept
+    # documents plus a sample of the fastText negatives (dropped and degraded pages).
     rng = np.random.default_rng(q.seed)
-    fit_idx = rng.choice(len(kept), size=min(q.head_train_docs, len(kept)), replace=False)
-    head = fit_head(emb[fit_idx], teacher[fit_idx], q)
+    negatives = [x for x, lab in zip(texts, labels) if lab == "lq"]
+    n_neg = min(len(negatives), q.head_train_docs // 2)
+    pos_idx = rng.choice(len(kept), size=min(q.head_train_docs - n_neg, len(kept)), replace=False)
+    neg_texts = [negatives[i] for i in rng.choice(len(negatives), size=n_neg, replace=False)] if n_neg else []
+    neg_langs, _ = detect_languages(neg_texts, cfg.langid_max_chars)
+    teacher_pos = 0.5 * (kept["quality_fasttext"].to_numpy()[pos_idx] + kept["heuristic_score"].to_numpy()[pos_idx])
+    teacher_neg = 0.5 * (fasttext_probs(ft_model, neg_texts, q.fasttext_max_chars)["hq"]
+                         + np.array([heuristic_score(x, lang, q) for x, lang in zip(neg_texts, neg_langs)]))
+    x_fit = np.vstack([emb[pos_idx], embed(neg_texts, q.encoder_max_tokens, q.encoder_batch_size)])
+    head = fit_head(x_fit, np.concatenate([teacher_pos, teacher_neg]), q)
     kept["quality_transformer"] = head_scores(head, emb)
     timings["quality_transformer_s"] = time.perf_counter() - t
 
@@ -254,7 +264,7 @@ def curate_frame(df: pd.DataFrame, cfg: FilterConfig, scratch: Path, ctx: StageC
         "quality": {
             "labels": label_counts,
             "fasttext_holdout_accuracy": round(ft_acc, 4),
-            "head_train_docs": int(len(fit_idx)),
+            "head_train_docs": {"kept": int(len(pos_idx)), "negatives": int(n_neg)},
             "head_final_loss": round(head["loss"], 4),
             "fasttext_transformer_corr": round(corr, 4),
             "mean_quality_fasttext": round(float(docs["quality_fasttext"].mean()), 4) if len(docs) else 0.0,

@@ -70,7 +70,7 @@ class QualityConfig(StageConfig):
     fasttext_max_chars: int = Field(4000, ge=100, description="Characters of a document the fastText models read.")
     encoder_max_tokens: int = Field(256, ge=16, le=512, description="MiniLM max sequence length (tokens) per document.")
     encoder_batch_size: int = Field(32, ge=1, description="Documents per MiniLM batch.")
-    head_train_docs: int = Field(2000, ge=2, description="Documents embedded to fit the MiniLM head on teacher labels (sampled).")
+    head_train_docs: int = Field(2000, ge=2, description="Documents the MiniLM head is fitted on (half at most from the negatives, the rest kept documents).")
     head_steps: int = Field(300, ge=1, description="Full-batch optimizer steps of the logistic-regression head.")
     head_lr: float = Field(0.05, gt=0.0, description="Adam learning rate of the head.")
     head_weight_decay: float = Field(1e-3, ge=0.0, description="L2 penalty of the head.")
@@ -219,23 +219,27 @@ def embed(texts: Sequence[str], max_tokens: int, batch_size: int) -> np.ndarray:
 
 
 def fit_head(x: np.ndarray, target: np.ndarray, cfg: QualityConfig) -> dict[str, Any]:
-    """Logistic regression on soft targets in [0, 1] (binary cross-entropy, full batch, Adam).
-    Returns the head as plain arrays (picklable for Ray workers) and its final training loss."""
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    xt = torch.from_numpy(x).float()
-    yt = torch.from_numpy(np.clip(target, 0.0, 1.0)).float()
-    w = torch.zeros(x.shape[1], requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.Adam([w, b], lr=cfg.head_lr, weight_decay=cfg.head_weight_decay)
-    loss = torch.tensor(0.0)
-    for _ in range(cfg.head_steps):
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt)
-        loss.backward()
-        opt.step()
-    return {"w": w.detach().numpy().copy(), "b": float(b.item()), "loss": float(loss.item())}
+    """Logistic regression on soft targets in [0, 1]: binary cross-entropy with an L2 penalty,
+    full-batch Adam (numpy; 384 weights need no autograd). Returns the head as plain arrays
+    (picklable for Ray workers) and its final training loss."""
+    x = x.astype(np.float64)
+    y = np.clip(target, 0.0, 1.0).astype(np.float64)
+    params = np.zeros(x.shape[1] + 1)  # weights, then bias
+    m = np.zeros_like(params)
+    v = np.zeros_like(params)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    loss = float("nan")
+    for step in range(1, cfg.head_steps + 1):
+        z = xb @ params
+        p = 1.0 / (1.0 + np.exp(-z))
+        loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
+        grad = xb.T @ (p - y) / len(x)
+        grad[:-1] += cfg.head_weight_decay * params[:-1]
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad**2
+        params -= cfg.head_lr * (m / (1 - beta1**step)) / (np.sqrt(v / (1 - beta2**step)) + eps)
+    return {"w": params[:-1].astype(np.float32), "b": float(params[-1]), "loss": loss}
 
 
 def head_scores(head: dict[str, Any], x: np.ndarray) -> np.ndarray:
