@@ -65,7 +65,7 @@ _ATTR = re.compile(r"([^\s=/>\"']+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+)
 
 class Element:
     """An element with its children (``Element`` or ``str``) and the text statistics of its
-    subtree, filled in when it closes: ``text_len`` (non-space chars, roughly), ``link_len``
+    subtree, filled in when it closes: ``text_len`` (chars of its trimmed text runs), ``link_len``
     (of that, inside ``<a>``), ``commas``, ``inline_len``/``inline_commas`` (text not inside a
     block child: this element's own paragraph), ``n_para`` (paragraphs in the subtree), ``good`` (their
     text outside links) and ``score`` (Readability score from child and grandchild paragraphs)."""
@@ -223,18 +223,19 @@ def parse(html: str, judge: Callable[[str, str], int] | None = None) -> Element:
                             in_pre += 1
                         cur = el
         if text and not drop_depth:
-            stripped = len(text) - text.count(" ") - text.count("\n")
-            if stripped > 0:
-                cur.children.append(text)
-                c = text.count(",")
-                cur.text_len += stripped
-                cur.inline_len += stripped
-                cur.commas += c
-                cur.inline_commas += c
-                if link_owner is not None:
-                    cur.link_len += stripped
-            elif in_pre:
-                cur.children.append(text)
+            if text.isspace():
+                # whitespace separates words across inline tags ("<b>a</b> <i>b</i>")
+                cur.children.append(text if in_pre else " ")
+                continue
+            size = len(text.strip())
+            commas = text.count(",")
+            cur.children.append(text)
+            cur.text_len += size
+            cur.inline_len += size
+            cur.commas += commas
+            cur.inline_commas += commas
+            if link_owner is not None:
+                cur.link_len += size
     while len(stack) > 1:
         _close(stack.pop())
     return root

@@ -111,20 +111,38 @@ def _judge(tag: str, attrs: str) -> int:
         return DROP
     verdict = FLAG if tag in _SOFT_TAGS else KEEP
     if attrs:
-        low = attrs.lower()
-        if ("hidden" in low or "none" in low) and _HIDDEN_ATTR.search(attrs):
-            return DROP
-        if "class" in low or "id" in low or "role" in low:
-            for dq, sq, bare in _CLASS_ID.findall(attrs):
-                value = (dq or sq or bare).lower()
-                if "katex-html" in value:
-                    return DROP
-                words = value.replace("-", " ").replace("_", " ").split()
-                if not _DROP_WORDS.isdisjoint(words):
-                    return DROP
-                if not _BOILER_WORDS.isdisjoint(words):
-                    verdict = FLAG
+        by_attrs = _ATTR_VERDICTS.get(attrs)
+        if by_attrs is None:
+            by_attrs = _attr_verdict(attrs)
+            if len(_ATTR_VERDICTS) >= ATTR_CACHE_SIZE:
+                _ATTR_VERDICTS.clear()
+            _ATTR_VERDICTS[attrs] = by_attrs
+        verdict = max(verdict, by_attrs)  # DROP > FLAG > KEEP
     return verdict
+
+
+def _attr_verdict(attrs: str) -> int:
+    if not _ATTR_OF_INTEREST.search(attrs):
+        return KEEP
+    if _HIDDEN_ATTR.search(attrs):
+        return DROP
+    verdict = KEEP
+    for dq, sq, bare in _CLASS_ID.findall(attrs):
+        value = (dq or sq or bare).lower()
+        if "katex-html" in value:
+            return DROP
+        words = value.replace("-", " ").replace("_", " ").split()
+        if not _DROP_WORDS.isdisjoint(words):
+            return DROP
+        if not _BOILER_WORDS.isdisjoint(words):
+            verdict = FLAG
+    return verdict
+
+
+# Verdicts by attribute string: class/id strings repeat across a page and across pages.
+ATTR_CACHE_SIZE = 65536
+_ATTR_VERDICTS: dict[str, int] = {}
+_ATTR_OF_INTEREST = re.compile(r"class|id|role|hidden|none", re.I)
 
 
 def _adjusted(el: Element) -> float:
