@@ -36,7 +36,8 @@ def fp8_targets(args: ModelArgs, keep_edge_layers: int) -> list[str]:
 
 
 def quantize_fp8(src: Path, dst: Path, *, scale_ub: float, keep_edge_layers: int, other_dtype: torch.dtype) -> dict:
-    """Write the FP8 version of the LM checkpoint ``src`` into ``dst``; returns layers and errors."""
+    """Write the FP8 version of the LM checkpoint ``src`` into ``dst``; returns the quantized and
+    kept layers and the round-trip errors (see ``write_rowwise``)."""
     from kernels.fp8 import quantize_rowwise, quantize_rowwise_ref
 
     if read_meta(src)["kind"] != "lm":
@@ -48,8 +49,8 @@ def quantize_fp8(src: Path, dst: Path, *, scale_ub: float, keep_edge_layers: int
     def quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (quantize_rowwise if w.is_cuda else quantize_rowwise_ref)(w, scale_ub)
 
-    layers = fp8_layers(args, keep_edge_layers)
-    scheme = {"scheme": SCHEME, "scale_ub": scale_ub, "quantized_layers": layers,
-              "kept_layers": [i for i in range(args.n_layers) if i not in layers], "quantized_weights": list(FFN_WEIGHTS)}
+    quantized = fp8_layers(args, keep_edge_layers)
+    layers = {"quantized_layers": quantized, "kept_layers": [i for i in range(args.n_layers) if i not in quantized]}
+    scheme = {"scheme": SCHEME, "scale_ub": scale_ub, **layers, "quantized_weights": list(FFN_WEIGHTS)}
     errors = write_rowwise(src, dst, lambda _: fp8_targets(args, keep_edge_layers), quantize, scheme, other_dtype)
-    return {"quantized_layers": layers, **errors}
+    return {**layers, **errors}

@@ -27,7 +27,7 @@ from factory.model.hf import export_hf, import_hf
 from factory.quant.fp8 import quantize_fp8
 from factory.quant.int8 import quantize_int8
 from factory.quant.model_card import render_model_card
-from factory.quant.rowwise import load_quantized, read_quant_meta
+from factory.quant.rowwise import load_quantized
 from factory.stage import StageConfig, StageContext
 from factory.store import MANIFEST
 
@@ -48,7 +48,7 @@ class ReleaseConfig(StageConfig):
 
 
 def _dir_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
 def _lineage(inputs: dict[str, Path]) -> dict[str, dict[str, str]]:
@@ -112,14 +112,13 @@ def run_quantized_release(cfg: ReleaseConfig, inputs: dict[str, Path], out: Path
 
     sizes = {name: _dir_size(out / name) for name in ("hf", "fp8", "guard_int8", "prompt_guard", "code_shield")}
     sizes["chat_fp32"], sizes["guard_fp32"] = _dir_size(chat_dir), _dir_size(guard_dir)
-    quant_meta = read_quant_meta(out / "fp8")
     info = {
         "name": cfg.name,
         "license": cfg.license,
         "hf_dtype": cfg.hf_dtype,
         "model": {**args.to_dict(), "params": chat.num_params()},
         "sizes_bytes": sizes,
-        "fp8": {**fp8, "kept_layers": quant_meta["kept_layers"], "scale_ub": cfg.fp8_scale_ub, "logit_delta": logit_delta},
+        "fp8": {**fp8, "scale_ub": cfg.fp8_scale_ub, "logit_delta": logit_delta},
         "guard_int8": {**guard_stats, "score_delta": score_delta},
         "guard_labels": list(read_meta(guard_dir)["extra"].get("labels", [])),
         "lineage": _lineage(inputs),

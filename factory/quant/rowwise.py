@@ -85,10 +85,6 @@ def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_quant_meta(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / QUANT_META).read_text())
-
-
 def load_quantized(folder: Path) -> nn.Module:
     """Rebuild a quantized checkpoint (FP8 LM or INT8 scorer) as an fp32 model on CPU, in eval mode."""
     folder = Path(folder)
