@@ -36,6 +36,12 @@ SIBLING_PARA_LINKS = 0.25
 # paragraph text (outside links) and at most CLIMB_MAX_EXTRA times the container's text.
 CLIMB_GOOD_SHARE = 0.9
 CLIMB_MAX_EXTRA = 3.0
+# ... or, for documents (tables, lists, code between the paragraphs), while what it adds is at
+# least CLIMB_DOC_GOOD_SHARE paragraph text in CLIMB_MIN_PARAS paragraphs or more, with at most
+# CLIMB_LINK_SHARE link text.
+CLIMB_DOC_GOOD_SHARE = 0.5
+CLIMB_LINK_SHARE = 0.4
+CLIMB_MIN_PARAS = 10
 # A block (not the container itself) whose text is mostly link text is navigation.
 LINK_DENSITY_MAX = 0.5
 # Link-dense blocks at least this long are still kept (a paragraph citing many sources).
@@ -65,6 +71,7 @@ _HIDDEN_ATTR = re.compile(
 _MAIN_HINT = re.compile(r"\brole\s*=\s*[\"']?main\b|\bitemprop\s*=\s*[\"']?articleBody\b", re.I)
 _BLOCK_BREAK = frozenset({"br"})
 _CELL_TAGS = frozenset({"td", "th"})
+_CLASS_ATTR = re.compile(r"\bclass\s*=\s*[\"']([^\"']+)", re.I)
 _TEX_ANNOTATION = re.compile(r"encoding\s*=\s*[\"']?application/x-tex", re.I)
 _MATH_IMG = re.compile(r"math|latex|tex|formula|equation", re.I)
 _FILENAME_ALT = re.compile(r"^[\w./-]+\.(?:png|jpe?g|gif|svg|webp)$|^(?:https?:)?//", re.I)
@@ -163,7 +170,10 @@ def _container(root: Element) -> list[Element]:
     while best.parent is not None and best.parent.parent is not None:
         up = best.parent
         extra = up.text_len - best.text_len
-        if extra > CLIMB_MAX_EXTRA * best.text_len or (extra and up.good - best.good < CLIMB_GOOD_SHARE * extra):
+        added_good = up.good - best.good
+        if extra > CLIMB_MAX_EXTRA * best.text_len or (extra and added_good < CLIMB_GOOD_SHARE * extra and (
+                added_good < CLIMB_DOC_GOOD_SHARE * extra or up.link_len - best.link_len > CLIMB_LINK_SHARE * extra
+                or up.n_para - best.n_para < CLIMB_MIN_PARAS)):
             break
         best = up
     # A declared main-content ancestor (role=main, itemprop=articleBody) is the container.
@@ -179,11 +189,17 @@ def _container(root: Element) -> list[Element]:
         return [best]
     threshold = max(SIBLING_MIN_SCORE, SIBLING_SHARE * best_value)
     chosen = []
+    best_class = _CLASS_ATTR.search(best.attr_text) if best.attr_text else None
     for sib in parent.children:
         if type(sib) is str:
             continue
         if sib is best or _adjusted(sib) >= threshold or (
             sib.inline_len > SIBLING_PARA_CHARS and sib.link_len < SIBLING_PARA_LINKS * sib.text_len
+        ) or (
+            # a sibling of the same class with paragraphs: the next section of the same document
+            best_class is not None and sib.n_para and sib.tag == best.tag and not sib.flag
+            and sib.link_len < LINK_DENSITY_MAX * sib.text_len and _CLASS_ATTR.search(sib.attr_text or "")
+            and _CLASS_ATTR.search(sib.attr_text).group(1) == best_class.group(1)
         ):
             chosen.append(sib)
     return chosen
