@@ -6,8 +6,10 @@ output head stay in high precision, and so do the first and last Transformer lay
 proved most sensitive. The quantizing multiplier of each row is bounded by ``scale_ub`` (the
 paper bounds its dynamic scaling factor at 1200) — see ``kernels.fp8`` for the exact arithmetic.
 The weights are stored with safetensors (which holds float8_e4m3fn natively) in the format of
-``factory.quant.rowwise``; the project's loader dequantizes them on CPU. This is weight-only FP8:
-activations are not quantized by the loader (the paper also quantizes them dynamically on H100).
+``factory.quant.rowwise``; the project's loader dequantizes them on CPU (weight-only FP8).
+``emulate_fp8_activations`` adds what an FP8 GEMM also does on H100: each FFN input row (token) is
+quantized on the fly with its own dynamic scale, bounded the same way — where the paper's bound of
+1200 on the dynamic scaling factor comes from.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from factory.model.checkpoint_io import load_args, read_meta
-from factory.model.llama import ModelArgs
+from factory.model.llama import ModelArgs, Transformer
 from factory.quant.rowwise import write_rowwise
 
 SCHEME = "fp8_e4m3fn_rowwise"
@@ -54,3 +58,25 @@ def quantize_fp8(src: Path, dst: Path, *, scale_ub: float, keep_edge_layers: int
     scheme = {"scheme": SCHEME, "scale_ub": scale_ub, **layers, "quantized_weights": list(FFN_WEIGHTS)}
     errors = write_rowwise(src, dst, lambda _: fp8_targets(args, keep_edge_layers), quantize, scheme, other_dtype)
     return {**layers, **errors}
+
+
+class FP8ActivationLinear(nn.Linear):
+    """A linear layer whose input rows are rounded through row-wise e4m3 before the matmul."""
+
+    scale_ub: float
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from kernels.fp8 import dequantize_rowwise_ref, quantize_rowwise_ref
+
+        rows = x.reshape(-1, x.shape[-1])  # [tokens, in_features]: one dynamic scale per token
+        q, scale = quantize_rowwise_ref(rows, self.scale_ub)
+        return F.linear(dequantize_rowwise_ref(q, scale, x.dtype).view(x.shape), self.weight)
+
+
+def emulate_fp8_activations(model: Transformer, layers: list[int], scale_ub: float) -> None:
+    """Make the FFN matmuls of ``layers`` quantize their inputs dynamically (in place)."""
+    for i in layers:
+        for name in FFN_WEIGHTS:
+            linear = getattr(model.layers[i].feed_forward, name)
+            linear.__class__ = FP8ActivationLinear  # same parameters, new forward
+            linear.scale_ub = scale_ub

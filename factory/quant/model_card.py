@@ -18,8 +18,8 @@ LIMITATIONS = [
     "Trained on a small offline crawl on CPU: its knowledge and fluency are very limited, and it makes things up.",
     "Post-training targets a few verifiable skills (arithmetic, short code, format constraints); "
     "other requests are out of distribution.",
-    "The FP8 weights are weight-only (activations stay in high precision); deltas below were measured on random "
-    "token sequences, not on a quality benchmark.",
+    "The FP8 loader is weight-only (activations stay in high precision); the FP8 deltas above were measured on "
+    "random token sequences, not on a quality benchmark.",
     "The safety classifiers are small and trained on limited data: use them as one layer of a system, "
     "never as the only protection.",
 ]
@@ -61,7 +61,10 @@ def render_model_card(info: dict[str, Any]) -> str:
         f"- FP8 weight round-trip: max abs error {fp8['max_abs_error']:.3g}, relative (Frobenius) error {fp8['rel_error']:.3g}.",
         f"- Logits, {info['hf_dtype']} bundle vs FP8, over {fp8['logit_delta']['sequences']} random sequences of "
         f"{fp8['logit_delta']['seq_len']} tokens: max abs {fp8['logit_delta']['max_abs']:.3g}, "
-        f"mean abs {fp8['logit_delta']['mean_abs']:.3g}, top-1 agreement {fp8['logit_delta']['top1_agreement']:.1%}.",
+        f"mean abs {fp8['logit_delta']['mean_abs']:.3g}, top-1 agreement {fp8['logit_delta']['top1_agreement']:.1%} "
+        "(weight-only, as the loader runs it); with the FFN inputs also quantized per token (emulated FP8 GEMM): "
+        f"max abs {fp8['logit_delta_fp8_activations']['max_abs']:.3g}, "
+        f"top-1 agreement {fp8['logit_delta_fp8_activations']['top1_agreement']:.1%}.",
         f"- Guard INT8 (symmetric per-row): weight relative error {guard['rel_error']:.3g}; scores max abs delta "
         f"{guard['score_delta']['max_abs']:.3g}, top-label agreement {guard['score_delta']['top1_agreement']:.1%}; "
         f"size {_mib(sizes['guard_int8'])} vs {_mib(sizes['guard_fp32'])} in float32.",

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from factory.model.checkpoint_io import load_model, read_meta
 from factory.model.hf import export_hf, import_hf
-from factory.quant.fp8 import quantize_fp8
+from factory.quant.fp8 import emulate_fp8_activations, quantize_fp8
 from factory.quant.int8 import quantize_int8
 from factory.quant.model_card import render_model_card
 from factory.quant.rowwise import load_quantized
@@ -92,10 +92,16 @@ def run_quantized_release(cfg: ReleaseConfig, inputs: dict[str, Path], out: Path
     if not fp8["quantized_layers"]:
         ctx.log(f"the chat model has {args.n_layers} layers: none is left to quantize after keeping the edges")
     tokens = _random_tokens(cfg, args.vocab_size, min(cfg.eval_seq_len, args.max_seq_len))
+    fp8_model = load_quantized(out / "fp8")
     with torch.no_grad():
-        # The bundle as users load it (weights rounded to hf_dtype) against the FP8 weights.
-        logit_delta = _output_delta(import_hf(out / "hf")(tokens), load_quantized(out / "fp8")(tokens))
-    logit_delta.update(sequences=cfg.eval_sequences, seq_len=tokens.shape[1])
+        # The bundle as users load it (weights rounded to hf_dtype) against the FP8 weights, then
+        # also with the FFN inputs quantized dynamically, as an FP8 GEMM would.
+        reference = import_hf(out / "hf")(tokens)
+        logit_delta = _output_delta(reference, fp8_model(tokens))
+        emulate_fp8_activations(fp8_model, fp8["quantized_layers"], cfg.fp8_scale_ub)
+        logit_delta_act = _output_delta(reference, fp8_model(tokens))
+    for d in (logit_delta, logit_delta_act):
+        d.update(sequences=cfg.eval_sequences, seq_len=tokens.shape[1])
 
     ctx.log("quantizing the guard classifier to INT8")
     guard_stats = quantize_int8(guard_dir, out / "guard_int8")
@@ -118,7 +124,8 @@ def run_quantized_release(cfg: ReleaseConfig, inputs: dict[str, Path], out: Path
         "hf_dtype": cfg.hf_dtype,
         "model": {**args.to_dict(), "params": chat.num_params()},
         "sizes_bytes": sizes,
-        "fp8": {**fp8, "scale_ub": cfg.fp8_scale_ub, "logit_delta": logit_delta},
+        "fp8": {**fp8, "scale_ub": cfg.fp8_scale_ub, "logit_delta": logit_delta,
+                "logit_delta_fp8_activations": logit_delta_act},
         "guard_int8": {**guard_stats, "score_delta": score_delta},
         "guard_labels": list(read_meta(guard_dir)["extra"].get("labels", [])),
         "lineage": _lineage(inputs),

@@ -55,3 +55,26 @@ def test_keeping_every_layer_quantizes_nothing(tmp_path):
     src = _checkpoint(tmp_path)
     stats = quantize_fp8(src, tmp_path / "fp8", scale_ub=1200.0, keep_edge_layers=2, other_dtype=torch.float32)
     assert stats["quantized_layers"] == [] and stats["max_abs_error"] == 0.0
+
+
+def test_activation_emulation_rounds_ffn_inputs_per_token(tmp_path):
+    from factory.quant.fp8 import FP8ActivationLinear, emulate_fp8_activations
+
+    src = _checkpoint(tmp_path)
+    quantize_fp8(src, tmp_path / "fp8", scale_ub=1200.0, keep_edge_layers=1, other_dtype=torch.float32)
+    model = load_quantized(tmp_path / "fp8")
+    tokens = torch.randint(0, 60, (2, 16))
+    with torch.no_grad():
+        weight_only = model(tokens)
+        emulate_fp8_activations(model, [1, 2], 1200.0)
+        both = model(tokens)
+    assert isinstance(model.layers[1].feed_forward.w2, FP8ActivationLinear)
+    assert not isinstance(model.layers[0].feed_forward.w2, FP8ActivationLinear)
+    delta = (both - weight_only).abs().max().item()
+    assert 0 < delta < 0.05
+    lin = model.layers[1].feed_forward.w1
+    x = torch.tensor([[1.0, 0.3, -0.07] + [0.0] * 29])
+    # Row amax 1 -> scale 1/448: 0.3 * 448 = 134.4 lies in [128, 256) where e4m3 steps by 16 -> 128;
+    # 0.07 * 448 = 31.36 lies in [16, 32) with step 2 -> 32.
+    rounded = torch.tensor([[1.0, 128 / 448, -32 / 448] + [0.0] * 29])
+    torch.testing.assert_close(lin(x), torch.nn.functional.linear(rounded, lin.weight))
