@@ -142,7 +142,8 @@ def niah_table(
         table[f"{d:g}"] = row
     model.train(was_training)
     per_length = {str(n): float(np.mean([table[f"{d:g}"][str(n)] for d in depths])) for n in lengths}
-    return {"table": table, "per_length": per_length, "mean": float(np.mean(list(per_length.values()))),
+    mean = float(np.mean(list(per_length.values()))) if per_length else None
+    return {"table": table, "per_length": per_length, "mean": mean,
             "chance": 1.0 / (n_distractors + 1), "trials": trials}
 
 

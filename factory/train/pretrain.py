@@ -259,9 +259,12 @@ INCREMENT_FILE = "increment.json"
 def _gates(model, cfg: LongContextConfig, length: int, short_len: int, base_short: float,
            val_streams: Mapping[str, np.ndarray], builder: NiahBuilder, eot_id: int, seed: int) -> dict[str, Any]:
     short = val_losses(model, val_streams, short_len, eot_id, cfg.eval_windows)["mean"]
+    recovered = short <= base_short + cfg.recovery_tolerance
+    if length < builder.min_length():  # too short to hold a needle: only the recovery gate applies
+        return {"short_val_loss": short, "short_recovered": recovered, "niah_accuracy": None,
+                "niah_solved": None, "passed": recovered, "niah": {}}
     niah = niah_table(model, builder, [length], cfg.niah_depths, trials=cfg.niah_trials,
                       n_distractors=cfg.niah_distractors, seed=seed)
-    recovered = short <= base_short + cfg.recovery_tolerance
     solved = niah["mean"] >= cfg.niah_threshold
     return {"short_val_loss": short, "short_recovered": recovered, "niah_accuracy": niah["mean"],
             "niah_solved": solved, "passed": recovered and solved, "niah": niah["table"]}
@@ -287,12 +290,14 @@ def run_long_context_checkpoint(cfg: LongContextConfig, inputs: dict[str, Path],
     train_builder = NiahBuilder(info.encode, _filler(train_streams, cfg.filler_stream), info.eot_id, cfg.key_digits)
     val_builder = NiahBuilder(info.encode, _filler(val_streams, cfg.filler_stream), info.eot_id, cfg.key_digits)
 
-    if cfg.lengths[0] < val_builder.min_length():
-        raise ValueError(f"increment {cfg.lengths[0]} is shorter than a needle example ({val_builder.min_length()} tokens)")
+    needle_lengths = [n for n in cfg.lengths if n >= val_builder.min_length()]
+    if len(needle_lengths) < len(cfg.lengths):
+        ctx.log(f"increments {sorted(set(cfg.lengths) - set(needle_lengths))} are shorter than a needle example "
+                f"({val_builder.min_length()} tokens): only their recovery gate applies")
     base_model = Transformer(base_args)
     base_model.load_state_dict(state)
     base_short = val_losses(base_model, val_streams, short_len, info.eot_id, cfg.eval_windows)["mean"]
-    base_niah = niah_table(base_model, val_builder, cfg.lengths, cfg.niah_depths, trials=cfg.niah_trials,
+    base_niah = niah_table(base_model, val_builder, needle_lengths, cfg.niah_depths, trials=cfg.niah_trials,
                            n_distractors=cfg.niah_distractors, seed=cfg.train.seed)
     ctx.log(f"base model: short-context val loss {base_short:.4f}, NIAH {base_niah['per_length']}")
 
@@ -311,8 +316,10 @@ def run_long_context_checkpoint(cfg: LongContextConfig, inputs: dict[str, Path],
                 state = model.state_dict()
                 increments.append(record)
                 continue
-            data = mix_data(train_streams, {**mixed, "niah": cfg.niah_rate}, length, info.eot_id, tcfg.seed,
-                            extra_sources={"niah": NeedleSource(train_builder, length, seed=tcfg.seed)})
+            needles = length in needle_lengths and cfg.niah_rate > 0
+            data = mix_data(train_streams, {**mixed, "niah": cfg.niah_rate} if needles else weights, length,
+                            info.eot_id, tcfg.seed,
+                            extra_sources={"niah": NeedleSource(train_builder, length, seed=tcfg.seed)} if needles else None)
             checks: list[dict[str, Any]] = []
             latest = latest_checkpoint(ckdir)
             step = int(latest.name.split("-")[-1]) if latest is not None else 0
@@ -325,10 +332,12 @@ def run_long_context_checkpoint(cfg: LongContextConfig, inputs: dict[str, Path],
                               seed=cfg.train.seed + step)
                 checks.append({"step": step, **gate})
                 ctx.log(f"len {length} step {step}: short loss {gate['short_val_loss']:.4f} "
-                        f"(base {base_short:.4f}), NIAH {gate['niah_accuracy']:.2f} -> "
+                        f"(base {base_short:.4f}), NIAH {gate['niah_accuracy']} -> "
                         f"{'pass' if gate['passed'] else 'not yet'}")
-                ctx.log_metrics({f"len{length}/short_val_loss": gate["short_val_loss"],
-                                 f"len{length}/niah_accuracy": gate["niah_accuracy"]}, step)
+                curves = {f"len{length}/short_val_loss": gate["short_val_loss"]}
+                if gate["niah_accuracy"] is not None:
+                    curves[f"len{length}/niah_accuracy"] = gate["niah_accuracy"]
+                ctx.log_metrics(curves, step)
                 if gate["passed"] or step >= tcfg.steps:
                     break
             record = {"length": length, "steps": step, "passed": checks[-1]["passed"], "checks": checks}

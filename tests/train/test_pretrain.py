@@ -26,6 +26,15 @@ def T(**kw) -> TrainConfig:
 QUIET = StageContext(log=lambda _: None)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models gain nothing from a second thread and lose much when other jobs share the cores.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _stage(root: Path, name: str, fn, cfg, inputs, ctx=QUIET):
     out = root / name
     out.mkdir()
@@ -35,7 +44,7 @@ def _stage(root: Path, name: str, fn, cfg, inputs, ctx=QUIET):
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # module-scoped: runs before the function-scoped one_thread fixture
     root = tmp_path_factory.mktemp("pretrain")
     inputs = write_inputs(root, vocab_size=600)
     meta = {}
