@@ -160,7 +160,12 @@ def parse(html: str, judge: Callable[[str, str], int] | None = None) -> Element:
     in_pre = 0  # open <pre> elements: whitespace is content there
     link_owner: Element | None = None  # element holding the open transparent <a>, if any
     # parts = [text, (closing, tag, attrs, text)*]; a comment/doctype match has tag None
-    for closing, tag, attr_text, text in _quads(parts):
+    it = iter(parts)
+    lead = next(it)  # text before the first tag (a fragment without <html>)
+    if lead.strip():
+        root.children.append(lead)
+        root.text_len = root.inline_len = len(lead.strip())
+    for closing, tag, attr_text, text in zip(it, it, it, it):
         if tag is not None:
             tag = _LOWER.get(tag) or tag.lower()
             if drop_depth:
@@ -239,13 +244,6 @@ def parse(html: str, judge: Callable[[str, str], int] | None = None) -> Element:
     while len(stack) > 1:
         _close(stack.pop())
     return root
-
-
-def _quads(parts: list):
-    """(closing, tag, attrs, text) per markup token; the leading text comes with no tag."""
-    yield "", None, "", parts[0]
-    it = iter(parts[1:])
-    yield from zip(it, it, it, it)
 
 
 def _without_raw_text(html: str) -> str:

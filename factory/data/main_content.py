@@ -149,7 +149,8 @@ def _attr_verdict(attrs: str) -> int:
 # Verdicts by attribute string: class/id strings repeat across a page and across pages.
 ATTR_CACHE_SIZE = 65536
 _ATTR_VERDICTS: dict[str, int] = {}
-_ATTR_OF_INTEREST = re.compile(r"class|id|role|hidden|none", re.I)
+# Attributes a verdict depends on (an href that merely contains "id" is not one of them).
+_ATTR_OF_INTEREST = re.compile(r"(?:^|\s)(?:class|id|role|style|hidden|aria-hidden)\b", re.I)
 
 
 def _adjusted(el: Element) -> float:
@@ -159,11 +160,14 @@ def _adjusted(el: Element) -> float:
 def _container(root: Element) -> list[Element]:
     """The best-scoring paragraph container and the siblings that score like it."""
     best, best_value = None, 0.0
-    for el in root.iter():
+    stack = [root]
+    while stack:  # only subtrees holding paragraphs can hold a scored element
+        el = stack.pop()
         if el.score > 0:
             value = _adjusted(el)
             if value > best_value:
                 best, best_value = el, value
+        stack += [c for c in el.children if type(c) is Element and c.n_para]
     if best is None:
         return [root]
     # Climb while the enclosing element adds mostly paragraph text (sections of one document).
