@@ -200,23 +200,26 @@ def plot_power_laws(budgets: np.ndarray, n_opt: np.ndarray, d_opt: np.ndarray, n
     plt.close(fig)
 
 
-def plot_forecast(points: list[dict], nll_law: PowerLaw, sigmoid: Sigmoid, target: float, path: Path) -> None:
+def plot_forecast(best: list[dict], points: list[dict], nll_law: PowerLaw, sigmoid: Sigmoid, target: float,
+                  path: Path) -> None:
+    """Left: compute-optimal runs' proxy NLL vs FLOPs with its power law; right: every run's
+    accuracy vs NLL with the sigmoid."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    c = np.array([p["flops"] for p in points])
-    nll = np.array([p["proxy_nll"] for p in points])
-    acc = np.array([p["proxy_accuracy"] for p in points])
+    c = np.array([p["flops"] for p in best])
     grid = np.exp(np.linspace(np.log(c.min()), np.log(max(target, c.max())), 50))
-    a1.plot(c, nll, "o")
+    a1.plot(c, [p["proxy_nll"] for p in best], "o")
     a1.plot(grid, nll_law(grid), "-")
     a1.axvline(target, color="grey", lw=0.8, ls=":")
     a1.set_xscale("log")
     a1.set_xlabel("training FLOPs")
     a1.set_ylabel("proxy-task NLL of the correct answer")
+    nll = np.array([p["proxy_nll"] for p in points])
+    acc = np.array([p["proxy_accuracy"] for p in points])
     ngrid = np.linspace(min(nll.min(), float(nll_law(target))) - 0.2, nll.max() + 0.2, 50)
     a2.plot(nll, acc, "o")
     a2.plot(ngrid, sigmoid(ngrid), "-")

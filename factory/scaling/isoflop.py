@@ -161,7 +161,7 @@ def run_scaling_law_fit(cfg: ScalingConfig, inputs: dict[str, Path], out: Path, 
 
     plot_isoflops(points, parabolas, out / "isoflops.png")
     plot_power_laws(c, n_opt, d_opt, n_law, d_law, cfg.target_budget, out / "power_laws.png")
-    plot_forecast(best, nll_law, sigmoid, cfg.target_budget, out / "forecast.png")
+    plot_forecast(best, points, nll_law, sigmoid, cfg.target_budget, out / "forecast.png")
     fit = {
         "points": points,
         "skipped": skipped,

@@ -400,10 +400,8 @@ HIGH_QUALITY = "high_quality"
 
 
 def anneal_mix(base: Mapping[str, float], upsample: Mapping[str, float], high_quality_weight: float) -> dict[str, float]:
-    """The chosen mix with domain multipliers applied, plus a high-quality share."""
-    unknown = sorted(set(upsample) - set(base))
-    if unknown:
-        raise ValueError(f"upsample names domains {unknown} not in the mix {sorted(base)}")
+    """The chosen mix with domain multipliers applied (domains absent from it are skipped: a small
+    corpus may lack one), plus a high-quality share."""
     mix = normalize({k: w * upsample.get(k, 1.0) for k, w in base.items()})
     mix = {k: w * (1.0 - high_quality_weight) for k, w in mix.items()}
     if high_quality_weight > 0:
@@ -435,6 +433,7 @@ def run_annealed_checkpoint(cfg: AnnealConfig, inputs: dict[str, Path], out: Pat
     meta: dict[str, Any] = {
         "seq_len": seq_len,
         "mix": weights,
+        "upsample_skipped": sorted(set(cfg.upsample) - set(mix["weights"])),
         **run_summary(result, cfg.train, seq_len),
         "val_loss_before": before,
         "val_loss": after,
