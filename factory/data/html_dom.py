@@ -54,9 +54,13 @@ PARA_MIN_CHARS = 25
 # Share of its own score a paragraph keeps: text written straight into a <div> with <br>s is its
 # own container.
 SELF_SCORE = 1.0
-# Start of a raw-text element (in the lower-cased page): its body is not markup. Inline <svg>
+# Start of a raw-text element: its body is not markup. Inline <svg>
 # (icons: hundreds of path tags, never text content) is cut the same way.
-_RAW_START = re.compile(r"<(script|style|noscript|template|textarea|title|xmp|svg)(?=[\s>/])")
+_RAW_NAMES = ("script", "style", "noscript", "template", "textarea", "title", "xmp", "svg")
+# "<" outside the case-insensitive group: the regex engine scans for it as a literal prefix.
+_RAW_START = re.compile(r"<(?i:(" + "|".join(_RAW_NAMES) + r"))(?=[\s>/])")
+_RAW_END = {name: re.compile(rf"</(?i:{name})\s*>") for name in _RAW_NAMES}
+_BODY_START = re.compile(r"<(?i:body)(?=[\s>])")
 _MATH_TYPE = re.compile(r"\btype\s*=\s*[\"']?math/tex", re.I)
 # A tag name, then attributes with quoted values that may contain '>'; split() keeps the groups.
 _SPLIT = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:_-]*)((?:[^>\"']+|\"[^\"]*\"|'[^']*')*)>|<!--.*?(?:-->|$)|<![^>]*>|<\?[^>]*>", re.S)
@@ -250,24 +254,23 @@ def _without_raw_text(html: str) -> str:
     """``html`` without raw-text elements (script, style, ...), whose bodies may hold anything
     that looks like markup (``"<bo"+'dy>'`` in JavaScript); a MathJax ``script type=math/tex``
     becomes a ``<tex>`` element holding its TeX as text."""
-    low = html.lower()
     pieces = []
     # Everything before <body> is the head (metadata, scripts, styles): never content.
-    body = low.find("<body")
-    pos = body if body > 0 else 0
-    for m in _RAW_START.finditer(low, pos):
+    body = _BODY_START.search(html)
+    pos = body.start() if body else 0
+    for m in _RAW_START.finditer(html, pos):
         if m.start() < pos:
             continue  # inside the previous raw element's body
-        start_end = low.find(">", m.end())
+        start_end = html.find(">", m.end())
         if start_end < 0:
             break
-        close = low.find("</" + m.group(1), start_end)
-        body_end = close if close >= 0 else len(html)
+        name = m.group(1).lower()
+        close = _RAW_END[name].search(html, start_end)
+        body_end = close.start() if close else len(html)
         pieces.append(html[pos:m.start()])
         attrs = html[m.end():start_end]
-        if m.group(1) == "script" and _MATH_TYPE.search(attrs):
+        if name == "script" and _MATH_TYPE.search(attrs):
             pieces.append(f"<tex{attrs}>{html_lib.escape(html[start_end + 1:body_end], quote=False)}</tex>")
-        end_tag = low.find(">", body_end) if close >= 0 else -1
-        pos = end_tag + 1 if end_tag >= 0 else len(html)
+        pos = close.end() if close else len(html)
     pieces.append(html[pos:])
     return "".join(pieces)

@@ -44,6 +44,15 @@ def test_planted_boilerplate_removed_and_content_kept():
     assert result.title == "Title & more"
 
 
+def test_text_after_scripts_and_styles_kept():
+    html = ("<html><head><script>var s = '<body>';</script></head><body><p>" + "First paragraph words, " * 8
+            + "</p><script>document.write('<div>' + \"</scr\" + \"ipt>\")</script><STYLE>p{}</STYLE>"
+            + "<p>" + "Closing paragraph words, " * 8 + "</p></body></html>")
+    text = extract(html).text
+    assert text.startswith("First paragraph") and text.endswith("Closing paragraph words,")
+    assert "document" not in text and "p{}" not in text
+
+
 def test_code_block_keeps_lines_and_indentation():
     code = 'def f(x):\n    if x &gt; 1:\n        return "a &amp; b"\n\n    return None'
     html = page(ARTICLE + f'<pre><span class="k">def</span> f(x):\n    if x &gt; 1:\n        return "a &amp; b"\n\n    return None</pre>')
