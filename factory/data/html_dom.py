@@ -163,6 +163,7 @@ def parse(html: str, judge: Callable[[str, str], int] | None = None) -> Element:
     drop_tag = ""
     in_pre = 0  # open <pre> elements: whitespace is content there
     link_owner: Element | None = None  # element holding the open transparent <a>, if any
+    bare: dict[str, int] = {}  # verdicts of attribute-less start tags by name
     # parts = [text, (closing, tag, attrs, text)*]; a comment/doctype match has tag None
     it = iter(parts)
     lead = next(it)  # text before the first tag (a fragment without <html>)
@@ -200,10 +201,14 @@ def parse(html: str, judge: Callable[[str, str], int] | None = None) -> Element:
                     verdict = KEEP
                 elif tag in DROP_TAGS:
                     verdict = DROP
-                elif judge is None or (not attr_text and tag in TRANSPARENT_TAGS):
+                elif judge is None:
                     verdict = KEEP
-                else:
+                elif attr_text:
                     verdict = judge(tag, attr_text)
+                else:  # a bare tag: its verdict depends on the name only
+                    verdict = bare.get(tag, -1)
+                    if verdict < 0:
+                        verdict = bare[tag] = judge(tag, "")
                 if verdict == DROP:
                     if tag not in VOID_TAGS and not attr_text.endswith("/"):
                         drop_depth, drop_tag = 1, tag

@@ -124,7 +124,8 @@ def _judge(tag: str, attrs: str) -> int:
             if len(_ATTR_VERDICTS) >= ATTR_CACHE_SIZE:
                 _ATTR_VERDICTS.clear()
             _ATTR_VERDICTS[attrs] = by_attrs
-        verdict = max(verdict, by_attrs)  # DROP > FLAG > KEEP
+        if by_attrs > verdict:  # DROP > FLAG > KEEP
+            verdict = by_attrs
     return verdict
 
 
