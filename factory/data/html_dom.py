@@ -2,15 +2,17 @@
 
 Why our own: extraction needs one pass over every element with a few counters (text length,
 link text, commas, paragraph scores); lexbor's Python node wrappers cost ~5 µs per node access
-here, more than all of that work. So the page is tokenized with one C-level regex and built into
-``Element`` objects with ``__slots__`` in a single Python loop; the statistics are accumulated as
-each element closes, so no second pass is needed.
+here, more than all of that work. So the page is split into tokens by one C-level regex and
+built into ``Element`` objects with ``__slots__`` in a single Python loop; the statistics are
+accumulated as each element closes, so no second pass is needed. Kept inline formatting tags
+(links, spans, emphasis) get no element at all: their text joins the enclosing block.
 
-What it handles of HTML's rules: void elements, raw-text elements (``script``/``style``/...: their
-bodies are never parsed as markup), implied end tags for ``p``/``li``/``td``/... and end tags
-closing whatever is still open inside them. Comments, doctypes and processing instructions are
-dropped. MathJax's ``<script type="math/tex">`` is the one script kept: it becomes a ``tex``
-element whose text is the formula's TeX.
+What it handles of HTML's rules: the head is skipped; raw-text elements (``script``, ``style``,
+..., and inline ``svg``) are cut out before tokenizing, since their bodies are not markup; void
+elements; implied end tags for ``p``/``li``/``td``/...; end tags closing whatever is still open
+inside them. Comments, doctypes and processing instructions are dropped. MathJax's
+``<script type="math/tex">`` is the one script kept: it becomes a ``tex`` element whose text is
+the formula's TeX.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ PARA_MIN_CHARS = 25
 # Share of its own score a paragraph keeps: text written straight into a <div> with <br>s is its
 # own container.
 SELF_SCORE = 1.0
-# Start of a raw-text element: its body is not markup. Inline <svg>
-# (icons: hundreds of path tags, never text content) is cut the same way.
+# Raw-text elements, whose bodies are not markup; inline <svg> (icons: hundreds of path tags,
+# never text) is cut the same way.
 _RAW_NAMES = ("script", "style", "noscript", "template", "textarea", "title", "xmp", "svg")
 # "<" outside the case-insensitive group: the regex engine scans for it as a literal prefix.
 _RAW_START = re.compile(r"<(?i:(" + "|".join(_RAW_NAMES) + r"))(?=[\s>/])")

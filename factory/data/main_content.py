@@ -7,14 +7,18 @@ How a page is reduced to its content:
    forms, ``nav``, ``footer``, hidden elements, cookie/consent banners) and flagging likely
    boilerplate by tag (``header``, ``aside``) or by ``class``/``id``/``role`` words (sidebar,
    share, related, comments, ...).
-2. Pick the content container: the element maximising ``good - BAD_WEIGHT * other``, where
-   ``good`` is the text of its paragraphs outside links and ``other`` every other character under
-   it. The whole page holds all good text but all the chrome too; a paragraph alone holds too
-   little; the article's container wins.
+2. Pick the content container as Readability does: every block holding a paragraph scores
+   (1 + commas + length) for itself, its parent and, halved, its grandparent; the best score
+   discounted by link density wins. It then grows to its parent while the parent adds mostly
+   paragraph text (the other sections of one document), or to a declared main-content ancestor
+   (``role=main``, ``itemprop=articleBody``); siblings that score like it, long plain paragraphs
+   and same-class sections join it.
 3. Render it as text: block elements become lines, flagged and link-dense blocks are skipped,
    ``<pre>`` is copied verbatim (indentation and line breaks kept), formulas become their TeX
    (MathML ``annotation``, MathJax ``script type=math/tex``, formula image ``alt``), images their
-   ``alt`` text, and markdown markers are stripped from the prose lines.
+   ``alt`` text, and markdown markers are stripped from the prose lines. Prose lines that are
+   chrome (the headline repeating the title, datelines, lone labels like "Advertisement") and
+   repeated lines are dropped.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ caption credit credits print sr screenreader headerlink sphinxsidebar navheader 
 outbrain taboola trending popular paywall login signin rating reactions readmore topics keywords
 complementary contentinfo search menubar dialog alert
 """.split())
-# Words that mark a subtree dropped outright: consent and cookie banners, hidden rendering copies.
+# Words that mark a subtree dropped outright: consent and cookie banners.
 _DROP_WORDS = frozenset("cookie cookies consent gdpr onetrust cookiebanner".split())
 _CLASS_ID = re.compile(r"\b(?:class|id|role)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I)
 _HIDDEN_ATTR = re.compile(
@@ -158,6 +162,11 @@ def _adjusted(el: Element) -> float:
     return el.score * (1.0 - el.link_len / el.text_len) if el.text_len else 0.0
 
 
+def _class_of(el: Element) -> str:
+    m = _CLASS_ATTR.search(el.attr_text) if el.attr_text else None
+    return m.group(1) if m else ""
+
+
 def _container(root: Element) -> list[Element]:
     """The best-scoring paragraph container and the siblings that score like it."""
     best, best_value = None, 0.0
@@ -194,7 +203,7 @@ def _container(root: Element) -> list[Element]:
         return [best]
     threshold = max(SIBLING_MIN_SCORE, SIBLING_SHARE * best_value)
     chosen = []
-    best_class = _CLASS_ATTR.search(best.attr_text) if best.attr_text else None
+    best_class = _class_of(best)
     for sib in parent.children:
         if type(sib) is str:
             continue
@@ -202,9 +211,8 @@ def _container(root: Element) -> list[Element]:
             sib.inline_len > SIBLING_PARA_CHARS and sib.link_len < SIBLING_PARA_LINKS * sib.text_len
         ) or (
             # a sibling of the same class with paragraphs: the next section of the same document
-            best_class is not None and sib.n_para and sib.tag == best.tag and not sib.flag
-            and sib.link_len < LINK_DENSITY_MAX * sib.text_len and _CLASS_ATTR.search(sib.attr_text or "")
-            and _CLASS_ATTR.search(sib.attr_text).group(1) == best_class.group(1)
+            best_class and sib.n_para and sib.tag == best.tag and not sib.flag
+            and sib.link_len < LINK_DENSITY_MAX * sib.text_len and _class_of(sib) == best_class
         ):
             chosen.append(sib)
     return chosen
