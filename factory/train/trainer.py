@@ -23,6 +23,7 @@ import math
 import os
 import random
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -291,7 +292,9 @@ def _kill_once(checkpoint_dir: Path, step: int) -> None:
 
 
 def _rank0_print(msg: str) -> None:
-    print(f"[train] {msg}", flush=True)
+    # Straight to stderr: Ray Train's patched print() would emit each line twice.
+    sys.stderr.write(f"[train] {msg}\n")
+    sys.stderr.flush()
 
 
 def _worker(job: _Job) -> None:

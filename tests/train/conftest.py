@@ -34,3 +34,8 @@ def token_stream(n: int = 4000, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def packed() -> PackedTokens:
     return PackedTokens(token_stream(), seq_len=16, eot_id=EOT, seed=0)
+
+
+@pytest.fixture
+def build_lm() -> Callable[[], Transformer]:
+    return tiny_lm()

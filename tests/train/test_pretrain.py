@@ -49,7 +49,7 @@ def chain(tmp_path_factory):
     inputs = write_inputs(root, vocab_size=600)
     meta = {}
     inputs["data_mix"], meta["data_mix"] = _stage(root, "data_mix", run_data_mix, DataMixConfig(
-        topic_max_share=0.4, val_fraction=0.15, shard_tokens=4000, high_quality_fraction=0.2,
+        topic_max_share=0.4, topic_min_keep=0.2, val_fraction=0.15, shard_tokens=4000, high_quality_fraction=0.2,
         experiment_flavors=["debug"], seq_len=32, train=T(steps=2), eval_windows=2), inputs)
     inputs["scaling_law_fit"], meta["scaling_law_fit"] = _stage(root, "fit", run_scaling_law_fit, ScalingConfig(
         budgets=[1e8, 2e8], flavors=["debug", "nano"], seq_len=32, batch_size=2, lr=3e-3, min_steps=1,

@@ -1,0 +1,35 @@
+"""``factory bench train`` and ``factory bench faults`` on tiny settings (no Ray in the fast test)."""
+
+import argparse
+
+import pytest
+
+from factory.bench import emit, faults
+from factory.bench import train as train_bench
+
+
+def _args(module, **kw) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args([f"--{k.replace('_', '-')}={v}" for k, v in kw.items()])
+
+
+def test_train_bench_rows_compare_factory_with_hf_on_the_same_work():
+    args = _args(train_bench, flavor="debug", vocab=128, seq_len=32, batch=2, steps=2, warmup=1, backends="none")
+    rows = train_bench.run(args)
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == {"factory", "hf", "hf-bf16"}
+    for row in rows:
+        assert row["tokens_per_s"] > 0 and row["params"] == by_name["factory"]["params"]
+        assert 3.0 < row["final_loss"] < 7.0  # ~log(128) = 4.85 for an untrained model
+    assert '"name": "factory"' in emit(rows, as_json=True)
+
+
+@pytest.mark.parametrize(
+    ("steps", "kills", "every", "expected"),
+    [(24, 2, 4, [9, 17]), (12, 1, 3, [7]), (10, 3, 5, [2, 6, 8])],
+)
+def test_fault_bench_kills_land_between_checkpoints(steps, kills, every, expected):
+    got = faults.kill_steps(steps, kills, every)
+    assert got == expected
+    assert all(s % every for s in got) and all(0 < s < steps for s in got)
