@@ -48,6 +48,8 @@ class DataMixConfig(StageConfig):
     """Topic downsampling, tokenized domain streams, and the mix experiments that pick the mix."""
 
     topic_max_share: float = Field(description="Largest share of documents one topic may keep after downsampling.")
+    topic_min_keep: float = Field(
+        description="Fraction of an over-represented topic always kept: downsampling, never removal of a topic.")
     val_fraction: float = Field(description="Share of each domain's documents held out for validation.")
     shard_tokens: int = Field(description="Tokens per .npy shard.")
     high_quality_fraction: float = Field(description="Top share of documents by quality forming the high_quality stream.")
@@ -91,19 +93,22 @@ def topic_caps(counts: Mapping[str, int], max_share: float) -> tuple[dict[str, i
     return {t: min(c, lo) for t, c in counts.items()}, share
 
 
-def downsample_topics(df: pd.DataFrame, max_share: float, seed: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Drop random documents of over-represented topics down to their cap (``topic_caps``)."""
+def downsample_topics(df: pd.DataFrame, max_share: float, seed: int,
+                      min_keep: float = 0.0) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Drop random documents of over-represented topics down to their cap (``topic_caps``), keeping
+    at least ``min_keep`` of each topic (a corpus dominated by one topic is thinned, not emptied)."""
     if "topic" not in df.columns:
         raise ValueError("filtered_corpus has no 'topic' column to downsample by")
     topics = df["topic"].fillna("unknown").astype(str)
     counts = topics.value_counts().to_dict()
     caps, share = topic_caps(counts, max_share)
+    caps = {t: max(cap, int(np.ceil(min_keep * counts[t]))) for t, cap in caps.items()}
     rng = np.random.default_rng(seed)
     keep = np.zeros(len(df), dtype=bool)
     for topic, cap in caps.items():
         idx = np.flatnonzero(topics.to_numpy() == topic)
         keep[rng.choice(idx, size=cap, replace=False) if cap < len(idx) else idx] = True
-    report = {"max_share": max_share, "effective_max_share": share, "before": counts,
+    report = {"max_share": max_share, "effective_max_share": share, "min_keep": min_keep, "before": counts,
               "after": {t: int(c) for t, c in caps.items()}, "dropped_docs": int((~keep).sum())}
     return df[keep].reset_index(drop=True), report
 
@@ -180,7 +185,7 @@ def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: St
     docs = pd.read_parquet(inputs["filtered_corpus"] / "docs.parquet")
     n_in = len(docs)
     docs = docs[docs["text"].fillna("").str.len() > 0].reset_index(drop=True)
-    docs, topics = downsample_topics(docs, cfg.topic_max_share, cfg.seed)
+    docs, topics = downsample_topics(docs, cfg.topic_max_share, cfg.seed, cfg.topic_min_keep)
     ctx.log(f"topic downsampling: {n_in} -> {len(docs)} documents (cap {topics['effective_max_share']:.2f})")
     docs["mix_domain"] = assign_domains(docs)
     docs["split"] = split_documents(docs, cfg.val_fraction, cfg.seed)
@@ -191,16 +196,22 @@ def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: St
     if quality is not None and cfg.high_quality_fraction > 0:
         top = quality >= quality.quantile(1.0 - cfg.high_quality_fraction)
         groups[HIGH_QUALITY] = docs[top]
-    tokens_report: dict[str, dict[str, int]] = {}
+    tokens_report: dict[str, dict[str, Any]] = {}
     for name, group in sorted(groups.items()):
-        for split in ("train", "validation"):
-            part = group[group["split"] == split]
-            ids = encode_documents(info.tokenizer, part["text"].tolist(), info.eot_id)
+        parts = {split: encode_documents(info.tokenizer, group[group["split"] == split]["text"].tolist(), info.eot_id)
+                 for split in ("train", "validation")}
+        how = "documents"
+        if len(parts["validation"]) < cfg.seq_len:
+            # Too few documents to hold one out: hold out the tail of the domain's token stream instead.
+            ids = np.concatenate([parts["train"], parts["validation"]])
+            cut = len(ids) - max(cfg.seq_len, int(round(cfg.val_fraction * len(ids))))
+            parts, how = {"train": ids[:max(cut, 0)], "validation": ids[max(cut, 0):]}, "tokens"
+        tokens_report[name] = {"split_by": how, "docs": int(len(group))}
+        for split, ids in parts.items():
             if len(ids):
                 save_stream(ids, out, name, split, cfg.shard_tokens)
                 streams[split][name] = ids
-            tokens_report.setdefault(name, {})[f"{split}_tokens"] = int(len(ids))
-            tokens_report[name][f"{split}_docs"] = int(len(part))
+            tokens_report[name][f"{split}_tokens"] = int(len(ids))
     # A domain takes part in the mix only when it fills a training window and a validation window.
     available = {d for d in DOMAINS if len(streams["train"].get(d, ())) > cfg.seq_len
                  and len(streams["validation"].get(d, ())) >= cfg.seq_len}

@@ -41,6 +41,9 @@ def test_downsampling_keeps_every_topic_under_the_cap():
     shares = out["topic"].fillna("unknown").value_counts(normalize=True)
     assert shares.max() <= 0.4 + 1e-9
     assert report["dropped_docs"] == 100 - len(out) and report["after"]["science"] == 20
+    # min_keep thins a dominant topic instead of emptying the corpus.
+    kept, report = M.downsample_topics(df, 0.4, seed=0, min_keep=0.5)
+    assert report["after"]["arts"] == 35 and (kept["topic"] == "arts").sum() == 35
 
 
 def test_domains_route_non_english_to_multilingual():
@@ -65,7 +68,7 @@ def test_paper_mix_adapts_to_the_domains_present():
 def test_run_data_mix_writes_shards_and_picks_the_best_candidate(tmp_path):
     inputs = write_inputs(tmp_path / "in", n_docs=120, vocab_size=500)
     cfg = M.DataMixConfig(
-        topic_max_share=0.4, val_fraction=0.15, shard_tokens=500, high_quality_fraction=0.2,
+        topic_max_share=0.4, topic_min_keep=0.2, val_fraction=0.15, shard_tokens=500, high_quality_fraction=0.2,
         candidates={"llama3": dict(M.LLAMA3_MIX), "code_only": {"code": 1.0}},
         experiment_flavors=["debug"], seq_len=16, train=TrainConfig(steps=2, batch_size=2, lr=1e-3), eval_windows=2)
     out = tmp_path / "out"
