@@ -99,11 +99,14 @@ class LlamaGuard:
         self.threshold, self.max_len, self.with_policy, self.batch_size = threshold, max_len, with_policy, batch_size
 
     @classmethod
-    def load(cls, folder: Path, batch_size: int = 32) -> "LlamaGuard":
+    def load(cls, folder: Path, batch_size: int = 32, model: torch.nn.Module | None = None) -> "LlamaGuard":
+        """The guard saved in ``folder``; ``model`` swaps in other weights of the same scorer (e.g. the
+        INT8 release of this guard), keeping the folder's tokenizer, threshold and prompt format."""
         extra = checkpoint_io.read_meta(folder)["extra"]
         if list(extra.get("labels", [])) != list(LABELS):
             raise ValueError(f"{folder} is not a guard checkpoint with labels {LABELS}")
-        return cls(checkpoint_io.load_model(folder), load_chat_format(folder / TOKENIZER_DIR),
+        model = model if model is not None else checkpoint_io.load_model(folder)
+        return cls(model, load_chat_format(folder / TOKENIZER_DIR),
                    threshold=extra["threshold"], max_len=extra["max_len"], with_policy=extra["with_policy"],
                    batch_size=batch_size)
 

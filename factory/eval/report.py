@@ -1,0 +1,298 @@
+"""The ``eval_report`` stage: one report over the whole herd (recipe: "Results" — pre-trained,
+post-trained and safety evaluations; "Inference" — FP8 quality; "Llama Guard 3", INT8 guard).
+
+Sections, each computed here from the upstream artifacts:
+- ``perplexity``: validation perplexity per data-mix stream of the base, long-context, annealed
+  and chat models (``factory.eval.perplexity``);
+- ``niah``: needle-in-a-haystack retrieval per depth x length for every model whose context holds
+  the lengths (``factory.eval.niah``);
+- ``tasks``: held-out verifiable-prompt accuracy of each SFT and DPO round and the chat model
+  (``factory.eval.tasks``), the same prompts for every model;
+- ``guards``: Llama Guard unsafe-flag precision / recall / F1 / FPR and per-category recall, the
+  same for its INT8 release, and Prompt Guard attack detection, on the held-out seed examples
+  saved beside each guard;
+- ``quantization``: the FP8 release against the chat model on validation windows (perplexity,
+  logit deltas, top-1 agreement).
+
+Output: ``report.json`` (everything), ``report.md`` (tables), PNG plots; the metadata holds the
+headline numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from factory.stage import StageConfig, StageContext
+
+PRETRAINED = ("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint")
+
+
+class EvalConfig(StageConfig):
+    """Sizes of each evaluation; the same values give the same prompts and windows for every model."""
+
+    ppl_seq_len: int = Field(description="Window length of the perplexity evaluation (capped at each model's context).")
+    ppl_max_windows: int = Field(description="Most validation windows per stream.")
+    niah_lengths: list[int] = Field(description="Prompt lengths of the needle-in-a-haystack table.")
+    niah_depths: list[float] = Field(description="Relative needle depths (0 = start, 1 = end).")
+    niah_trials: int = Field(description="Needle examples per cell.")
+    niah_distractors: int = Field(9, description="Wrong keys each true key is ranked against.")
+    niah_key_digits: int = Field(4, description="Digits of a pass key.")
+    task_prompts: int = Field(description="Held-out verifiable prompts per model (split evenly over tasks).")
+    quant_windows: int = Field(description="Validation windows for the FP8-vs-chat logit comparison.")
+    guard_batch_size: int = Field(32, description="Inputs per forward pass of the guards.")
+    seed: int = Field(0, description="Seed of NIAH keys and task prompts.")
+
+
+def _rounds(inputs: dict[str, Path]) -> list[str]:
+    """Post-training stages in recipe order: sft_round_1, dpo_round_1, sft_round_2, ..."""
+    found = [(int(m.group(2)), m.group(1) == "dpo", k) for k in inputs if (m := re.fullmatch(r"(sft|dpo)_round_(\d+)", k))]
+    return [k for _, _, k in sorted(found)]
+
+
+def _validation_streams(mix_dir: Path) -> dict[str, np.ndarray]:
+    from factory.data.tokens import load_stream, stream_names
+
+    streams = {n: load_stream(mix_dir, n, "validation") for n in stream_names(mix_dir)}
+    streams = {n: s for n, s in streams.items() if len(s)}
+    if not streams:
+        raise ValueError(f"data_mix {mix_dir} has no validation tokens")
+    return streams
+
+
+def perplexity_section(models: dict[str, torch.nn.Module], streams: dict[str, np.ndarray], cfg: EvalConfig,
+                       eot_id: int) -> dict[str, Any]:
+    from factory.eval.perplexity import stream_losses
+
+    out: dict[str, Any] = {}
+    for name, model in models.items():
+        seq_len = min(cfg.ppl_seq_len, model.args.max_seq_len)
+        nll = stream_losses(model, streams, seq_len, eot_id=eot_id, max_windows=cfg.ppl_max_windows)
+        out[name] = {
+            "seq_len": seq_len,
+            "ppl": {s: round(math.exp(v), 3) for s, v in nll.items()},
+            "mean_ppl": round(math.exp(float(np.mean(list(nll.values())))), 3) if nll else None,
+        }
+    return out
+
+
+def niah_section(models: dict[str, torch.nn.Module], streams: dict[str, np.ndarray], cfg: EvalConfig,
+                 encode, eot_id: int) -> dict[str, Any]:
+    from factory.eval.niah import NiahBuilder, niah_table
+
+    builder = NiahBuilder(encode, max(streams.values(), key=len), eot_id, cfg.niah_key_digits)
+    out: dict[str, Any] = {}
+    for name, model in models.items():
+        lengths = [n for n in cfg.niah_lengths if builder.min_length() <= n <= model.args.max_seq_len]
+        if lengths:
+            out[name] = niah_table(model, builder, lengths, cfg.niah_depths, trials=cfg.niah_trials,
+                                   n_distractors=cfg.niah_distractors, seed=cfg.seed)
+        else:
+            out[name] = {"skipped": f"context {model.args.max_seq_len} holds none of {cfg.niah_lengths} "
+                                    f"(a needle needs {builder.min_length()} tokens)"}
+    return out
+
+
+def tasks_section(folders: dict[str, Path], tokenizer_dir: Path, cfg: EvalConfig) -> dict[str, Any]:
+    from factory.eval.tasks import task_accuracy
+
+    return {name: task_accuracy(folder, tokenizer_dir, cfg.task_prompts, cfg.seed) for name, folder in folders.items()}
+
+
+def guards_section(guard_dir: Path, prompt_guard_dir: Path, release_dir: Path, cfg: EvalConfig) -> dict[str, Any]:
+    from factory.quant.rowwise import load_quantized
+    from factory.safety import guard as G
+    from factory.safety import prompt_guard as PG
+
+    held = G.read_held_out(guard_dir)
+    fp32 = G.LlamaGuard.load(guard_dir, cfg.guard_batch_size)
+    int8 = G.LlamaGuard.load(guard_dir, cfg.guard_batch_size, model=load_quantized(release_dir / "guard_int8"))
+    prompts, responses = [e.prompt for e in held], [e.response for e in held]
+    v32, v8 = fp32.classify(prompts, responses), int8.classify(prompts, responses)
+    out: dict[str, Any] = {
+        "llama_guard": G.evaluate(fp32, held),
+        "llama_guard_int8": G.evaluate(int8, held),
+        "int8_verdict_agreement": round(float(np.mean([a["unsafe"] == b["unsafe"] for a, b in zip(v32, v8)])), 4),
+        "held_out_examples": len(held),
+    }
+    texts, labels = PG.read_held_out(prompt_guard_dir)
+    out["prompt_guard"] = PG.evaluate(PG.load_prompt_guard(prompt_guard_dir, cfg.guard_batch_size), texts, labels)
+    return out
+
+
+@torch.no_grad()
+def quantization_section(chat: torch.nn.Module, release_dir: Path, streams: dict[str, np.ndarray], cfg: EvalConfig,
+                         eot_id: int) -> dict[str, Any]:
+    from factory.eval.perplexity import stream_losses
+    from factory.quant.rowwise import load_quantized
+
+    fp8 = load_quantized(release_dir / "fp8")
+    seq_len = min(cfg.ppl_seq_len, chat.args.max_seq_len)
+    nll_ref = stream_losses(chat, streams, seq_len, eot_id=eot_id, max_windows=cfg.ppl_max_windows)
+    nll_fp8 = stream_losses(fp8, streams, seq_len, eot_id=eot_id, max_windows=cfg.ppl_max_windows)
+    tokens = np.concatenate(list(streams.values()))
+    n = min(cfg.quant_windows, len(tokens) // seq_len)
+    windows = torch.from_numpy(tokens[: n * seq_len].astype(np.int64).reshape(n, seq_len))
+    ref, q = chat(windows).float(), fp8(windows).float()
+    ppl_ref = {s: math.exp(v) for s, v in nll_ref.items()}
+    ppl_fp8 = {s: math.exp(v) for s, v in nll_fp8.items()}
+    return {
+        "ppl_chat": {s: round(v, 3) for s, v in ppl_ref.items()},
+        "ppl_fp8": {s: round(v, 3) for s, v in ppl_fp8.items()},
+        "ppl_rel_delta": {s: round(ppl_fp8[s] / ppl_ref[s] - 1.0, 5) for s in ppl_ref},
+        "logit_max_abs_delta": round(float((ref - q).abs().max()), 5),
+        "logit_mean_abs_delta": round(float((ref - q).abs().mean()), 6),
+        "top1_agreement": round(float((ref.argmax(-1) == q.argmax(-1)).float().mean()), 4),
+        "windows": n,
+        "seq_len": seq_len,
+    }
+
+
+def _plots(report: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    ppl = report["perplexity"]
+    streams = sorted({s for m in ppl.values() for s in m["ppl"]})
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / max(1, len(ppl))
+    for i, (name, m) in enumerate(ppl.items()):
+        ax.bar([j + i * width for j in range(len(streams))], [m["ppl"].get(s, 0) for s in streams], width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(streams))], streams)
+    ax.set_ylabel("validation perplexity")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "perplexity.png", dpi=100)
+    written.append("perplexity.png")
+
+    tables = {k: v for k, v in report["niah"].items() if "table" in v}
+    if tables:
+        fig, axes = plt.subplots(1, len(tables), figsize=(3.2 * len(tables), 3), squeeze=False)
+        for ax, (name, t) in zip(axes[0], tables.items()):
+            depths, lengths = list(t["table"]), list(t["per_length"])
+            grid = np.array([[t["table"][d][n] for n in lengths] for d in depths])
+            ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+            ax.set_xticks(range(len(lengths)), lengths)
+            ax.set_yticks(range(len(depths)), depths)
+            ax.set_xlabel("length")
+            ax.set_ylabel("depth")
+            ax.set_title(name, fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "niah.png", dpi=100)
+        written.append("niah.png")
+
+    tasks = report["tasks"]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(list(tasks), [t["accuracy"] for t in tasks.values()], marker="o", label="accuracy")
+    ax.plot(list(tasks), [t["mean_score"] for t in tasks.values()], marker="s", label="mean score")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "tasks.png", dpi=100)
+    written.append("tasks.png")
+
+    g = report["guards"]
+    rows = {"llama_guard": g["llama_guard"], "llama_guard_int8": g["llama_guard_int8"],
+            "prompt_guard": g["prompt_guard"]["attack"]}
+    keys = ("precision", "recall", "f1", "fpr")
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for i, (name, m) in enumerate(rows.items()):
+        ax.bar([j + i * 0.27 for j in range(len(keys))], [m[k] for k in keys], 0.27, label=name)
+    ax.set_xticks([j + 0.27 for j in range(len(keys))], keys)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "guards.png", dpi=100)
+    written.append("guards.png")
+    plt.close("all")
+    return written
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = ["# Evaluation report", ""]
+    ppl = report["perplexity"]
+    streams = sorted({s for m in ppl.values() for s in m["ppl"]})
+    lines += ["## Validation perplexity", "", "| model | " + " | ".join(streams) + " | mean |",
+              "|---" * (len(streams) + 2) + "|"]
+    lines += [f"| {n} | " + " | ".join(str(m["ppl"].get(s, "")) for s in streams) + f" | {m['mean_ppl']} |"
+              for n, m in ppl.items()]
+    lines += ["", "## Needle in a haystack (retrieval accuracy by length)", ""]
+    for name, t in report["niah"].items():
+        if "table" in t:
+            lines.append(f"- {name}: " + ", ".join(f"{n}: {v:.2f}" for n, v in t["per_length"].items())
+                         + f" (mean {t['mean']:.2f}, chance {t['chance']:.2f})")
+        else:
+            lines.append(f"- {name}: {t['skipped']}")
+    lines += ["", "## Held-out task accuracy", "", "| model | accuracy | mean score | n |", "|---|---|---|---|"]
+    lines += [f"| {n} | {t['accuracy']} | {t['mean_score']} | {t['n']} |" for n, t in report["tasks"].items()]
+    g = report["guards"]
+    lines += ["", f"## Safety classifiers (held-out seed examples: {g['held_out_examples']})", "",
+              "| classifier | precision | recall | F1 | FPR |", "|---|---|---|---|---|"]
+    for name, m in (("Llama Guard", g["llama_guard"]), ("Llama Guard INT8", g["llama_guard_int8"]),
+                    ("Prompt Guard (attack vs benign)", g["prompt_guard"]["attack"])):
+        lines.append(f"| {name} | {m['precision']} | {m['recall']} | {m['f1']} | {m['fpr']} |")
+    lines += ["", f"INT8 / fp32 unsafe-verdict agreement: {g['int8_verdict_agreement']}", "",
+              "Per-category recall (Llama Guard): "
+              + ", ".join(f"{c} {v}" for c, v in g["llama_guard"]["category_recall"].items())]
+    q = report["quantization"]
+    lines += ["", "## FP8 release vs chat model", "",
+              f"- perplexity relative delta per stream: {q['ppl_rel_delta']}",
+              f"- logits: max |delta| {q['logit_max_abs_delta']}, mean |delta| {q['logit_mean_abs_delta']}, "
+              f"top-1 agreement {q['top1_agreement']} ({q['windows']} windows of {q['seq_len']} tokens)", ""]
+    return "\n".join(lines)
+
+
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    """The numbers Dagster shows: one per section."""
+    g, q = report["guards"], report["quantization"]
+    last_round = [k for k in report["tasks"] if k != "chat_model"]
+    return {
+        "ppl": {n: m["mean_ppl"] for n, m in report["perplexity"].items()},
+        "niah_mean": {n: t["mean"] for n, t in report["niah"].items() if "table" in t},
+        "task_accuracy_chat": report["tasks"]["chat_model"]["accuracy"],
+        "task_accuracy_first_round": report["tasks"][last_round[0]]["accuracy"] if last_round else None,
+        "llama_guard_f1": g["llama_guard"]["f1"],
+        "llama_guard_fpr": g["llama_guard"]["fpr"],
+        "llama_guard_int8_f1": g["llama_guard_int8"]["f1"],
+        "prompt_guard_attack_f1": g["prompt_guard"]["attack"]["f1"],
+        "fp8_top1_agreement": q["top1_agreement"],
+        "fp8_ppl_rel_delta_max": max(q["ppl_rel_delta"].values(), key=abs) if q["ppl_rel_delta"] else None,
+    }
+
+
+def run_eval_report(cfg: EvalConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    from factory.data.tokens import tokenizer_info
+    from factory.model.checkpoint_io import load_model
+
+    info = tokenizer_info(inputs["tokenizer"])
+    streams = _validation_streams(inputs["data_mix"])
+    models = {name: load_model(inputs[name]) for name in (*PRETRAINED, "chat_model")}
+    report: dict[str, Any] = {}
+    ctx.log("perplexity on the validation streams")
+    report["perplexity"] = perplexity_section(models, streams, cfg, info.eot_id)
+    ctx.log("needle in a haystack")
+    report["niah"] = niah_section(models, streams, cfg, info.encode, info.eot_id)
+    ctx.log("held-out task accuracy per post-training round")
+    stages = [*_rounds(inputs), "chat_model"]
+    report["tasks"] = tasks_section({k: inputs[k] for k in stages}, inputs["tokenizer"], cfg)
+    ctx.log("guard classifiers on their held-out examples")
+    report["guards"] = guards_section(inputs["llama_guard"], inputs["prompt_guard"], inputs["quantized_release"], cfg)
+    ctx.log("FP8 release against the chat model")
+    report["quantization"] = quantization_section(models["chat_model"], inputs["quantized_release"], streams, cfg,
+                                                  info.eot_id)
+    out.mkdir(parents=True, exist_ok=True)
+    report["plots"] = _plots(report, out)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(_markdown(report))
+    return headline(report)
