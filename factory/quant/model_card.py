@@ -57,7 +57,7 @@ def render_model_card(info: dict[str, Any]) -> str:
         "## Quantization",
         f"- FP8 (float8_e4m3fn), one scale per output row, quantizing multiplier bounded at {fp8['scale_ub']:g}; "
         f"FFN layers {fp8['quantized_layers']} quantized, layers {fp8['kept_layers']} kept in {info['hf_dtype']} "
-        "(first and last, as in Llama 3); attention, embeddings and head unquantized.",
+        "(Llama 3 keeps the first and last); attention, embeddings and head unquantized.",
         f"- FP8 weight round-trip: max abs error {fp8['max_abs_error']:.3g}, relative (Frobenius) error {fp8['rel_error']:.3g}.",
         f"- Logits, {info['hf_dtype']} bundle vs FP8, over {fp8['logit_delta']['sequences']} random sequences of "
         f"{fp8['logit_delta']['seq_len']} tokens: max abs {fp8['logit_delta']['max_abs']:.3g}, "
