@@ -50,7 +50,9 @@ def generate(
 
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
-    if seed is not None:
+    if seed is None:
+        generator.seed()  # a fresh Generator's default seed is a constant: draw a random one
+    else:
         generator.manual_seed(seed)
     stops = torch.tensor(sorted(stop_tokens), dtype=torch.long, device=device)
 
