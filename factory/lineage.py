@@ -4,7 +4,7 @@ Every materialization opens one MLflow run (experiment ``factory/<profile>``) ta
 asset key, the Dagster run id, the artifact key and its digest. Each input is logged with
 ``mlflow.log_input`` as a dataset whose digest is the input manifest's digest, so the MLflow UI
 shows what a model was built from. Checkpoint artifacts become registered-model versions whose
-source is the artifact folder, with the alias ``latest``.
+source is the artifact folder, with the alias ``current`` (MLflow reserves ``latest``).
 
 ``audit`` walks manifests from an asset back to ``raw_crawl``, re-hashing every stored file: a
 single flipped byte anywhere in the chain makes it fail.
@@ -22,6 +22,7 @@ from typing import Any
 from factory.store import ArtifactStore, Manifest
 
 CHECKPOINT_FILE = "model.safetensors"
+ALIAS = "current"
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -91,17 +92,21 @@ class Tracker:
                 mlflow.log_artifact(str(store.path_of(manifest) / report))
 
     def register_checkpoint(self, asset: str, manifest: Manifest, store: ArtifactStore, run_id: str) -> str | None:
-        """Register a checkpoint artifact as a model version aliased ``latest``; returns the version."""
+        """Register a checkpoint artifact as a model version aliased ``current``; returns the version.
+
+        Idempotent: an artifact already registered (same source folder) only gets the alias moved.
+        """
         folder = store.path_of(manifest)
         if not (folder / CHECKPOINT_FILE).exists() and not (folder / "hf" / CHECKPOINT_FILE).exists():
             return None
         client = self._mlflow.MlflowClient()
         name = f"factory-{asset}"
-        with contextlib.suppress(Exception):
-            client.create_registered_model(name)
-        version = client.create_model_version(name, source=folder.as_uri(), run_id=run_id,
-                                              tags={"digest": manifest.digest}, await_creation_for=0)
-        client.set_registered_model_alias(name, "latest", version.version)
+        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.create_registered_model(name, description=f"Checkpoints of the factory asset {asset}.")
+        existing = [v for v in client.search_model_versions(f"name = '{name}'") if v.source == folder.as_uri()]
+        version = existing[0] if existing else client.create_model_version(
+            name, source=folder.as_uri(), run_id=run_id, tags={"digest": manifest.digest}, await_creation_for=0)
+        client.set_registered_model_alias(name, ALIAS, version.version)
         return version.version
 
 

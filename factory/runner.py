@@ -143,8 +143,7 @@ class Runner:
 
             manifest, reused = self.store.build(asset, key_config, inputs, produce)
             self.tracker.log_result(manifest, self.store, reused)
-            if not reused:
-                self.tracker.register_checkpoint(asset, manifest, self.store, run_id)
+            self.tracker.register_checkpoint(asset, manifest, self.store, run_id)
         self.store.set_ref(asset, manifest)
         seconds = time.perf_counter() - t0
         self.log(f"{asset}: {'reused' if reused else 'built'} {manifest.key} in {seconds:.1f}s")

@@ -59,7 +59,7 @@ def test_every_asset_has_an_mlflow_run_with_input_digests(smoke_home, store):
         digests = {i.dataset.name: i.dataset.digest for i in run.inputs.dataset_inputs}
         for name in spec.inputs:
             assert digests[name] == store.latest(name).digest[:36]
-    assert client.get_model_version_by_alias("factory-chat_model", "latest").source.startswith("file://")
+    assert client.get_model_version_by_alias("factory-chat_model", "current").source.startswith("file://")
 
 
 def test_lineage_walks_back_to_raw_crawl(smoke_home):
