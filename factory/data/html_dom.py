@@ -183,11 +183,19 @@ def parse(html: str, judge: Callable[[str, str], int] | None = None) -> Element:
             if drop_depth:
                 pass
             elif closing:
-                if tag == "a":
+                if cur.tag == tag and cur is not root:  # the common case: closes the open element
+                    stack.pop()
+                    if tag == "pre":
+                        in_pre -= 1
+                    if cur is link_owner:
+                        link_owner = None
+                    _close(cur)
+                    cur = stack[-1]
+                elif tag == "a":
                     link_owner = None
                 elif tag not in TRANSPARENT_TAGS and tag not in VOID_TAGS:
                     # close up to the nearest open element of this tag, if any
-                    for i in range(len(stack) - 1, 0, -1):
+                    for i in range(len(stack) - 2, 0, -1):
                         if stack[i].tag == tag:
                             while len(stack) > i:
                                 popped = stack.pop()

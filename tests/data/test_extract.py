@@ -44,6 +44,13 @@ def test_planted_boilerplate_removed_and_content_kept():
     assert result.title == "Title & more"
 
 
+def test_flagged_inline_element_ends_at_its_end_tag():
+    html = page(ARTICLE + '<p>The report says <a class="share-button" href="#">Share</a> that the rest of '
+                'this sentence stays in the article text, <span class="sr-only">Skip</span>after all.</p>')
+    text = extract(html).text
+    assert "The report says that the rest of this sentence stays in the article text, after all." in text
+
+
 def test_text_after_scripts_and_styles_kept():
     html = ("<html><head><script>var s = '<body>';</script></head><body><p>" + "First paragraph words, " * 8
             + "</p><script>document.write('<div>' + \"</scr\" + \"ipt>\")</script><STYLE>p{}</STYLE>"
