@@ -143,7 +143,7 @@ def source_page(url: str, path: Path) -> bytes:
         f'<header class="site-header"><nav aria-label="Breadcrumb">{crumbs}</nav></header>\n'
         f'<main><article class="blob">\n<h1>Lib/{html.escape(rel)}</h1>\n'
         + (f"<p>{html.escape(summary)}</p>\n" if summary else "")
-        + f'<div class="blob-info">{lines} lines · {len(code.encode())} bytes</div>\n'
+        + f'<div class="file-meta">{lines} lines · {len(code.encode())} bytes</div>\n'
         f'<pre><code class="language-python">{html.escape(code)}</code></pre>\n</article></main>\n'
         f'<footer><nav class="files"><h2>Files in this directory</h2><ul>{links}</ul></nav></footer>\n'
         f"</body></html>\n"
