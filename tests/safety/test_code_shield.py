@@ -41,6 +41,7 @@ def test_extract_code_from_fenced_answer():
     assert extract_code("x = 1") == "x = 1"
 
 
+@pytest.mark.slow
 def test_stage_scans_chat_model_generations(tmp_path, tokenizer_dir, lm_dir):
     import json
 

@@ -1,0 +1,82 @@
+"""The report assembles from tiny real artifacts: a BPE tokenizer, token shards, debug-flavor LMs
+for every checkpoint, a trained guard and Prompt Guard head, and FP8 / INT8 quantized folders."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from factory.data.tokenizer import save_tokenizer, train_bpe
+from factory.data.tokens import encode_documents, save_stream
+from factory.eval.report import EvalConfig, _rounds, run_eval_report
+from factory.model import checkpoint_io
+from factory.model.flavors import model_args
+from factory.model.llama import Transformer
+from factory.quant.fp8 import quantize_fp8
+from factory.quant.int8 import quantize_int8
+from factory.safety.guard import GuardConfig, run_llama_guard
+from factory.safety.prompt_guard import PromptGuardConfig, run_prompt_guard
+from factory.safety.seed_prompts import guard_examples
+from factory.stage import StageContext
+
+DOCS = [f"Document {i}: the river flows past {i % 7} mills and {i % 5} bridges before the sea." for i in range(200)]
+
+
+def test_rounds_in_recipe_order():
+    inputs = {k: None for k in ("dpo_round_2", "sft_round_1", "chat_model", "sft_round_2", "dpo_round_1", "sft_round_10")}
+    assert _rounds(inputs) == ["sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "sft_round_10"]
+
+
+@pytest.mark.slow
+def test_report_from_tiny_real_artifacts(tmp_path):
+    quiet = StageContext(log=lambda m: None)
+    tok_dir = tmp_path / "tokenizer"
+    tok = train_bpe(DOCS + [e.text for e in guard_examples(4, 2)], 768, num_special_tokens=32, min_frequency=1)
+    special = save_tokenizer(tok, tok_dir)
+    eot = special["<|end_of_text|>"]
+    mix = tmp_path / "data_mix"
+    save_stream(encode_documents(tok, DOCS, eot), mix, "general", "validation", 100_000)
+    vocab = tok.get_vocab_size()
+
+    inputs = {"tokenizer": tok_dir, "data_mix": mix}
+    for i, name in enumerate(("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
+                              "sft_round_1", "dpo_round_1", "chat_model")):
+        torch.manual_seed(i)
+        inputs[name] = tmp_path / name
+        checkpoint_io.save_model(Transformer(model_args("debug", vocab, max_seq_len=64 if i == 0 else 128)), inputs[name])
+    inputs["llama_guard"] = tmp_path / "llama_guard"
+    run_llama_guard(GuardConfig(per_category=2, responses_per_category=0, max_len=128, include_policy=False,
+                                train={"steps": 1, "batch_size": 4, "lr": 1e-3}),
+                    {"annealed_checkpoint": inputs["annealed_checkpoint"], "tokenizer": tok_dir},
+                    inputs["llama_guard"], quiet)
+    inputs["prompt_guard"] = tmp_path / "prompt_guard"
+    run_prompt_guard(PromptGuardConfig(per_class=6, hidden_dim=0, max_len=32, train={"steps": 1, "batch_size": 8, "lr": 1e-3}),
+                     {}, inputs["prompt_guard"], quiet)
+    release = inputs["quantized_release"] = tmp_path / "release"
+    quantize_fp8(inputs["chat_model"], release / "fp8", scale_ub=1200.0, keep_edge_layers=0, other_dtype=torch.float32)
+    quantize_int8(inputs["llama_guard"], release / "guard_int8")
+
+    cfg = EvalConfig(ppl_seq_len=32, ppl_max_windows=2, niah_lengths=[40, 100], niah_depths=[0.0, 1.0], niah_trials=1,
+                     niah_distractors=2, task_prompts=4, quant_windows=2)
+    out = tmp_path / "report"
+    meta = run_eval_report(cfg, inputs, out, quiet)
+
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["perplexity"]) == {"base_checkpoint", "long_context_checkpoint", "annealed_checkpoint", "chat_model"}
+    # an untrained model over a 768-token vocabulary is near-uniform: perplexity of the order of the vocabulary
+    ppl = report["perplexity"]["chat_model"]["ppl"]["general"]
+    assert 100 < ppl < 3 * vocab
+    assert "100" not in report["niah"]["base_checkpoint"].get("per_length", {})  # beyond its 64-token context
+    assert list(report["tasks"]) == ["sft_round_1", "dpo_round_1", "chat_model"]
+    assert set(report["guards"]) >= {"llama_guard", "llama_guard_int8", "prompt_guard", "int8_verdict_agreement"}
+    q = report["quantization"]
+    assert 0.0 < q["logit_max_abs_delta"] < 1.0 and q["top1_agreement"] > 0.5
+    assert all(abs(v) < 0.1 for v in q["ppl_rel_delta"].values())
+    for png in report["plots"]:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    md = (out / "report.md").read_text()
+    assert "## Validation perplexity" in md and "Llama Guard INT8" in md
+    assert meta["ppl"]["chat_model"] == report["perplexity"]["chat_model"]["mean_ppl"]
+    assert set(meta) >= {"llama_guard_f1", "prompt_guard_attack_f1", "fp8_top1_agreement", "task_accuracy_chat"}
+    assert np.isfinite(meta["fp8_ppl_rel_delta_max"])
