@@ -150,7 +150,8 @@ def train_fasttext(texts: Sequence[str], labels: Sequence[str], path: Path, cfg:
 
 
 @lru_cache(maxsize=8)
-def _load_fasttext(path: str):
+def _load_fasttext(path: str, mtime_ns: int, size: int):
+    """Cached per file version: a model retrained at the same path is reloaded, not reused."""
     import fasttext
 
     return fasttext.load_model(path)
@@ -159,7 +160,8 @@ def _load_fasttext(path: str):
 def fasttext_probs(path: Path, texts: Sequence[str], max_chars: int) -> dict[str, np.ndarray]:
     """label -> probability per text, from a saved model (loaded once per process, so Ray workers
     each read the file the driver saved)."""
-    model = _load_fasttext(str(path))
+    stat = Path(path).stat()
+    model = _load_fasttext(str(path), stat.st_mtime_ns, stat.st_size)
     names = [lab.replace("__label__", "") for lab in model.get_labels()]
     out = {n: np.zeros(len(texts)) for n in names}
     if not texts:

@@ -49,6 +49,7 @@ def test_training_set_labels_reference_sources_and_negatives():
     assert labels.count("hq") == 2 and "short" not in texts
 
 
+@pytest.mark.slow
 def test_fasttext_scores_in_range_and_ordered(tmp_path):
     df = _reference_docs()
     train, held = df.iloc[:80], df.iloc[80:]
