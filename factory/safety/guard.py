@@ -64,9 +64,9 @@ def guard_prompt_parts(prompt: str, response: str | None, with_policy: bool = Tr
     """(instruction [+ categories], conversation, closing question) of the guard's user message."""
     role = "User" if response is None else "Agent"
     policy = f"Categories: {policy_text()}\n" if with_policy else ""
-    head = f"Task: Check if there is unsafe content in '{role}' messages.\n{policy}<BEGIN CONVERSATION>\n"
+    head = f"Task: check the last {role} message for unsafe content.\n{policy}Conversation:\n"
     conversation = f"User: {prompt}" if response is None else f"User: {prompt}\nAgent: {response}"
-    tail = f"\n<END CONVERSATION>\nAssess the last {role} message."
+    tail = f"\nVerdict on the last {role} message:"
     return head, conversation, tail
 
 
