@@ -70,6 +70,9 @@ complementary contentinfo search menubar dialog alert
 # Words that mark a subtree dropped outright: consent and cookie banners.
 _DROP_WORDS = frozenset("cookie cookies consent gdpr onetrust cookiebanner".split())
 _CLASS_ID = re.compile(r"\b(?:class|id|role)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I)
+_CLASS_ROLE = re.compile(r"\b(?:class|role)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I)
+# Elements whose id is a slug of their heading ("manifest-related-options"), not a role.
+_SLUG_ID_TAGS = frozenset({"section", "h1", "h2", "h3", "h4", "h5", "h6"})
 _HIDDEN_ATTR = re.compile(
     r"(?:^|\s)hidden(?:\s|=|$)|aria-hidden\s*=\s*[\"']?true|display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _MAIN_HINT = re.compile(r"\brole\s*=\s*[\"']?main\b|\bitemprop\s*=\s*[\"']?articleBody\b", re.I)
@@ -121,7 +124,11 @@ def _judge(tag: str, attrs: str) -> int:
     if tag in _HARD_TAGS:
         return DROP
     verdict = FLAG if tag in _SOFT_TAGS else KEEP
-    if attrs:
+    if attrs and tag in _SLUG_ID_TAGS:
+        by_attrs = _attr_verdict(attrs, with_id=False)
+        if by_attrs > verdict:
+            verdict = by_attrs
+    elif attrs:
         by_attrs = _ATTR_VERDICTS.get(attrs)
         if by_attrs is None:
             by_attrs = _attr_verdict(attrs)
@@ -133,13 +140,13 @@ def _judge(tag: str, attrs: str) -> int:
     return verdict
 
 
-def _attr_verdict(attrs: str) -> int:
+def _attr_verdict(attrs: str, with_id: bool = True) -> int:
     if not _ATTR_OF_INTEREST.search(attrs):
         return KEEP
     if _HIDDEN_ATTR.search(attrs):
         return DROP
     verdict = KEEP
-    for dq, sq, bare in _CLASS_ID.findall(attrs):
+    for dq, sq, bare in (_CLASS_ID if with_id else _CLASS_ROLE).findall(attrs):
         value = (dq or sq or bare).lower()
         if "katex-html" in value:
             return DROP

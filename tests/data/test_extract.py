@@ -51,6 +51,14 @@ def test_flagged_inline_element_ends_at_its_end_tag():
     assert "The report says that the rest of this sentence stays in the article text, after all." in text
 
 
+def test_heading_slug_ids_are_not_boilerplate():
+    section = ('<section id="manifest-related-options"><h2 id="share-comments">Related options</h2>'
+               "<p>This section of the documentation explains the manifest options, with enough words to count.</p>"
+               "<pre>python setup.py sdist --manifest-only</pre></section>")
+    text = extract(page(ARTICLE + section)).text
+    assert "Related options" in text and "python setup.py sdist --manifest-only" in text
+
+
 def test_text_after_scripts_and_styles_kept():
     html = ("<html><head><script>var s = '<body>';</script></head><body><p>" + "First paragraph words, " * 8
             + "</p><script>document.write('<div>' + \"</scr\" + \"ipt>\")</script><STYLE>p{}</STYLE>"
