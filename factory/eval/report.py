@@ -11,8 +11,8 @@ Sections, each computed here from the upstream artifacts:
 - ``guards``: Llama Guard unsafe-flag precision / recall / F1 / FPR and per-category recall, the
   same for its INT8 release, and Prompt Guard attack detection, on the held-out seed examples
   saved beside each guard;
-- ``quantization``: the FP8 release against the chat model on validation windows (perplexity,
-  logit deltas, top-1 agreement).
+- ``quantization``: the release's bf16 Hugging Face bundle and its FP8 weights against the fp32
+  chat model on validation windows (perplexity, logit deltas, top-1 agreement).
 
 Output: ``report.json`` (everything), ``report.md`` (tables), PNG plots; the metadata holds the
 headline numbers.
@@ -130,29 +130,31 @@ def guards_section(guard_dir: Path, prompt_guard_dir: Path, release_dir: Path, c
 @torch.no_grad()
 def quantization_section(chat: torch.nn.Module, release_dir: Path, streams: dict[str, np.ndarray], cfg: EvalConfig,
                          eot_id: int) -> dict[str, Any]:
+    """The release's bf16 Hugging Face bundle and FP8 weights against the fp32 chat model."""
     from factory.eval.perplexity import stream_losses
+    from factory.model.hf import import_hf
     from factory.quant.rowwise import load_quantized
 
-    fp8 = load_quantized(release_dir / "fp8")
+    variants = {"chat_fp32": chat, "bf16": import_hf(release_dir / "hf"), "fp8": load_quantized(release_dir / "fp8")}
     seq_len = min(cfg.ppl_seq_len, chat.args.max_seq_len)
-    nll_ref = stream_losses(chat, streams, seq_len, eot_id=eot_id, max_windows=cfg.ppl_max_windows)
-    nll_fp8 = stream_losses(fp8, streams, seq_len, eot_id=eot_id, max_windows=cfg.ppl_max_windows)
+    ppl = {name: {s: math.exp(v) for s, v in stream_losses(m, streams, seq_len, eot_id=eot_id,
+                                                            max_windows=cfg.ppl_max_windows).items()}
+           for name, m in variants.items()}
     tokens = np.concatenate(list(streams.values()))
     n = min(cfg.quant_windows, len(tokens) // seq_len)
     windows = torch.from_numpy(tokens[: n * seq_len].astype(np.int64).reshape(n, seq_len))
-    ref, q = chat(windows).float(), fp8(windows).float()
-    ppl_ref = {s: math.exp(v) for s, v in nll_ref.items()}
-    ppl_fp8 = {s: math.exp(v) for s, v in nll_fp8.items()}
-    return {
-        "ppl_chat": {s: round(v, 3) for s, v in ppl_ref.items()},
-        "ppl_fp8": {s: round(v, 3) for s, v in ppl_fp8.items()},
-        "ppl_rel_delta": {s: round(ppl_fp8[s] / ppl_ref[s] - 1.0, 5) for s in ppl_ref},
-        "logit_max_abs_delta": round(float((ref - q).abs().max()), 5),
-        "logit_mean_abs_delta": round(float((ref - q).abs().mean()), 6),
-        "top1_agreement": round(float((ref.argmax(-1) == q.argmax(-1)).float().mean()), 4),
-        "windows": n,
-        "seq_len": seq_len,
-    }
+    logits = {name: m(windows).float() for name, m in variants.items()}
+    out: dict[str, Any] = {"ppl": {k: {s: round(v, 3) for s, v in p.items()} for k, p in ppl.items()},
+                           "windows": n, "seq_len": seq_len}
+    for name in ("bf16", "fp8"):
+        out[name] = {
+            "ppl_rel_delta": {s: round(ppl[name][s] / ppl["chat_fp32"][s] - 1.0, 5) for s in ppl["chat_fp32"]},
+            "logit_max_abs_delta": round(float((logits[name] - logits["chat_fp32"]).abs().max()), 5),
+            "logit_mean_abs_delta": round(float((logits[name] - logits["chat_fp32"]).abs().mean()), 6),
+            "top1_agreement": round(float((logits[name].argmax(-1) == logits["chat_fp32"].argmax(-1)).float().mean()), 4),
+        }
+    out["fp8_vs_bf16_top1_agreement"] = round(float((logits["fp8"].argmax(-1) == logits["bf16"].argmax(-1)).float().mean()), 4)
+    return out
 
 
 def _plots(report: dict[str, Any], out: Path) -> list[str]:
@@ -246,22 +248,26 @@ def _markdown(report: dict[str, Any]) -> str:
               "Per-category recall (Llama Guard): "
               + ", ".join(f"{c} {v}" for c, v in g["llama_guard"]["category_recall"].items())]
     q = report["quantization"]
-    lines += ["", "## FP8 release vs chat model", "",
-              f"- perplexity relative delta per stream: {q['ppl_rel_delta']}",
-              f"- logits: max |delta| {q['logit_max_abs_delta']}, mean |delta| {q['logit_mean_abs_delta']}, "
-              f"top-1 agreement {q['top1_agreement']} ({q['windows']} windows of {q['seq_len']} tokens)", ""]
+    lines += ["", f"## Release precision vs the fp32 chat model ({q['windows']} windows of {q['seq_len']} tokens)", "",
+              "| weights | ppl relative delta | max abs logit delta | mean abs logit delta | top-1 agreement |",
+              "|---|---|---|---|---|"]
+    for name in ("bf16", "fp8"):
+        d = q[name]
+        lines.append(f"| {name} | {d['ppl_rel_delta']} | {d['logit_max_abs_delta']} | {d['logit_mean_abs_delta']} "
+                     f"| {d['top1_agreement']} |")
+    lines += ["", f"FP8 vs bf16 top-1 agreement: {q['fp8_vs_bf16_top1_agreement']}", ""]
     return "\n".join(lines)
 
 
 def headline(report: dict[str, Any]) -> dict[str, Any]:
     """The numbers Dagster shows: one per section."""
-    g, q = report["guards"], report["quantization"]
-    last_round = [k for k in report["tasks"] if k != "chat_model"]
+    g, q = report["guards"], report["quantization"]["fp8"]
+    rounds = [k for k in report["tasks"] if k != "chat_model"]
     return {
         "ppl": {n: m["mean_ppl"] for n, m in report["perplexity"].items()},
         "niah_mean": {n: t["mean"] for n, t in report["niah"].items() if "table" in t},
         "task_accuracy_chat": report["tasks"]["chat_model"]["accuracy"],
-        "task_accuracy_first_round": report["tasks"][last_round[0]]["accuracy"] if last_round else None,
+        "task_accuracy_first_round": report["tasks"][rounds[0]]["accuracy"] if rounds else None,
         "llama_guard_f1": g["llama_guard"]["f1"],
         "llama_guard_fpr": g["llama_guard"]["fpr"],
         "llama_guard_int8_f1": g["llama_guard_int8"]["f1"],

@@ -12,6 +12,7 @@ from factory.data.tokens import encode_documents, save_stream
 from factory.eval.report import EvalConfig, _rounds, run_eval_report
 from factory.model import checkpoint_io
 from factory.model.flavors import model_args
+from factory.model.hf import export_hf
 from factory.model.llama import Transformer
 from factory.quant.fp8 import quantize_fp8
 from factory.quant.int8 import quantize_int8
@@ -54,6 +55,7 @@ def test_report_from_tiny_real_artifacts(tmp_path):
     run_prompt_guard(PromptGuardConfig(per_class=6, hidden_dim=0, max_len=32, train={"steps": 1, "batch_size": 8, "lr": 1e-3}),
                      {}, inputs["prompt_guard"], quiet)
     release = inputs["quantized_release"] = tmp_path / "release"
+    export_hf(checkpoint_io.load_model(inputs["chat_model"]), release / "hf", tokenizer_dir=tok_dir, dtype=torch.bfloat16)
     quantize_fp8(inputs["chat_model"], release / "fp8", scale_ub=1200.0, keep_edge_layers=0, other_dtype=torch.float32)
     quantize_int8(inputs["llama_guard"], release / "guard_int8")
 
@@ -71,8 +73,10 @@ def test_report_from_tiny_real_artifacts(tmp_path):
     assert list(report["tasks"]) == ["sft_round_1", "dpo_round_1", "chat_model"]
     assert set(report["guards"]) >= {"llama_guard", "llama_guard_int8", "prompt_guard", "int8_verdict_agreement"}
     q = report["quantization"]
-    assert 0.0 < q["logit_max_abs_delta"] < 1.0 and q["top1_agreement"] > 0.5
-    assert all(abs(v) < 0.1 for v in q["ppl_rel_delta"].values())
+    assert set(q["ppl"]) == {"chat_fp32", "bf16", "fp8"}
+    for name in ("bf16", "fp8"):
+        assert 0.0 < q[name]["logit_max_abs_delta"] < 1.0 and q[name]["top1_agreement"] > 0.5
+        assert all(abs(v) < 0.1 for v in q[name]["ppl_rel_delta"].values())
     for png in report["plots"]:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     md = (out / "report.md").read_text()
