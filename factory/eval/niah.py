@@ -56,8 +56,10 @@ def plant(filler: np.ndarray, needle: np.ndarray, question: np.ndarray, prompt_l
     if hay < 1:
         raise ValueError(f"length {prompt_len} leaves no room for filler around a {len(needle)}-token needle "
                          f"and a {len(question)}-token question")
-    if len(filler) < hay:
-        raise ValueError(f"filler of {len(filler)} tokens is shorter than the {hay}-token haystack")
+    if len(filler) == 0:
+        raise ValueError("no filler tokens to build a haystack from")
+    if len(filler) < hay:  # a short held-out stream is repeated: a haystack needs length, not novelty
+        filler = np.resize(filler, hay)
     start = offset % (len(filler) - hay + 1)
     text = filler[start : start + hay]
     at = int(round(depth * hay))

@@ -38,6 +38,8 @@ def test_plant_puts_the_needle_at_the_requested_depth():
         assert len(prompt) == 45 and at == round(depth * 40)
         assert prompt[at : at + 3].tolist() == [1, 2, 3] and prompt[-2:].tolist() == [7, 8]
         assert prompt[:at].tolist() == list(range(110, 110 + at))
+    short, at = N.plant(np.arange(100, 110), needle, question, 45, 0.0, offset=3)
+    assert len(short) == 45 and short[3:13].tolist() == list(range(100, 110))  # tiled filler
     with pytest.raises(ValueError, match="no room"):
         N.plant(filler, needle, question, 5, 0.5, 0)
 
