@@ -59,7 +59,9 @@ class TrainConfig(StageConfig):
     weight_decay: float = Field(0.1, description="AdamW decoupled weight decay on matrices.")
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
     grad_clip: float = Field(1.0, description="Global gradient-norm clip; 0 disables it.")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 autocast with fp32 master weights, or fp32.")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: autocast with fp32 master weights where the device has native bf16 (else fp32, logged); fp32."
+    )
     seed: int = Field(0, description="Seed of model init and of the sample order.")
     log_every: int = Field(10, description="Steps between metric reports.")
     checkpoint_every: int = Field(0, description="Steps between checkpoints; 0 = only at the end.")
@@ -114,6 +116,14 @@ def count_tokens(batch: dict[str, torch.Tensor]) -> int:
 def flops_per_token(model: nn.Module, seq_len: int) -> float:
     core = getattr(model, "backbone", model)
     return core.flops_per_token(seq_len) if hasattr(core, "flops_per_token") else 0.0
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matmuls in hardware. CPUs need AVX512-BF16 or AMX: without
+    them (e.g. AVX2-only) oneDNN falls back to a reference path ~100x slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def _split(batch: dict[str, torch.Tensor], size: int) -> list[dict[str, torch.Tensor]]:
@@ -193,11 +203,10 @@ def _loop(job: _Job, log: Callable[[str], None], on_metrics: Callable[[dict[str,
         journal.write(json.dumps({"start": start}) + "\n")
         journal.flush()
 
-    autocast = (
-        torch.autocast(engine.device.type, dtype=torch.bfloat16)
-        if cfg.precision == "bf16"
-        else contextlib.nullcontext()
-    )
+    bf16 = cfg.precision == "bf16" and bf16_native(engine.device)
+    if cfg.precision == "bf16" and not bf16:
+        say(f"bf16 requested, but this {engine.device.type} has no native bf16 arithmetic: training in fp32")
+    autocast = torch.autocast(engine.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     history: list[dict[str, float]] = []
     window_tokens, window_start, productive_s, total_tokens = 0, time.perf_counter(), 0.0, 0
     run_t0 = time.perf_counter()

@@ -18,7 +18,7 @@ def test_train_bench_rows_compare_factory_with_hf_on_the_same_work():
     args = _args(train_bench, flavor="debug", vocab=128, seq_len=32, batch=2, steps=2, warmup=1, backends="none")
     rows = train_bench.run(args)
     by_name = {r["name"]: r for r in rows}
-    assert set(by_name) == {"factory", "hf", "hf-bf16"}
+    assert {"factory", "hf"} <= set(by_name) <= {"factory", "hf", "hf-bf16"}
     for row in rows:
         assert row["tokens_per_s"] > 0 and row["params"] == by_name["factory"]["params"]
         assert 3.0 < row["final_loss"] < 7.0  # ~log(128) = 4.85 for an untrained model
