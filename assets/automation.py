@@ -8,6 +8,7 @@ on the files it reads, so a new shard makes it, and everything downstream, stale
 
 
 import hashlib
+from pathlib import Path
 
 import dagster as dg
 
@@ -36,7 +37,7 @@ def rebuild_stale_nightly(context: dg.ScheduleEvaluationContext):
            description="New WARC files in the crawl inbox rebuild raw_crawl and everything downstream.")
 def new_warc_files(context: dg.SensorEvaluationContext):
     profile = load_profile(default_profile_name())
-    inbox = profile.crawl_inbox
+    inbox = Path(profile.section("raw_crawl").get("inbox") or profile.home / "inbox")
     files = sorted(p for p in inbox.glob("*.warc*") if p.is_file()) if inbox.exists() else []
     listing = "\n".join(f"{p.name}:{p.stat().st_size}" for p in files)
     cursor = hashlib.sha256(listing.encode()).hexdigest()

@@ -31,7 +31,6 @@ class RuntimeConfig(StageConfig):
     ray_address: str = Field("", description="Ray cluster address; empty means a local Ray started by the factory (RAY_ADDRESS overrides).")
     num_cpus: int = Field(2, description="CPUs of the embedded local Ray.")
     torch_threads: int = Field(2, description="torch intra-op threads inside a stage.")
-    crawl_inbox: str = Field("inbox", description="Folder the new-WARC sensor watches, relative to home.")
     accelerator: Literal["cpu", "cuda"] = Field("cpu", description="Device heavy stages train on.")
 
 
@@ -65,14 +64,25 @@ class Profile:
     def ray_address(self) -> str:
         return os.environ.get("RAY_ADDRESS") or self.runtime.ray_address
 
-    @property
-    def crawl_inbox(self) -> Path:
-        return self.resolve(self.runtime.crawl_inbox)
-
     def section(self, asset: str) -> dict[str, Any]:
+        """A stage's raw config section, with ``{home}`` in string values replaced by the absolute home.
+
+        Stages run in Ray workers whose working directory is not the caller's, so every path a
+        stage receives must be absolute; ``{home}`` is how a profile names paths inside home.
+        """
         if asset not in self.sections:
             raise KeyError(f"profile {self.name!r} has no section for {asset!r}")
-        return self.sections[asset]
+        return _substitute_home(self.sections[asset], str(self.home))
+
+
+def _substitute_home(value: Any, home: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("{home}", home)
+    if isinstance(value, dict):
+        return {k: _substitute_home(v, home) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_home(v, home) for v in value]
+    return value
 
 
 def available_profiles() -> list[str]:

@@ -47,6 +47,10 @@ class CrawlConfig(StageConfig):
     seed: int = Field(0, description="Sample crawl: seed of the document selection.")
     shard_bytes: int = Field(8 << 20, ge=1, description="Target compressed size of one output WARC shard.")
 
+    def external_files(self) -> list[str]:
+        """Files outside the artifact store this stage reads; the runner keys the artifact on them."""
+        return expand_paths(self.warc_paths) + inbox_files(self.inbox)
+
 
 def expand_paths(patterns: list[str]) -> list[str]:
     """Local paths/globs and fsspec URIs/globs -> sorted concrete files; a pattern matching nothing raises."""
