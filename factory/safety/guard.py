@@ -150,6 +150,10 @@ def evaluate(guard: LlamaGuard, examples: Sequence[GuardExample]) -> dict[str, A
     metrics: dict[str, Any] = binary_metrics([e.unsafe for e in examples], [v["unsafe"] for v in verdicts])
     metrics["category_recall"] = per_label_recall(
         [e.categories for e in examples], [v["categories"] for v in verdicts], CODES)
+    # Share flagged unsafe per kind: on look-alikes, refusals and helpful answers it is a false refusal rate.
+    kinds = sorted({e.kind for e in examples})
+    metrics["flagged_by_kind"] = {
+        k: round(float(np.mean([v["unsafe"] for e, v in zip(examples, verdicts) if e.kind == k])), 4) for k in kinds}
     return metrics
 
 
