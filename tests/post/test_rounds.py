@@ -3,6 +3,7 @@ two SFT/DPO rounds and the averaged chat model, checking every artifact's layout
 
 import json
 
+import pytest
 import torch
 
 from factory.model.checkpoint_io import load_state, read_meta
@@ -18,6 +19,7 @@ SAMPLING = {"max_new_tokens": 8, "temperature": 1.0}
 TRAIN = {"steps": 2, "batch_size": 4, "lr": 1e-3, "log_every": 1}
 
 
+@pytest.mark.slow  # ~3 s of its own work, plus the optimizer's one-time import in a fresh process
 def test_post_training_chain_end_to_end(post_inputs, tmp_path):
     inputs = dict(post_inputs)
 

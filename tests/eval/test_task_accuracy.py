@@ -1,5 +1,6 @@
 """Held-out task accuracy: prompts split evenly over tasks, scored by the checkers."""
 
+import pytest
 import torch
 
 from factory.eval.tasks import heldout_prompts, task_accuracy
@@ -13,10 +14,16 @@ def test_heldout_prompts_are_eval_split_and_balanced():
     assert heldout_prompts(12, 0) == prompts
 
 
-def test_task_accuracy_of_a_saved_model(tmp_path):
-    import sys
-    from pathlib import Path
+@pytest.fixture
+def one_torch_thread():
+    # Hundreds of tiny decode steps: one thread avoids OpenMP spin-waits on a busy 2-core host.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
+
+def test_task_accuracy_of_a_saved_model(tmp_path, one_torch_thread):
     from factory.data import tokenizer as T
     from factory.model.checkpoint_io import save_model
     from factory.model.flavors import model_args
@@ -30,4 +37,3 @@ def test_task_accuracy_of_a_saved_model(tmp_path):
     assert result["n"] == 8 and set(TASKS) <= set(result)
     assert result["accuracy"] == 0.0  # a random model answers nothing exactly
     assert all(result[t]["n"] == 2 for t in TASKS)
-    assert Path(sys.executable)  # the code checker runs this interpreter
