@@ -69,6 +69,8 @@ def _expectations(name: str) -> list:
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
             gxe.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=1),
             gxe.ExpectColumnValuesToBeInSet(column="strength", value_set=STRENGTHS),
+            gxe.ExpectColumnValuesToBeBetween(column="n_responses", min_value=2, max_value=3),
+            gxe.ExpectColumnValuesToBeInSet(column="ranked_best_first", value_set=[True]),
             gxe.ExpectColumnValuesToBeInSet(column="chosen_differs_from_rejected", value_set=[True]),
         ]
     raise KeyError(f"no expectation suite named {name!r}")
@@ -104,11 +106,32 @@ def validate(name: str, df: pd.DataFrame) -> SuiteResult:
 def load_frame(name: str, folder: Path) -> pd.DataFrame:
     """The table a suite checks, read from an artifact folder."""
     if name == "preference_data":
-        rows = [json.loads(line) for line in (folder / "preferences.jsonl").read_text().splitlines() if line.strip()]
-        df = pd.DataFrame(rows)
-        df["chosen_differs_from_rejected"] = df["chosen"] != df["rejected"]
-        return df
+        return preference_frame(folder / "preferences.jsonl")
     return pd.read_parquet(folder / "docs.parquet")
+
+
+def preference_frame(path: Path) -> pd.DataFrame:
+    """One row per ranking: the prompt, its strength, and derived facts about its ordered responses.
+
+    A ranking lists its responses best first (edited > chosen > rejected), each with the
+    annotator's score.
+    """
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        responses = record["responses"]
+        scores = [r["score"] for r in responses]
+        rows.append({
+            "prompt": record["prompt"]["prompt"],
+            "task": record["prompt"]["task"],
+            "strength": record["strength"],
+            "n_responses": len(responses),
+            "ranked_best_first": all(a >= b for a, b in zip(scores, scores[1:])),
+            "chosen_differs_from_rejected": responses[0]["text"] != responses[-1]["text"],
+        })
+    return pd.DataFrame(rows)
 
 
 SUITES = ("extracted_docs", "filtered_corpus", "preference_data")
