@@ -6,7 +6,9 @@ number of CPU threads, in this one command. ``hf`` is the plain loop everyone wr
 (``model(input_ids, labels=...)``, fp32, full logits); ``hf-bf16`` (only on devices with native
 bf16) is the same loop under bf16 autocast, so the table separates what precision buys from what
 the trainer's own work buys (fused chunked output-layer loss: no fp32 copy of the logits). ``factory`` is ``train()`` itself,
-timed by its own tokens/s records after warm-up steps.
+timed by its own tokens/s records after warm-up steps (which
+include the one-off ``torch.compile``; ``wall_s`` shows it); ``factory-eager`` is the same without
+``torch.compile``.
 
 Backend rows (``--backends``) run the same model under ``train()`` with 2 Ray Train workers of one
 thread each: ``ddp-2`` (DistributedDataParallel, gloo) and ``deepspeed-zero2-2``; ``single-1t`` is
@@ -41,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the single-process rows")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="factory trainer precision")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip torch.compile in the factory row (the factory-eager row always runs eager)")
     parser.add_argument("--doc-mask", action="store_true",
                         help="factory rows use document masking of packed sequences (HF cannot)")
     parser.add_argument("--backends", default="ddp,deepspeed",
@@ -127,7 +131,8 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
     base = dict(steps=a.warmup + a.steps, batch_size=a.batch, lr=3e-4, warmup_steps=1, log_every=1,
                 precision=a.precision, grad_clip=1.0)
     rows = [
-        _factory_row("factory", TrainConfig(**base), args_, data, a),
+        _factory_row("factory", TrainConfig(**base, compile=not a.no_compile), args_, data, a),
+        _factory_row("factory-eager", TrainConfig(**base), args_, data, a),
         _hf_row("hf", args_, packed, a, autocast=False),
     ]
     if a.precision == "bf16" and bf16_native(torch.device("cpu")):

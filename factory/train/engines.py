@@ -124,6 +124,8 @@ class LocalEngine(Engine):
         self.device = device
         self.model = model.to(device)
         self.wrapped: nn.Module = ObjectiveModule(self.model, objective)
+        if cfg.compile:
+            self.wrapped.compile()  # in place: parameter names (and checkpoints) are unchanged
         self.optimizer = build_optimizer(self.model, cfg)
         self.writer = AsyncCheckpointer() if cfg.async_checkpoint else None
 
@@ -208,6 +210,8 @@ class DeepSpeedEngine(Engine):
         )
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.stage = cfg.zero_stage
+        if cfg.compile:
+            self.wrapped.compile()
 
     def forward(self, batch):
         return self.wrapped(batch)

@@ -67,6 +67,9 @@ class TrainConfig(StageConfig):
     checkpoint_every: int = Field(0, description="Steps between checkpoints; 0 = only at the end.")
     keep_last: int = Field(2, description="Checkpoints kept on disk.")
     async_checkpoint: bool = Field(False, description="Write checkpoints on a background thread from a CPU copy (single/ddp).")
+    compile: bool = Field(
+        False, description="torch.compile the model and objective (fuses elementwise work; costs a one-off compile of tens of seconds)."
+    )
     peak_flops: float = Field(150e9, description="Peak FLOP/s of one worker's device, for MFU.")
     backend: Literal["single", "ddp", "deepspeed"] = Field(
         "single", description="single process; Ray Train DDP; or DeepSpeed ZeRO inside Ray Train workers."

@@ -8,17 +8,18 @@ from factory.bench import emit, faults
 from factory.bench import train as train_bench
 
 
-def _args(module, **kw) -> argparse.Namespace:
+def _args(module, *flags: str, **kw) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     module.add_arguments(parser)
-    return parser.parse_args([f"--{k.replace('_', '-')}={v}" for k, v in kw.items()])
+    return parser.parse_args([*flags, *(f"--{k.replace('_', '-')}={v}" for k, v in kw.items())])
 
 
 def test_train_bench_rows_compare_factory_with_hf_on_the_same_work():
-    args = _args(train_bench, flavor="debug", vocab=128, seq_len=32, batch=2, steps=2, warmup=1, backends="none")
+    args = _args(train_bench, "--no-compile", flavor="debug", vocab=128, seq_len=32, batch=2, steps=2, warmup=1,
+                 backends="none")
     rows = train_bench.run(args)
     by_name = {r["name"]: r for r in rows}
-    assert {"factory", "hf"} <= set(by_name) <= {"factory", "hf", "hf-bf16"}
+    assert {"factory", "factory-eager", "hf"} <= set(by_name) <= {"factory", "factory-eager", "hf", "hf-bf16"}
     for row in rows:
         assert row["tokens_per_s"] > 0 and row["params"] == by_name["factory"]["params"]
         assert 3.0 < row["final_loss"] < 7.0  # ~log(128) = 4.85 for an untrained model
