@@ -18,10 +18,11 @@ from factory.safety.seed_prompts import attack_examples, guard_examples
 
 
 def build_tokenizer(out: Path) -> Path:
-    texts = [e.text for e in guard_examples(8, 4)] + [e.text for e in attack_examples(16)]
+    # Most words of the seed set become single tokens: short prompts keep the guard test fast.
+    texts = [e.text for e in guard_examples(48, 24)] + [e.text for e in attack_examples(48)]
     texts += list(guard_prompt_parts("x", None)) + list(guard_prompt_parts("x", "y"))
     texts += ["def f(x):\n    return x + 1\n", "import os\nprint(os.getcwd())\n"]
-    save_tokenizer(train_bpe(texts, 1024, num_special_tokens=256, min_frequency=1), out)
+    save_tokenizer(train_bpe(texts, 4096, num_special_tokens=256, min_frequency=1), out)
     return out
 
 

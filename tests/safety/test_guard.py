@@ -34,10 +34,9 @@ def test_prompt_keeps_instruction_and_cuts_long_conversations(tokenizer_dir):
     assert "Code Interpreter Abuse" not in chat.decode(encode_guard_prompt(chat, "x", None, 1024, with_policy=False))
 
 
-def _train(tmp_path, tokenizer_dir, lm_dir, steps, **kw) -> tuple[dict, Path]:
-    cfg = GuardConfig(per_category=kw.pop("per_category", 6), responses_per_category=kw.pop("responses", 2),
-                      max_len=256, include_policy=False,
-                      train={"steps": steps, "batch_size": 16, "lr": 3e-3, "warmup_steps": 5, "log_every": 10})
+def _train(tmp_path, tokenizer_dir, lm_dir, steps, per_category, responses) -> tuple[dict, Path]:
+    cfg = GuardConfig(per_category=per_category, responses_per_category=responses, max_len=256, include_policy=False,
+                      train={"steps": steps, "batch_size": 16, "lr": 5e-3, "warmup_steps": 5, "log_every": 20})
     out = tmp_path / "guard"
     meta = run_llama_guard(cfg, {"annealed_checkpoint": lm_dir, "tokenizer": tokenizer_dir}, out, StageContext(log=lambda m: None))
     return meta, out
@@ -64,11 +63,12 @@ def test_stage_writes_a_loadable_guard(tmp_path, tokenizer_dir, lm_dir):
 @pytest.mark.slow
 def test_guard_training_beats_chance_on_the_seed_set(tmp_path, tokenizer_dir, lm_dir):
     # An untrained debug backbone: everything the guard knows comes from the fine-tune.
-    meta, out = _train(tmp_path, tokenizer_dir, lm_dir, steps=200, per_category=12, responses=4)
+    meta, out = _train(tmp_path, tokenizer_dir, lm_dir, steps=120, per_category=8, responses=0)
     fit, held = meta["train_fit"], meta["held_out"]
     # Chance on a balanced set: flagging at random gives F1 ~0.5 at FPR ~0.5; flagging all, FPR 1.
-    assert fit["f1"] > 0.7 and fit["fpr"] < 0.3, fit
-    assert held["f1"] > 0.55 and held["fpr"] < 0.5, held
+    # (Measured here: train F1 1.0 / FPR 0.0, held-out F1 0.79 / FPR 0.30.)
+    assert fit["f1"] > 0.8 and fit["fpr"] < 0.2, fit
+    assert held["f1"] > 0.6 and held["fpr"] < 0.5, held
 
 
 @pytest.mark.slow
