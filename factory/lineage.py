@@ -121,6 +121,7 @@ class LineageNode:
     manifest: Manifest
     depth: int
     problems: list[str]
+    repeated: bool = False  # already verified (and expanded) earlier in the walk
 
 
 def audit(store: ArtifactStore, asset: str) -> list[LineageNode]:
@@ -133,9 +134,10 @@ def audit(store: ArtifactStore, asset: str) -> list[LineageNode]:
     seen: set[tuple[str, str]] = set()
 
     def visit(name: str, manifest: Manifest, depth: int) -> None:
-        nodes.append(LineageNode(name, manifest, depth, [] if (manifest.stage, manifest.key) in seen else store.verify(manifest)))
         if (manifest.stage, manifest.key) in seen:
+            nodes.append(LineageNode(name, manifest, depth, [], repeated=True))
             return
+        nodes.append(LineageNode(name, manifest, depth, store.verify(manifest)))
         seen.add((manifest.stage, manifest.key))
         for input_name, ref in sorted(manifest.inputs.items()):
             parent = store.load(ref["stage"], ref["key"])
@@ -151,10 +153,14 @@ def format_audit(nodes: list[LineageNode]) -> str:
     lines = []
     for node in nodes:
         m = node.manifest
+        indent = "  " * node.depth
+        if node.repeated:
+            lines.append(f"{indent}{node.asset}  digest={m.digest[:16]}  (verified above)")
+            continue
         status = "ok" if not node.problems else "FAILED"
         run = m.metadata.get("mlflow_run_id", "-")
-        lines.append(f"{'  ' * node.depth}{node.asset}  digest={m.digest[:16]}  key={m.key}  mlflow_run={run}  [{status}]")
-        lines += [f"{'  ' * node.depth}  ! {p}" for p in node.problems]
+        lines.append(f"{indent}{node.asset}  digest={m.digest[:16]}  key={m.key}  mlflow_run={run}  [{status}]")
+        lines += [f"{indent}  ! {p}" for p in node.problems]
     return "\n".join(lines)
 
 
