@@ -299,11 +299,11 @@ def _kill_once(checkpoint_dir: Path, step: int) -> None:
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    print(f"fault injection: killing worker pid {os.getpid()} after step {step}", flush=True)
+    _rank0_print(f"fault injection: killing worker pid {os.getpid()} after step {step}")
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _rank0_print(msg: str) -> None:
+def _rank0_print(msg: str) -> None:  # also the fault injector's last words
     # Straight to stderr: Ray Train's patched print() would emit each line twice.
     sys.stderr.write(f"[train] {msg}\n")
     sys.stderr.flush()
