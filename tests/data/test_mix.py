@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from factory.data import mix as M
 from factory.data.tokens import load_stream, read_mix, stream_names, tokenizer_info
@@ -16,14 +15,6 @@ from factory.train.trainer import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
 from synthetic_corpus import write_inputs  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_topic_cap_is_the_largest_count_within_the_share():

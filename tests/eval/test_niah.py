@@ -12,15 +12,6 @@ from factory.model.llama import Transformer
 TEXT = ["The pass key is 123. What is the pass key? The river runs near the old city."] * 20
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models gain nothing from a second thread and lose much when other jobs share the cores.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def builder():
     tok = T.train_bpe(TEXT, 320, num_special_tokens=16)

@@ -13,15 +13,6 @@ from factory.model.llama import Transformer
 VOCAB = 50
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models gain nothing from a second thread and lose much when other jobs share the cores.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def uniform_model() -> Transformer:
     model = Transformer(model_args("debug", VOCAB))
     with torch.no_grad():

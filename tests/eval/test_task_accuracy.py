@@ -1,6 +1,5 @@
 """Held-out task accuracy: prompts split evenly over tasks, scored by the checkers."""
 
-import pytest
 import torch
 
 from factory.eval.tasks import heldout_prompts, task_accuracy
@@ -14,16 +13,7 @@ def test_heldout_prompts_are_eval_split_and_balanced():
     assert heldout_prompts(12, 0) == prompts
 
 
-@pytest.fixture
-def one_torch_thread():
-    # Hundreds of tiny decode steps: one thread avoids OpenMP spin-waits on a busy 2-core host.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_task_accuracy_of_a_saved_model(tmp_path, one_torch_thread):
+def test_task_accuracy_of_a_saved_model(tmp_path):
     from factory.data import tokenizer as T
     from factory.model.checkpoint_io import save_model
     from factory.model.flavors import model_args

@@ -8,15 +8,6 @@ from factory.model.generate import generate
 from factory.model.llama import Transformer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Hundreds of tiny forwards: a second OpenMP thread only spin-waits (20x slower on a busy host).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(seed: int = 0) -> Transformer:
     torch.manual_seed(seed)
     model = Transformer(model_args("debug", vocab_size=61, max_seq_len=64)).eval()

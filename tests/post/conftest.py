@@ -32,10 +32,3 @@ def post_inputs(tmp_path_factory) -> dict[str, Path]:
     return inputs
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Tiny models decode fastest on one thread; on a busy 2-core machine two threads oversubscribe.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -9,15 +9,6 @@ from factory.model.llama import Transformer
 from factory.scaling import forecast as F
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models gain nothing from a second thread and lose much when other jobs share the cores.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_parabola_recovers_a_known_optimum():
     sizes = np.array([1e5, 3e5, 1e6, 3e6, 1e7])
     losses = 2.0 + 0.3 * (np.log(sizes) - np.log(8e5)) ** 2

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from factory.data.mix import DataMixConfig, run_data_mix
 from factory.model.checkpoint_io import load_args, load_model, read_meta
@@ -26,15 +25,6 @@ def T(**kw) -> TrainConfig:
 QUIET = StageContext(log=lambda _: None)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models gain nothing from a second thread and lose much when other jobs share the cores.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _stage(root: Path, name: str, fn, cfg, inputs, ctx=QUIET):
     out = root / name
     out.mkdir()
@@ -43,8 +33,6 @@ def _stage(root: Path, name: str, fn, cfg, inputs, ctx=QUIET):
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # module-scoped: runs before the function-scoped one_thread fixture
     root = tmp_path_factory.mktemp("pretrain")
     inputs = write_inputs(root, vocab_size=600)
     meta = {}
@@ -67,7 +55,6 @@ def chain(tmp_path_factory):
     _, meta["anneal"] = _stage(root, "anneal", P.run_annealed_checkpoint, anneal_cfg, inputs)
     _, meta["code"] = _stage(root, "code", P.run_expert_checkpoint,
                              P.ExpertConfig(domain="code", domain_weight=0.85, train=T(steps=3), eval_windows=2), inputs)
-    torch.set_num_threads(n)
     return root, inputs, meta, base_cfg
 
 
