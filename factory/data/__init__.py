@@ -1,1 +1,1 @@
-"""data"""
+"""Pre-training data: crawl ingest, extraction, dedup, filtering, tokenizer and data mix (recipe: "Pre-Training Data")."""

@@ -1,1 +1,1 @@
-"""safety"""
+"""Safety: the hazard taxonomy, Llama Guard and Prompt Guard classifiers, and Code Shield (recipe: "Safety characteristics")."""
