@@ -67,6 +67,9 @@ class TrainConfig(StageConfig):
     checkpoint_every: int = Field(0, description="Steps between checkpoints; 0 = only at the end.")
     keep_last: int = Field(2, description="Checkpoints kept on disk.")
     async_checkpoint: bool = Field(False, description="Write checkpoints on a background thread from a CPU copy (single/ddp).")
+    kernels: bool = Field(
+        False, description="Swap RMSNorm/SwiGLU for the Triton kernels (factory.model.convert); needs CUDA."
+    )
     compile: bool = Field(
         False, description="torch.compile the model and objective (fuses elementwise work; costs a one-off compile of tens of seconds)."
     )
@@ -187,6 +190,10 @@ def _loop(job: _Job, log: Callable[[str], None], on_metrics: Callable[[dict[str,
             raise ValueError(f"initial weights have keys the model lacks: {unexpected[:5]}")
         if missing:
             log(f"fresh parameters not in the initial weights: {missing}")
+    if cfg.kernels:
+        from factory.model.convert import apply_kernels
+
+        log(f"Triton kernels swapped into {apply_kernels(model, True)} modules")
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     first_local = batch_size_at(0, cfg.batch_size, cfg.batch_ramp) // world
     engine = make_engine(cfg, model, job.objective, min(cfg.micro_batch_size or first_local, first_local))
