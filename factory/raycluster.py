@@ -11,8 +11,10 @@ The job task itself reserves no CPU: it only drives the stage, and the stage's o
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,12 @@ WORKER_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "PYTHONPATH": str(PROJECT_ROOT),
 }
+
+
+def ray_temp_dir(home: Path) -> Path:
+    """Session folder of the embedded Ray: short, because Ray's Unix socket paths under it must stay
+    within 107 bytes (a deep home such as a pytest temp folder would break them), and per home."""
+    return Path(tempfile.gettempdir()) / f"factory-ray-{hashlib.sha1(str(home).encode()).hexdigest()[:10]}"
 
 
 def ensure_ray(profile: Profile) -> None:
@@ -49,7 +57,7 @@ def ensure_ray(profile: Profile) -> None:
             include_dashboard=False,
             log_to_driver=True,
             runtime_env={"env_vars": WORKER_ENV},
-            _temp_dir=str(profile.home / "ray"),
+            _temp_dir=str(ray_temp_dir(profile.home)),
         )
 
 
