@@ -409,13 +409,16 @@ def anneal_mix(base: Mapping[str, float], upsample: Mapping[str, float], high_qu
     return mix
 
 
+def _branch_from(src: Path, seq_len: int) -> tuple[Any, dict]:
+    """Model args and weights of the checkpoint a stage continues from, at ``seq_len`` (0 keeps its own)."""
+    args = load_args(src)
+    return replace(args, max_seq_len=seq_len or args.max_seq_len), load_state(src)
+
+
 def run_annealed_checkpoint(cfg: AnnealConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
     info, mix = _stage_inputs(inputs)
-    src = inputs["long_context_checkpoint"]
-    args = load_args(src)
-    seq_len = cfg.seq_len or args.max_seq_len
-    args = replace(args, max_seq_len=seq_len)
-    state = load_state(src)
+    args, state = _branch_from(inputs["long_context_checkpoint"], cfg.seq_len)
+    seq_len = args.max_seq_len
     weights = anneal_mix(mix["weights"], cfg.upsample, cfg.high_quality_weight)
     names = sorted(set(weights) | set(mix["weights"]) | ({cfg.value_dataset} - {""}))
     train_streams = load_streams(inputs["data_mix"], names, "train")
@@ -487,11 +490,8 @@ class ExpertConfig(StageConfig):
 
 def run_expert_checkpoint(cfg: ExpertConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
     info, mix = _stage_inputs(inputs)
-    src = inputs["base_checkpoint"]
-    args = load_args(src)
-    seq_len = cfg.seq_len or args.max_seq_len
-    args = replace(args, max_seq_len=seq_len)
-    state = load_state(src)
+    args, state = _branch_from(inputs["base_checkpoint"], cfg.seq_len)
+    seq_len = args.max_seq_len
     names = sorted(set(mix["weights"]) | {cfg.domain})
     train_streams = load_streams(inputs["data_mix"], names, "train")
     val_streams = {k: v for k, v in load_streams(inputs["data_mix"], names, "validation").items() if len(v)}
