@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from factory.data.page_routing import DOMAINS
+
 LANGUAGE_CODE = r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$"
 STRENGTHS = ["significantly better", "better", "slightly better", "marginally better"]
 
@@ -52,6 +54,9 @@ def _expectations(name: str) -> list:
             gxe.ExpectColumnValuesToBeUnique(column="id"),
             gxe.ExpectColumnValuesToBeUnique(column="url"),
             gxe.ExpectColumnValuesToMatchRegex(column="url", regex=r"^[a-z][a-z0-9+.-]*://"),
+            gxe.ExpectColumnValuesToBeInSet(column="page_domain", value_set=list(DOMAINS)),
+            gxe.ExpectColumnValuesToBeBetween(column="n_code_blocks", min_value=0),
+            gxe.ExpectColumnValuesToBeBetween(column="n_math", min_value=0),
         ]
     if name == "filtered_corpus":
         return [
@@ -61,7 +66,7 @@ def _expectations(name: str) -> list:
             gxe.ExpectColumnValuesToMatchRegex(column="language", regex=LANGUAGE_CODE),
             gxe.ExpectColumnValuesToBeBetween(column="quality_fasttext", min_value=0.0, max_value=1.0),
             gxe.ExpectColumnValuesToBeBetween(column="quality_transformer", min_value=0.0, max_value=1.0),
-            gxe.ExpectColumnValuesToBeInSet(column="domain", value_set=["general", "code", "math"]),
+            gxe.ExpectColumnValuesToBeInSet(column="domain", value_set=list(DOMAINS)),
             gxe.ExpectColumnValuesToNotBeNull(column="topic"),
         ]
     if name == "preference_data":

@@ -8,14 +8,15 @@ from factory.expectations import load_frame, validate
 
 
 def test_extracted_docs_suite_catches_empty_text_and_duplicate_ids():
-    good = pd.DataFrame({"id": ["a", "b"], "url": ["https://x/a", "https://x/b"], "text": ["one", "two"]})
+    good = pd.DataFrame({"id": ["a", "b"], "url": ["https://x/a", "https://x/b"], "text": ["one", "two"],
+                         "n_code_blocks": [0, 2], "n_math": [1, 0], "page_domain": ["math", "code"]})
     assert validate("extracted_docs", good).success
-    bad = pd.DataFrame({"id": ["a", "a"], "url": ["https://x/a", "x/b"], "text": ["one", ""]})
+    bad = good.assign(id=["a", "a"], url=["https://x/a", "x/b"], text=["one", ""], page_domain=["math", "poetry"])
     result = validate("extracted_docs", bad)
     assert not result.success
     assert {f["expectation"] for f in result.failures} >= {
         "expect_column_values_to_be_unique", "expect_column_value_lengths_to_be_between",
-        "expect_column_values_to_match_regex"}
+        "expect_column_values_to_match_regex", "expect_column_values_to_be_in_set"}
 
 
 def test_filtered_corpus_suite_checks_language_codes_and_score_ranges():

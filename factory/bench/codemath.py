@@ -4,7 +4,9 @@ keep the structure of math and code content; formulas as TeX, also from image ``
 Code: Python 3.11 documentation pages (python3.11-doc) that hold ``<pre>`` blocks. The truth of a
 block is its displayed text as lexbor (resiliparse's HTML parser, independent of ours) reads it;
 it counts as recovered when it appears byte-exact (indentation and line breaks included) in the
-extracted text.
+extracted text. The same pages' inline code in prose (``<p> ... <code>``: ``__init__``, ``*args``,
+``**kwargs``) counts as recovered when its text appears verbatim (whitespace-normalized): the
+markdown-marker stripping of prose must not eat the underscores and stars of identifiers.
 
 Math: the display formulas (``.. math::``) of the PyTorch sources' docstrings installed in this
 environment (torch/nn/modules), each docstring served as a documentation page whose formulas use,
@@ -33,9 +35,11 @@ class Case:
     html: str
     code_blocks: tuple[str, ...]
     formulas: tuple[str, ...]
+    inline_code: tuple[str, ...] = ()
 
 
-def _pre_texts(page: bytes) -> list[str]:
+def _code_texts(page: bytes) -> tuple[list[str], list[str]]:
+    """(``<pre>`` blocks as displayed, inline ``<code>`` of prose paragraphs, whitespace-normalized)."""
     from resiliparse.parse.html import HTMLTree
 
     tree = HTMLTree.parse_from_bytes(page, "utf-8")
@@ -44,7 +48,8 @@ def _pre_texts(page: bytes) -> list[str]:
         text = pre.text.strip("\n")
         if text.strip():
             blocks.append(text)
-    return blocks
+    inline = [_norm(code.text) for code in tree.body.query_selector_all("p code")]
+    return blocks, [c for c in inline if c]
 
 
 def code_cases(max_pages: int) -> list[Case]:
@@ -55,7 +60,8 @@ def code_cases(max_pages: int) -> list[Case]:
         page = path.read_bytes()
         if b"<pre" not in page:
             continue
-        cases.append(Case(page.decode("utf-8"), tuple(_pre_texts(page)), ()))
+        blocks, inline = _code_texts(page)
+        cases.append(Case(page.decode("utf-8"), tuple(blocks), (), tuple(inline)))
         if len(cases) >= max_pages:
             break
     return cases
@@ -145,19 +151,24 @@ def _norm(text: str) -> str:
 
 
 def preservation(fn: Callable[[str], str], cases: list[Case]) -> dict[str, float]:
-    """Share of code blocks recovered byte-exact and of formulas recovered (TeX present)."""
-    code_total = code_hit = math_total = math_hit = 0
+    """Share of code blocks recovered byte-exact, of inline code recovered verbatim and of
+    formulas recovered (TeX present)."""
+    code_total = code_hit = math_total = math_hit = inline_total = inline_hit = 0
     for case in cases:
         text = fn(case.html)
         code_total += len(case.code_blocks)
         code_hit += sum(block in text for block in case.code_blocks)
+        flat = _norm(text)
+        inline_total += len(case.inline_code)
+        inline_hit += sum(code in flat for code in case.inline_code)
         if case.formulas:
-            flat = _norm(text)
             math_total += len(case.formulas)
             math_hit += sum(_norm(tex) in flat for tex in case.formulas)
     return {
         "code_blocks": code_total,
         "code_exact": round(code_hit / code_total, 4) if code_total else float("nan"),
+        "inline_code": inline_total,
+        "inline_code_exact": round(inline_hit / inline_total, 4) if inline_total else float("nan"),
         "formulas": math_total,
         "math_recall": round(math_hit / math_total, 4) if math_total else float("nan"),
     }

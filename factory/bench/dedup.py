@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from factory.data.documents import DOC_COLUMNS
+
 PY_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
 DEBIAN_REFERENCE = Path("/usr/share/debian-reference")
 STDLIB = Path("/usr/lib/python3.11")
@@ -141,7 +143,8 @@ def reference_corpus(limit: int, languages: tuple[str, ...] = ("en", "de", "fr",
                     rows.append(row)
     df = pd.DataFrame(rows)
     df.insert(2, "date", "2026-11-01")
-    return df[["id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math"]]
+    df["page_domain"] = "general"  # text sources, not crawled pages: the page router has not run
+    return df[list(DOC_COLUMNS)]
 
 
 def plant_near_duplicates(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, list[tuple[str, str]]]:

@@ -5,11 +5,14 @@ Data: ``--data`` (default ``../shared/data/extraction-dev``): ``html/<id>.html.g
 own (see its README): tokens are ``\\w+`` runs, the unit is the 4-word shingle (a multiset); per
 page precision and recall of the extracted shingles against the ground truth's, each averaged
 over pages, F1 of the two averages. ``pages_per_s`` times the extraction call only, on one core
-(every contender gets the decoded ``str`` page; parsing is part of the call), best of ``--repeat``.
+(every contender gets the decoded ``str`` page; parsing is part of the call), best of ``--repeat``
+interleaved passes. Row ``factory-no-routing`` is the ablation of the code/math page router: every
+page through the general extraction settings.
 
 ``--codemath`` adds the code/math preservation figures of ``factory.bench.codemath`` as columns:
-the share of ``<pre>`` blocks of real Python documentation pages recovered byte-exact, and the
-share of formulas (TeX from the PyTorch sources, in MathML / MathJax / image-alt form) recovered.
+the share of ``<pre>`` blocks of real Python documentation pages recovered byte-exact, of their
+prose's inline code recovered verbatim, and of formulas (TeX from the PyTorch sources, in
+MathML / MathJax / image-alt form) recovered.
 """
 
 from __future__ import annotations
@@ -56,8 +59,12 @@ def load_dev_set(folder: Path) -> list[tuple[str, str, str]]:
 
 def extractors() -> dict[str, Callable[[str], str]]:
     from factory.data.main_content import extract
+    from factory.data.page_routing import PageRoutingConfig
 
     out: dict[str, Callable[[str], str]] = {"factory": lambda html: extract(html).text}
+    # Ablation: every page through the general pipeline (no code/math routing before extraction).
+    general = PageRoutingConfig(enabled=False)
+    out["factory-no-routing"] = lambda html: extract(html, general).text
     try:
         import trafilatura
 
@@ -71,20 +78,28 @@ def extractors() -> dict[str, Callable[[str], str]]:
     return out
 
 
-def score(fn: Callable[[str], str], pages: list[tuple[str, str, str]], repeat: int) -> dict[str, float]:
-    fn(pages[0][1])  # warm-up: lazy imports and caches stay out of the timing
-    best = float("inf")
-    outputs: list[str] = []
+def score(fns: dict[str, Callable[[str], str]], pages: list[tuple[str, str, str]], repeat: int) -> list[dict[str, Any]]:
+    """One row per extractor: shingle precision/recall/F1 and pages/s of its fastest pass. The
+    passes are interleaved (each round runs every extractor once), so a machine that speeds up or
+    slows down during the run moves all contenders alike and the ratios stay fair."""
+    for fn in fns.values():
+        fn(pages[0][1])  # warm-up: lazy imports and caches stay out of the timing
+    best = dict.fromkeys(fns, float("inf"))
+    outputs: dict[str, list[str]] = {}
     for _ in range(repeat):
-        start = time.perf_counter()
-        outputs = [fn(html) for _, html, _ in pages]
-        best = min(best, time.perf_counter() - start)
-    prs = [precision_recall(out, truth) for out, (_, _, truth) in zip(outputs, pages)]
-    precision = sum(p for p, _ in prs) / len(prs)
-    recall = sum(r for _, r in prs) / len(prs)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-            "pages_per_s": round(len(pages) / best, 1)}
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            outputs[name] = [fn(html) for _, html, _ in pages]
+            best[name] = min(best[name], time.perf_counter() - start)
+    rows = []
+    for name in fns:
+        prs = [precision_recall(out, truth) for out, (_, _, truth) in zip(outputs[name], pages)]
+        precision = sum(p for p, _ in prs) / len(prs)
+        recall = sum(r for _, r in prs) / len(prs)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"name": name, "pages": len(pages), "precision": round(precision, 4), "recall": round(recall, 4),
+                     "f1": round(f1, 4), "pages_per_s": round(len(pages) / best[name], 1)})
+    return rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +116,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the README's peers
     pages = load_dev_set(Path(args.data))
     fns = extractors()
-    rows = [{"name": name, "pages": len(pages), **score(fn, pages, args.repeat)} for name, fn in fns.items()]
+    rows = score(fns, pages, args.repeat)
     if args.codemath:
         from factory.bench.codemath import build_cases, preservation
 

@@ -95,8 +95,8 @@ class FilterConfig(StageConfig):
 def _route_shard(shard: pd.DataFrame, cfg: FilterConfig, router: Path | None) -> pd.DataFrame:
     texts = shard["text"].tolist()
     langs, scores = detect_languages(texts, cfg.langid_max_chars)
-    domains = route(texts, shard["n_code_blocks"].tolist(), shard["n_math"].tolist(), router, cfg.routing,
-                    cfg.quality.fasttext_max_chars)
+    domains = route(texts, shard["n_code_blocks"].tolist(), shard["n_math"].tolist(), shard["page_domain"].tolist(),
+                    router, cfg.routing, cfg.quality.fasttext_max_chars)
     return pd.DataFrame({"language": langs, "language_score": scores, "domain": domains})
 
 
@@ -183,8 +183,8 @@ def curate_frame(df: pd.DataFrame, cfg: FilterConfig, scratch: Path, ctx: StageC
 
     t = time.perf_counter()
     router = train_router(df["text"].tolist(), df["n_code_blocks"].tolist(), df["n_math"].tolist(),
-                          scratch / "router_fasttext.bin", q)
-    routed = map_shards(lambda s: _route_shard(s, cfg, router), df[["text", "n_code_blocks", "n_math"]],
+                          df["page_domain"].tolist(), scratch / "router_fasttext.bin", q)
+    routed = map_shards(lambda s: _route_shard(s, cfg, router), df[["text", "n_code_blocks", "n_math", "page_domain"]],
                         cfg.num_shards, cfg.executor, ctx.num_cpus)
     df = pd.concat([df, routed], axis=1)
     timings["route_langid_s"] = time.perf_counter() - t

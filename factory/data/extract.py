@@ -9,7 +9,8 @@ function over the shards with Ray Data. The driver then keeps the newest capture
 normalized URL and writes ``docs.parquet``:
 
     id (sha1 of the normalized URL), url, date (ISO 8601), source (the URL's host), title, text,
-    n_code_blocks, n_math
+    n_code_blocks, n_math, page_domain (the extraction settings the page router chose:
+    general, code or math; ``factory.data.page_routing``)
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 
+from factory.data.documents import DOC_COLUMNS
 from factory.data.main_content import extract
+from factory.data.page_routing import PageRoutingConfig
 from factory.data.warc import iter_pages
 from factory.stage import StageConfig, StageContext
 
 DROP_TOO_SHORT = "text_too_short"
 DROP_TOO_DEEP = "nesting_too_deep"
 DROP_DUPLICATE_URL = "duplicate_url_older_capture"
-COLUMNS = ("id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math")
+COLUMNS = DOC_COLUMNS
 
 
 class ExtractConfig(StageConfig):
@@ -41,6 +44,7 @@ class ExtractConfig(StageConfig):
     executor: Literal["local", "ray"] = Field("local", description="Run shards in-process or as a Ray Data map.")
     max_page_bytes: int = Field(2 << 20, ge=1, description="Pages with a larger HTTP body are skipped and counted.")
     min_text_chars: int = Field(200, ge=0, description="Pages whose extracted text is shorter are dropped and counted.")
+    routing: PageRoutingConfig = Field(PageRoutingConfig(), description="Code/math page router choosing each page's extraction settings.")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Doc:
     text: str
     n_code_blocks: int
     n_math: int
+    page_domain: str
 
 
 def normalize_url(url: str) -> str:
@@ -69,7 +74,8 @@ def url_id(url: str) -> str:
     return hashlib.sha1(normalize_url(url).encode("utf-8")).hexdigest()
 
 
-def extract_shard(path: str, max_page_bytes: int, min_text_chars: int) -> tuple[list[Doc], Counter, int, float]:
+def extract_shard(path: str, max_page_bytes: int, min_text_chars: int,
+                  routing: PageRoutingConfig) -> tuple[list[Doc], Counter, int, float]:
     """(docs, skip/drop counts by reason, pages read, seconds spent extracting) of one WARC shard."""
     counts: Counter = Counter()
     docs: list[Doc] = []
@@ -79,7 +85,7 @@ def extract_shard(path: str, max_page_bytes: int, min_text_chars: int) -> tuple[
         pages += 1
         start = time.perf_counter()
         try:
-            result = extract(page.html)
+            result = extract(page.html, routing)
         except RecursionError:  # pathological nesting (thousands of unclosed elements)
             counts[DROP_TOO_DEEP] += 1
             continue
@@ -89,13 +95,14 @@ def extract_shard(path: str, max_page_bytes: int, min_text_chars: int) -> tuple[
             counts[DROP_TOO_SHORT] += 1
             continue
         docs.append(Doc(url_id(page.url), page.url, page.date, urlsplit(page.url).hostname or "",
-                        result.title, result.text, result.n_code_blocks, result.n_math))
+                        result.title, result.text, result.n_code_blocks, result.n_math, result.domain))
     return docs, counts, pages, seconds
 
 
 def _shard_row(row: dict) -> dict:
     """Ray Data map: one shard in, its docs and counts out as JSON (schemas stay flat and fixed)."""
-    docs, counts, pages, seconds = extract_shard(row["path"], row["max_page_bytes"], row["min_text_chars"])
+    docs, counts, pages, seconds = extract_shard(row["path"], row["max_page_bytes"], row["min_text_chars"],
+                                                 PageRoutingConfig.model_validate_json(row["routing"]))
     return {"path": row["path"], "docs": json.dumps([asdict(d) for d in docs]), "counts": json.dumps(counts),
             "pages": pages, "seconds": seconds}
 
@@ -105,7 +112,8 @@ def _run_ray(shards: list[str], cfg: ExtractConfig, ctx: StageContext) -> list[d
 
     if not ray.is_initialized():
         ray.init(num_cpus=ctx.num_cpus, include_dashboard=False)
-    items = [{"path": p, "max_page_bytes": cfg.max_page_bytes, "min_text_chars": cfg.min_text_chars} for p in shards]
+    items = [{"path": p, "max_page_bytes": cfg.max_page_bytes, "min_text_chars": cfg.min_text_chars,
+              "routing": cfg.routing.model_dump_json()} for p in shards]
     rows = ray.data.from_items(items, override_num_blocks=len(items)).map(_shard_row).take_all()
     return sorted(rows, key=lambda r: r["path"])  # shard order, as the local executor reads them
 
@@ -152,7 +160,8 @@ def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, c
             seconds += row["seconds"]
     else:
         for shard in shards:
-            shard_docs, shard_counts, shard_pages, shard_seconds = extract_shard(shard, cfg.max_page_bytes, cfg.min_text_chars)
+            shard_docs, shard_counts, shard_pages, shard_seconds = extract_shard(
+                shard, cfg.max_page_bytes, cfg.min_text_chars, cfg.routing)
             docs += shard_docs
             counts.update(shard_counts)
             pages += shard_pages
@@ -170,6 +179,7 @@ def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, c
         "skipped_or_dropped": dict(sorted(counts.items())),
         "code_blocks": sum(d.n_code_blocks for d in docs),
         "formulas": sum(d.n_math for d in docs),
+        "page_domains": dict(sorted(Counter(d.page_domain for d in docs).items())),
         "chars_out": sum(len(d.text) for d in docs),
         "extract_pages_per_s": round(pages / seconds, 1) if seconds else 0.0,
         "stage_pages_per_s": round(pages / wall, 1) if wall else 0.0,

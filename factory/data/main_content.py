@@ -23,11 +23,11 @@ How a page is reduced to its content:
 
 from __future__ import annotations
 
-import html as html_lib
 import re
 from dataclasses import dataclass
 
-from factory.data.html_dom import DROP, FLAG, INLINE_TAGS, KEEP, Element, parse
+from factory.data.html_dom import DROP, FLAG, INLINE_TAGS, KEEP, Attrs, Element, is_formula_image, parse
+from factory.data.page_routing import SETTINGS, DomainSettings, PageRoutingConfig, page_domain
 
 # Readability's sibling rule: a sibling of the best container joins it when it scores at least
 # SIBLING_SHARE of the best (and SIBLING_MIN_SCORE), or is a paragraph of SIBLING_PARA_CHARS
@@ -69,18 +69,11 @@ complementary contentinfo search menubar dialog alert
 """.split())
 # Words that mark a subtree dropped outright: consent and cookie banners.
 _DROP_WORDS = frozenset("cookie cookies consent gdpr onetrust cookiebanner".split())
-_CLASS_ID = re.compile(r"\b(?:class|id|role)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I)
-_CLASS_ROLE = re.compile(r"\b(?:class|role)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I)
 # Elements whose id is a slug of their heading ("manifest-related-options"), not a role.
 _SLUG_ID_TAGS = frozenset({"section", "h1", "h2", "h3", "h4", "h5", "h6"})
-_HIDDEN_ATTR = re.compile(
-    r"(?:^|\s)hidden(?:\s|=|$)|aria-hidden\s*=\s*[\"']?true|display\s*:\s*none|visibility\s*:\s*hidden", re.I)
-_MAIN_HINT = re.compile(r"\brole\s*=\s*[\"']?main\b|\bitemprop\s*=\s*[\"']?articleBody\b", re.I)
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _BLOCK_BREAK = frozenset({"br"})
 _CELL_TAGS = frozenset({"td", "th"})
-_CLASS_ATTR = re.compile(r"\bclass\s*=\s*[\"']([^\"']+)", re.I)
-_TEX_ANNOTATION = re.compile(r"encoding\s*=\s*[\"']?application/x-tex", re.I)
-_MATH_IMG = re.compile(r"math|latex|tex|formula|equation", re.I)
 _FILENAME_ALT = re.compile(r"^[\w./-]+\.(?:png|jpe?g|gif|svg|webp)$|^(?:https?:)?//", re.I)
 
 # Lines of at most this many words may be chrome (headline, dateline, label): see _chrome_line.
@@ -101,8 +94,9 @@ _GENERIC_ALT = frozenset("image photo picture img icon logo thumbnail advert adv
 # Markdown markers in prose lines (never applied inside <pre> or formulas).
 _MD_LINE = re.compile(r"^\s{0,3}(?:#{1,6}\s+|>\s?|[-*+]\s+(?=\S))")
 _MD_RULE = re.compile(r"^\s*(?:(?:[-*_]\s*){3,}|(?:`{3,}|~{3,}).*)$")
+_MD_LINKS = [(re.compile(r"!?\[([^\]\n]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)"), r"\1")]  # [text](url), ![alt](src)
 _MD_INLINE = [
-    (re.compile(r"!?\[([^\]\n]*)\]\([^)\s]*(?:\s+\"[^\"]*\")?\)"), r"\1"),  # [text](url), ![alt](src)
+    *_MD_LINKS,
     (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # **bold**, __bold__
     (re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])"), r"\1"),  # *italic*
     (re.compile(r"(?<![\w`])`([^`\n]+)`(?![\w`])"), r"\1"),  # `code`
@@ -117,37 +111,38 @@ class Extraction:
     title: str
     n_code_blocks: int
     n_math: int
+    domain: str  # the extraction settings the page router chose: general, code or math
 
 
-def _judge(tag: str, attrs: str) -> int:
-    """Parse verdict on a start tag: DROP non-content subtrees, FLAG likely boilerplate, else KEEP."""
+def _judge(tag: str, attrs: Attrs) -> int:
+    """Parse verdict on an element: DROP non-content subtrees, FLAG likely boilerplate, else KEEP."""
     if tag in _HARD_TAGS:
         return DROP
     verdict = FLAG if tag in _SOFT_TAGS else KEEP
-    if attrs and tag in _SLUG_ID_TAGS:
-        by_attrs = _attr_verdict(attrs, with_id=False)
-        if by_attrs > verdict:
-            verdict = by_attrs
-    elif attrs:
-        by_attrs = _ATTR_VERDICTS.get(attrs)
+    if attrs:
+        # a section's or heading's id is a slug of its heading ("manifest-related-options"), not a role
+        key = (attrs.get("class"), None if tag in _SLUG_ID_TAGS else attrs.get("id"), attrs.get("role"),
+               attrs.get("style"), attrs.get("aria-hidden"), "hidden" in attrs)
+        by_attrs = _ATTR_VERDICTS.get(key)
         if by_attrs is None:
-            by_attrs = _attr_verdict(attrs)
+            by_attrs = _attr_verdict(*key)
             if len(_ATTR_VERDICTS) >= ATTR_CACHE_SIZE:
                 _ATTR_VERDICTS.clear()
-            _ATTR_VERDICTS[attrs] = by_attrs
+            _ATTR_VERDICTS[key] = by_attrs
         if by_attrs > verdict:  # DROP > FLAG > KEEP
             verdict = by_attrs
     return verdict
 
 
-def _attr_verdict(attrs: str, with_id: bool = True) -> int:
-    if not _ATTR_OF_INTEREST.search(attrs):
-        return KEEP
-    if _HIDDEN_ATTR.search(attrs):
+def _attr_verdict(cls: str | None, id_: str | None, role: str | None, style: str | None,
+                  aria_hidden: str | None, hidden: bool) -> int:
+    if hidden or (aria_hidden or "").strip().lower() == "true" or (style and _HIDDEN_STYLE.search(style)):
         return DROP
     verdict = KEEP
-    for dq, sq, bare in (_CLASS_ID if with_id else _CLASS_ROLE).findall(attrs):
-        value = (dq or sq or bare).lower()
+    for value in (cls, id_, role):
+        if not value:
+            continue
+        value = value.lower()
         if "katex-html" in value:
             return DROP
         words = value.replace("-", " ").replace("_", " ").split()
@@ -158,11 +153,9 @@ def _attr_verdict(attrs: str, with_id: bool = True) -> int:
     return verdict
 
 
-# Verdicts by attribute string: class/id strings repeat across a page and across pages.
+# Verdicts by the attributes they depend on: class/id strings repeat across a page and across pages.
 ATTR_CACHE_SIZE = 65536
-_ATTR_VERDICTS: dict[str, int] = {}
-# Attributes a verdict depends on (an href that merely contains "id" is not one of them).
-_ATTR_OF_INTEREST = re.compile(r"(?:^|\s)(?:class|id|role|style|hidden|aria-hidden)\b", re.I)
+_ATTR_VERDICTS: dict[tuple, int] = {}
 
 
 def _adjusted(el: Element) -> float:
@@ -170,8 +163,12 @@ def _adjusted(el: Element) -> float:
 
 
 def _class_of(el: Element) -> str:
-    m = _CLASS_ATTR.search(el.attr_text) if el.attr_text else None
-    return m.group(1) if m else ""
+    return el.get("class")
+
+
+def _declares_main(el: Element) -> bool:
+    """``role=main`` or ``itemprop=articleBody``: the page says this is its content."""
+    return el.get("role").lower() == "main" or el.get("itemprop") == "articleBody"
 
 
 def _container(root: Element) -> list[Element]:
@@ -200,7 +197,7 @@ def _container(root: Element) -> list[Element]:
     # A declared main-content ancestor (role=main, itemprop=articleBody) is the container.
     up = best.parent
     while up is not None:
-        if up.attr_text and _MAIN_HINT.search(up.attr_text):
+        if up.attrs and _declares_main(up):
             best = up
             break
         up = up.parent
@@ -228,8 +225,9 @@ def _container(root: Element) -> list[Element]:
 class _Renderer:
     """Collects the container's text as lines; code blocks and formulas are counted."""
 
-    def __init__(self, keep_flagged: float) -> None:
+    def __init__(self, keep_flagged: float, link_density_max: float) -> None:
         self.keep_flagged = keep_flagged  # a flagged block holding this much paragraph text stays
+        self.link_density_max = link_density_max
         self.lines: list[tuple[bool, str]] = []  # (verbatim, text)
         self.parts: list[str] = []
         self.n_code = 0
@@ -261,7 +259,7 @@ class _Renderer:
             elif tag == "img":
                 alt = child.get("alt").strip()
                 if alt and not _FILENAME_ALT.match(alt) and alt.lower() not in _GENERIC_ALT:
-                    if _MATH_IMG.search(child.attr_text) or "\\" in alt:
+                    if is_formula_image(child.attrs):
                         self.n_math += 1
                     parts.append(f" {alt} ")
             elif tag in _BLOCK_BREAK:
@@ -269,7 +267,7 @@ class _Renderer:
             elif tag in INLINE_TAGS:
                 self.block(child)
             else:
-                if (child.text_len and child.link_len > LINK_DENSITY_MAX * child.text_len
+                if (child.text_len and child.link_len > self.link_density_max * child.text_len
                         and child.text_len < LINK_BLOCK_KEEP_CHARS):
                     continue
                 if tag in _CELL_TAGS:
@@ -283,8 +281,8 @@ class _Renderer:
 
 
 def _verbatim(el: Element) -> str:
-    """Text of a <pre> exactly as displayed: entities decoded, <br> as newlines, one leading
-    newline dropped (HTML ignores a newline right after <pre>)."""
+    """Text of a <pre> exactly as displayed, <br> as newlines (the parser has decoded entities
+    and dropped the newline right after ``<pre>``, which HTML ignores)."""
     out: list[str] = []
     stack: list[Element | str] = [el]
     while stack:
@@ -297,35 +295,31 @@ def _verbatim(el: Element) -> str:
             out.append(node.get("alt"))
         else:
             stack.extend(reversed(node.children))
-    text = "".join(out)
-    if "&" in text:
-        text = html_lib.unescape(text)
-    if text.startswith("\n"):
-        text = text[1:]
-    return text.rstrip("\n")
+    return "".join(out).rstrip("\n")
 
 
 def _tex(el: Element) -> str:
     """TeX of a formula: a MathJax script's body, a MathML ``annotation`` in TeX, else MathML text."""
     if el.tag == "tex":
-        text = "".join(c for c in el.children if type(c) is str)
-        return html_lib.unescape(text).strip()
+        return "".join(c for c in el.children if type(c) is str).strip()
     fallback = []
     for node in el.iter():
-        if node.tag == "annotation" and _TEX_ANNOTATION.search(node.attr_text):
-            return html_lib.unescape("".join(c for c in node.children if type(c) is str)).strip()
+        if node.tag == "annotation" and node.get("encoding").lower() == "application/x-tex":
+            return "".join(c for c in node.children if type(c) is str).strip()
         if node.tag != "annotation" and node.tag != "annotation-xml":
             fallback += [c for c in node.children if type(c) is str]
     return " ".join(" ".join(fallback).split())
 
 
-def strip_markdown(line: str) -> str:
-    """A prose line without markdown markers (headings, quotes, bullets, emphasis, links, code)."""
+def strip_markdown(line: str, emphasis: bool = True) -> str:
+    """A prose line without markdown markers: headings, quotes, bullets, links and, with
+    ``emphasis``, emphasis and inline-code markers (off on code and math pages, where ``__init__``,
+    ``*args`` and TeX's ``*`` are content)."""
     if _MD_RULE.match(line):
         return ""
     line = _MD_LINE.sub("", line, count=1)
     if "*" in line or "_" in line or "[" in line or "`" in line:
-        for pattern, repl in _MD_INLINE:
+        for pattern, repl in (_MD_INLINE if emphasis else _MD_LINKS):
             line = pattern.sub(repl, line)
     return line
 
@@ -345,25 +339,22 @@ def _chrome_line(line: str, title_key: str) -> bool:
     return False
 
 
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.I | re.S)
+DEFAULT_ROUTING = PageRoutingConfig()
 
 
-def page_title(html: str) -> str:
-    m = _TITLE.search(html, 0, 1 << 16)
-    return " ".join(html_lib.unescape(m.group(1)).split()) if m else ""
-
-
-def extract(html: str) -> Extraction:
-    """Main content of an HTML page as plain text with its code blocks and formulas."""
-    root = parse(html, _judge)
-    chosen = _container(root)
-    renderer = _Renderer(FLAGGED_KEEP_SHARE * sum(el.good for el in chosen))
+def extract(html: str, routing: PageRoutingConfig = DEFAULT_ROUTING) -> Extraction:
+    """Main content of an HTML page as plain text with its code blocks and formulas, rendered
+    with the settings of the domain ``routing`` picks from the page's markup."""
+    page = parse(html, _judge)
+    domain = page_domain(page.markup, page.root.text_len, routing)
+    settings: DomainSettings = SETTINGS[domain]
+    chosen = _container(page.root)
+    renderer = _Renderer(FLAGGED_KEEP_SHARE * sum(el.good for el in chosen), settings.link_density_max)
     for el in chosen:
         renderer.flush()
         renderer.block(el)
     renderer.flush()
-    title = page_title(html)
-    title_key = " ".join(title.lower().split())
+    title_key = " ".join(page.title.lower().split())
     out: list[str] = []
     seen: set[str] = set()
     for verbatim, text in renderer.lines:
@@ -371,10 +362,8 @@ def extract(html: str) -> Extraction:
             if text.strip():
                 out.append(text)
             continue
-        if "&" in text:
-            text = html_lib.unescape(text)
-        text = strip_markdown(" ".join(text.split())).strip()
+        text = strip_markdown(" ".join(text.split()), settings.strip_emphasis).strip()
         if text and text not in seen and not _chrome_line(text, title_key):
             seen.add(text)  # a prose line repeated on a page is a caption, alt text or chrome
             out.append(text)
-    return Extraction("\n".join(out), title, renderer.n_code, renderer.n_math)
+    return Extraction("\n".join(out), page.title, renderer.n_code, renderer.n_math, domain)

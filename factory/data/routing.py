@@ -2,9 +2,10 @@
 and math pages, there with DistilRoBERTa classifiers on Llama 2 labels).
 
 Each document gets a ``domain`` in {general, code, math}. Strong structural evidence decides first:
-math markup counted by the extractor (``n_math``), a high density of code blocks (``n_code_blocks``
-per 1000 words), or a page whose
-lines mostly look like source code (``code_line_frac``: a file served as a page). The remaining
+the page router's choice before extraction (``page_domain``: code or math markup in the HTML,
+``factory.data.page_routing``), math markup counted by the extractor (``n_math``), a high density
+of code blocks (``n_code_blocks`` per 1000 words), or a page whose lines mostly look like source
+code (``code_line_frac``: a file served as a page). The remaining
 documents go to a fastText classifier trained here on weak labels from that same evidence (pages
 with math / with code / with neither), so prose that discusses code or math without marked-up
 blocks is still routed by its vocabulary.
@@ -47,8 +48,10 @@ def code_line_frac(text: str) -> float:
     return sum(bool(_CODE_LINE.search(ln)) for ln in lines) / len(lines) if lines else 0.0
 
 
-def evidence_domain(text: str, n_code_blocks: int, n_math: int, cfg: RoutingConfig) -> str | None:
+def evidence_domain(text: str, n_code_blocks: int, n_math: int, page_domain: str, cfg: RoutingConfig) -> str | None:
     """The domain that structural evidence alone decides, or None when it is not conclusive."""
+    if page_domain != "general":
+        return page_domain
     if n_math >= cfg.min_math:
         return "math"
     density = 1000.0 * n_code_blocks / max(len(text.split()), 1)
@@ -57,8 +60,11 @@ def evidence_domain(text: str, n_code_blocks: int, n_math: int, cfg: RoutingConf
     return None
 
 
-def weak_label(text: str, n_code_blocks: int, n_math: int) -> str:
-    """Training label of the router's fastText: any math -> math, any code -> code, else general."""
+def weak_label(text: str, n_code_blocks: int, n_math: int, page_domain: str) -> str:
+    """Training label of the router's fastText: the page router's code/math, any math -> math,
+    any code -> code, else general."""
+    if page_domain != "general":
+        return page_domain
     if n_math > 0:
         return "math"
     if n_code_blocks > 0 or code_line_frac(text) > 0.2:
@@ -66,19 +72,19 @@ def weak_label(text: str, n_code_blocks: int, n_math: int) -> str:
     return "general"
 
 
-def train_router(texts: Sequence[str], n_code: Sequence[int], n_math: Sequence[int], path: Path,
-                 qcfg: QualityConfig) -> Path | None:
+def train_router(texts: Sequence[str], n_code: Sequence[int], n_math: Sequence[int], page_domains: Sequence[str],
+                 path: Path, qcfg: QualityConfig) -> Path | None:
     """fastText on weak labels; None when the corpus offers a single label (nothing to learn)."""
-    labels = [weak_label(t, c, m) for t, c, m in zip(texts, n_code, n_math)]
+    labels = [weak_label(t, c, m, d) for t, c, m, d in zip(texts, n_code, n_math, page_domains)]
     if len(set(labels)) < 2:
         return None
     return train_fasttext(texts, labels, path, qcfg)
 
 
-def route(texts: Sequence[str], n_code: Sequence[int], n_math: Sequence[int], model: Path | None,
-          cfg: RoutingConfig, max_chars: int) -> list[str]:
+def route(texts: Sequence[str], n_code: Sequence[int], n_math: Sequence[int], page_domains: Sequence[str],
+          model: Path | None, cfg: RoutingConfig, max_chars: int) -> list[str]:
     """Domain per document: structural evidence first, then the fastText router."""
-    domains = [evidence_domain(t, c, m, cfg) for t, c, m in zip(texts, n_code, n_math)]
+    domains = [evidence_domain(t, c, m, d, cfg) for t, c, m, d in zip(texts, n_code, n_math, page_domains)]
     rest = [i for i, d in enumerate(domains) if d is None]
     if model is not None and rest:
         probs = fasttext_probs(model, [texts[i] for i in rest], max_chars)

@@ -24,7 +24,7 @@ def _docs(texts: list[str], **extra) -> pd.DataFrame:
     return pd.DataFrame({
         "id": [f"d{i}" for i in range(n)], "url": [f"https://x/{i}" for i in range(n)],
         "date": ["2026-01-01"] * n, "source": ["test"] * n, "title": [f"t{i}" for i in range(n)],
-        "text": texts, "n_code_blocks": [0] * n, "n_math": [0] * n, **extra,
+        "text": texts, "n_code_blocks": [0] * n, "n_math": [0] * n, "page_domain": ["general"] * n, **extra,
     })
 
 

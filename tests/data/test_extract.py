@@ -10,6 +10,7 @@ import pytest
 
 from factory.data.extract import ExtractConfig, normalize_url, run_extracted_docs, url_id
 from factory.data.main_content import extract, strip_markdown
+from factory.data.page_routing import PageRoutingConfig, page_domain
 from factory.data.warc import WarcShardWriter, response_record
 from factory.stage import StageContext
 
@@ -99,16 +100,55 @@ def test_image_alt_text_kept_but_not_file_names():
 
 def test_markdown_markers_stripped_outside_code():
     md = ("<p>## Heading text</p><p>Some **bold** and *italic* and `code` and a [link](http://x.org) here, "
-          "long enough to be a real paragraph of the article.</p><p>- bullet item of the list</p>"
-          "<pre># a comment\n**kept** in code</pre>")
-    text = extract(page(ARTICLE + md)).text
-    assert "Heading text" in text and "##" not in text
-    assert "Some bold and italic and code and a link here" in text
-    assert "bullet item" in text and "- bullet" not in text
-    assert "# a comment\n**kept** in code" in text
+          "long enough to be a real paragraph of the article.</p><p>- bullet item of the list</p>")
+    result = extract(page(ARTICLE + md))
+    assert result.domain == "general"
+    assert "Heading text" in result.text and "##" not in result.text
+    assert "Some bold and italic and code and a link here" in result.text
+    assert "bullet item" in result.text and "- bullet" not in result.text
     assert strip_markdown("> quoted **text**") == "quoted text"
     assert strip_markdown("---") == ""
     assert strip_markdown("2 * 3 * 4 = 24") == "2 * 3 * 4 = 24"
+
+
+CODE_PAGE = ARTICLE + (
+    "<p>## Calling the constructor</p>"
+    "<p>Override <code>__init__</code> and <code>__repr__</code>; pass <code>*args</code> and "
+    "<code>**kwargs</code> on to the base class, as in the example.</p>"
+    "<pre># a comment\n**kept** in code\nclass A(B):\n    def __init__(self, *args, **kwargs):\n"
+    "        super().__init__(*args, **kwargs)</pre><p>See <code>object.__new__()</code>.</p>"
+)
+
+
+def test_code_page_routed_before_extraction_keeps_identifiers():
+    routed = extract(page(CODE_PAGE))
+    assert routed.domain == "code" and routed.n_code_blocks == 1
+    assert "Override __init__ and __repr__; pass *args and **kwargs on to the base class" in routed.text
+    assert "Calling the constructor" in routed.text and "##" not in routed.text  # line markers still go
+    assert "# a comment\n**kept** in code\nclass A(B):\n    def __init__(self, *args, **kwargs):" in routed.text
+    general = extract(page(CODE_PAGE), PageRoutingConfig(enabled=False))
+    assert general.domain == "general"
+    assert "__init__ and __repr__" not in general.text  # the general pipeline reads them as __bold__
+
+
+def test_math_page_routed_and_tex_operators_survive():
+    adjoint = "(AB)^{*} = B^{*}A^{*}"
+    mathjax = f'<script type="math/tex">{adjoint}</script>'
+    html = page(ARTICLE + f"<p>For the adjoint, {mathjax} holds, and {mathjax.replace('B', 'C')} too.</p>")
+    routed = extract(html)
+    assert routed.domain == "math" and routed.n_math == 2
+    assert adjoint in routed.text
+    assert adjoint not in extract(html, PageRoutingConfig(enabled=False)).text  # *...* read as italics
+
+
+def test_page_router_thresholds():
+    cfg = PageRoutingConfig()
+    assert page_domain({"math": 1, "img-math": 1}, 5000, cfg) == "math"
+    assert page_domain({"tex": 1}, 5000, cfg) == "general"
+    assert page_domain({"pre": 1, "code": 4}, 5000, cfg) == "code"  # 1 code element per 1000 chars
+    assert page_domain({"pre": 1}, 5000, cfg) == "general"
+    assert page_domain({"code": 40}, 5000, cfg) == "general"  # no code block at all
+    assert page_domain({"math": 9}, 5000, PageRoutingConfig(enabled=False)) == "general"
 
 
 def test_normalize_url():
@@ -152,7 +192,9 @@ def test_stage_dedups_urls_keeping_newest_and_counts_drops(tmp_path, executor):
     assert "Über Straße, café" in by_url["https://example.org/latin"]["text"]
     assert by_url["https://example.org/other"]["id"] == url_id("https://example.org/other")
     assert by_url["https://example.org/other"]["source"] == "example.org"
-    assert list(table[0]) == ["id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math"]
+    assert list(table[0]) == ["id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math", "page_domain"]
+    assert {row["page_domain"] for row in table} == {"general"}
+    assert meta["page_domains"] == {"general": 3}
     drops = meta["skipped_or_dropped"]
     assert drops["duplicate_url_older_capture"] == 1
     assert drops["text_too_short"] == 1

@@ -32,10 +32,11 @@ MATH = "Let f(x) = x^2. Then the derivative is 2x, and the integral of f from 0 
 def test_code_page_is_routed_to_code_by_evidence():
     cfg = RoutingConfig()
     assert code_line_frac(CODE) > 0.6 and code_line_frac(PROSE) == 0.0
-    assert evidence_domain(CODE, 1, 0, cfg) == "code"
-    assert evidence_domain(MATH, 0, 4, cfg) == "math"
-    assert evidence_domain(PROSE, 0, 0, cfg) is None
-    assert route([CODE, PROSE, MATH], [1, 0, 0], [0, 0, 3], None, cfg, 4000) == ["code", "general", "math"]
+    assert evidence_domain(CODE, 1, 0, "general", cfg) == "code"
+    assert evidence_domain(MATH, 0, 4, "general", cfg) == "math"
+    assert evidence_domain(PROSE, 0, 0, "general", cfg) is None
+    assert evidence_domain(PROSE, 0, 0, "math", cfg) == "math"  # the page router saw formulas in the HTML
+    assert route([CODE, PROSE, MATH], [1, 0, 0], [0, 0, 3], ["general"] * 3, None, cfg, 4000) == ["code", "general", "math"]
 
 
 def test_router_fasttext_routes_code_discussion_without_blocks(tmp_path):
@@ -43,13 +44,13 @@ def test_router_fasttext_routes_code_discussion_without_blocks(tmp_path):
     prose_pages = [PROSE.replace("river", f"river{i}") for i in range(30)]
     texts = code_pages + prose_pages
     qcfg = QualityConfig()
-    model = train_router(texts, [2] * 30 + [0] * 30, [0] * 60, tmp_path / "r.bin", qcfg)
+    model = train_router(texts, [2] * 30 + [0] * 30, [0] * 60, ["general"] * 60, tmp_path / "r.bin", qcfg)
     assert model is not None
     # Code without a counted code block and too few code lines for the evidence rule: fastText decides.
     discussion = "def read_config(path): return result. Path read_text splitlines partition key value strip dict " * 3
     cfg = RoutingConfig(min_code_line_frac=1.0)
-    assert route([discussion, PROSE], [0, 0], [0, 0], model, cfg, 4000) == ["code", "general"]
-    assert train_router([PROSE] * 3, [0] * 3, [0] * 3, tmp_path / "none.bin", qcfg) is None
+    assert route([discussion, PROSE], [0, 0], [0, 0], ["general"] * 2, model, cfg, 4000) == ["code", "general"]
+    assert train_router([PROSE] * 3, [0] * 3, [0] * 3, ["general"] * 3, tmp_path / "none.bin", qcfg) is None
 
 
 def test_assign_topics_nearest_centroid_and_other():
