@@ -23,8 +23,11 @@ fastText probability and the heuristic score (the role Llama 2's ratings play in
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
@@ -125,28 +128,36 @@ def fasttext_line(text: str, max_chars: int) -> str:
 
 
 def train_fasttext(texts: Sequence[str], labels: Sequence[str], path: Path, cfg: QualityConfig) -> Path:
-    """Train a supervised fastText model on (text, label) and save it to ``path`` (.bin)."""
-    import fasttext
+    """Train a supervised fastText model on (text, label) and save it to ``path`` (.bin).
 
+    Training runs in a fresh interpreter: fastText's training result depends on native state of
+    the process it runs in (measured: once torch has run a multi-threaded op in the process, the
+    same data and seed give a different model, sometimes a NaN loss), so the stage would not be
+    reproducible between a driver that has run the MiniLM encoder and one that has not."""
     if len(set(labels)) < 2:
         raise ValueError(f"fastText needs at least two labels, got {sorted(set(labels))}")
     order = list(range(len(texts)))
     random.Random(cfg.seed).shuffle(order)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
         for i in order:
             f.write(f"__label__{labels[i]} {fasttext_line(texts[i], cfg.fasttext_max_chars)}\n")
         train_file = f.name
+    params = dict(input=train_file, epoch=cfg.fasttext_epoch, lr=cfg.fasttext_lr, dim=cfg.fasttext_dim,
+                  wordNgrams=cfg.fasttext_word_ngrams, bucket=cfg.fasttext_bucket, minCount=1, thread=1,
+                  seed=cfg.seed, verbose=0)
     try:
-        model = fasttext.train_supervised(
-            input=train_file, epoch=cfg.fasttext_epoch, lr=cfg.fasttext_lr, dim=cfg.fasttext_dim,
-            wordNgrams=cfg.fasttext_word_ngrams, bucket=cfg.fasttext_bucket, minCount=1, thread=1,
-            seed=cfg.seed, verbose=0,
-        )
+        done = subprocess.run([sys.executable, "-c", _TRAIN_IN_CHILD, json.dumps(params), str(path)],
+                              capture_output=True, text=True)
     finally:
         os.unlink(train_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(path))
+    if done.returncode != 0:
+        raise RuntimeError(f"fastText training failed: {done.stderr.strip()[-2000:]}")
     return path
+
+
+# The child: a bare interpreter that only imports fastText (argv: training params as JSON, model path).
+_TRAIN_IN_CHILD = "import json, sys, fasttext; fasttext.train_supervised(**json.loads(sys.argv[1])).save_model(sys.argv[2])"
 
 
 @lru_cache(maxsize=8)

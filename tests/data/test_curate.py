@@ -57,10 +57,6 @@ def test_filtered_corpus_local(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "open issue: the fastText router's probabilities for borderline pages differ between processes "
-    "(measured up to 0.09 after the process has run the MiniLM encoder), so a few router-decided "
-    "domains, and the drops that depend on them, can differ between the driver and Ray workers"))
 def test_filtered_corpus_ray_matches_local(tmp_path):
     src = tmp_path / "in"
     write_docs(_corpus(30), src)

@@ -84,3 +84,22 @@ def test_minilm_head_orders_clear_cases():
     head = fit_head(x[::2], teacher[::2], CFG)  # fit on half, score the other half
     s = head_scores(head, x[1::2])
     assert s[:20].mean() > 0.5 > s[20:].mean()
+
+
+def test_fasttext_training_is_reproducible_after_the_encoder_ran(tmp_path):
+    """In-process fastText training gave a different model (or a NaN loss) once the MiniLM encoder
+    had run on 2 torch threads in the same process; training in a fresh interpreter gives the same
+    bytes."""
+    import torch
+
+    df = _reference_docs()
+    texts = df["text"].tolist()
+    labels = ["py" if s == "python_docs" else "other" for s in df["source"]]
+    first = train_fasttext(texts, labels, tmp_path / "a.bin", CFG).read_bytes()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        embed(texts[:16], 64, 16)
+    finally:
+        torch.set_num_threads(threads)
+    assert train_fasttext(texts, labels, tmp_path / "b.bin", CFG).read_bytes() == first
