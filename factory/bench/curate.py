@@ -1,9 +1,11 @@
-"""Curation throughput: deduped_docs + filtered_corpus on real documents, in documents per second.
+"""Curation throughput of the whole data stage: WARC crawl -> extracted -> deduped -> filtered, in
+documents per second on this machine.
 
-The corpus is the installed Debian documentation text (see ``factory.bench.dedup``). Both stages
-run as the pipeline runs them (their ``run_*`` functions on a docs.parquet), with the smoke-sized
-encoder settings unless overridden; the row reports docs/s over the two stages together, the
-share of each sub-stage, and what was kept.
+The four data stages run as the pipeline runs them (their ``run_*`` functions, with a profile's
+configs: ``demo`` by default), on the embedded sample crawl (real documentation pages captured
+into WARC shards; ``--pages-per-source`` sizes it) and without the profile's inbox. The row gives
+the whole chain's rate (pages read per second of all four stages), each stage's seconds and rate
+(its input documents per second), the filtered_corpus sub-stage timings and what was kept.
 """
 
 from __future__ import annotations
@@ -13,44 +15,50 @@ import time
 from pathlib import Path
 from typing import Any
 
-from factory.bench.dedup import reference_corpus
+DATA_STAGES = ("raw_crawl", "extracted_docs", "deduped_docs", "filtered_corpus")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--docs", type=int, default=300, help="real documents in the input")
-    parser.add_argument("--executor", choices=("local", "ray"), default="local")
-    parser.add_argument("--shards", type=int, default=2)
-    parser.add_argument("--encoder-max-tokens", type=int, default=128, help="MiniLM word pieces read per document")
+    parser.add_argument("--profile", default="demo", help="profile whose data-stage configs are used")
+    parser.add_argument("--pages-per-source", type=int, default=100, help="sample crawl: documents per source")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="executor of the per-document stages (ray: Ray Data on the embedded local Ray)")
 
 
 def run(args) -> list[dict[str, Any]]:
-    from factory.data.curate import FilterConfig, run_filtered_corpus
-    from factory.data.dedup import DedupConfig, run_deduped_docs
-    from factory.data.documents import write_docs
-    from factory.data.quality import QualityConfig
+    from factory.config import load_profile
     from factory.stage import StageContext
+    from factory.stages import stage_config, stage_specs
 
-    df = reference_corpus(args.docs)
+    profile = load_profile(args.profile)
+    specs = {s.asset: s for s in stage_specs(profile) if s.asset in DATA_STAGES}
+    overrides = {
+        "raw_crawl": {"inbox": "", "max_pages_per_source": args.pages_per_source},
+        **{asset: {"executor": args.executor} for asset in DATA_STAGES[1:]},
+    }
     ctx = StageContext(log=lambda msg: None)
-    dedup_cfg = DedupConfig(executor=args.executor, num_shards=args.shards)
-    filter_cfg = FilterConfig(
-        executor=args.executor, num_shards=args.shards,
-        heuristics={"max_dup_ngram_frac": {5: 0.35, 6: 0.32, 7: 0.29, 8: 0.27, 9: 0.25, 10: 0.23}},
-        quality=QualityConfig(encoder_max_tokens=args.encoder_max_tokens, max_train_docs=300, head_train_docs=600),
-    )
+    seconds: dict[str, float] = {}
+    meta: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        write_docs(df, root / "extracted")
-        t = time.perf_counter()
-        dmeta = run_deduped_docs(dedup_cfg, {"extracted_docs": root / "extracted"}, root / "deduped", ctx)
-        t_dedup = time.perf_counter() - t
-        fmeta = run_filtered_corpus(filter_cfg, {"deduped_docs": root / "deduped"}, root / "filtered", ctx)
-        total = time.perf_counter() - t
-    row = {
-        "name": "factory", "docs": len(df), "docs_out": fmeta["docs_out"], "executor": args.executor,
-        "docs_per_s": round(len(df) / total, 2),
-        "dedup_docs_per_s": round(len(df) / t_dedup, 1), "filter_docs_per_s": fmeta["docs_per_s"],
-        **{k.removesuffix("_s") + "_s": v for k, v in fmeta["timing_s"].items()},
-        "near_dups": dmeta["docs_removed_near_dup"], "lines_removed": dmeta["lines_removed"],
+        for asset in DATA_STAGES:
+            spec = specs[asset]
+            cfg = stage_config(spec, profile).model_copy(update=overrides[asset])
+            start = time.perf_counter()
+            meta[asset] = spec.load_function()(cfg, {i: root / i for i in spec.inputs}, root / asset, ctx)
+            seconds[asset] = time.perf_counter() - start
+    pages = meta["extracted_docs"]["pages_in"]
+    docs_in = {"extracted_docs": pages, "deduped_docs": meta["deduped_docs"]["docs_in"],
+               "filtered_corpus": meta["filtered_corpus"]["docs_in"]}
+    total = sum(seconds.values())
+    row: dict[str, Any] = {
+        "name": "factory", "profile": args.profile, "executor": args.executor, "pages": pages,
+        "docs_out": meta["filtered_corpus"]["docs_out"], "seconds": round(total, 1),
+        "docs_per_s": round(pages / total, 2),
+        "raw_crawl_s": round(seconds["raw_crawl"], 1),
     }
+    for asset, n in docs_in.items():
+        row[f"{asset}_s"] = round(seconds[asset], 1)
+        row[f"{asset}_docs_per_s"] = round(n / seconds[asset], 1)
+    row.update({f"filter_{k}": v for k, v in meta["filtered_corpus"]["timing_s"].items()})
     return [row]
