@@ -3,10 +3,12 @@ a custom parser "optimizing for precision in boilerplate removal and content rec
 math and code structure and image ``alt`` text, with all markdown markers removed).
 
 How a page is reduced to its content:
-1. Parse (``factory.data.html_dom``), dropping non-content subtrees outright (scripts, styles,
-   forms, ``nav``, ``footer``, hidden elements, cookie/consent banners) and flagging likely
+1. Parse (``factory.data.html_dom``, on lexbor), dropping non-content subtrees outright (scripts,
+   styles, forms, ``nav``, ``footer``, hidden elements, cookie/consent banners) and flagging likely
    boilerplate by tag (``header``, ``aside``) or by ``class``/``id``/``role`` words (sidebar,
-   share, related, comments, ...).
+   share, related, comments, ...). The page router (``factory.data.page_routing``) reads the
+   code and math markup the parse counted and picks the general, code or math settings for the
+   steps below.
 2. Pick the content container as Readability does: every block holding a paragraph scores
    (1 + commas + length) for itself, its parent and, halved, its grandparent; the best score
    discounted by link density wins. It then grows to its parent while the parent adds mostly
@@ -46,7 +48,8 @@ CLIMB_MAX_EXTRA = 3.0
 CLIMB_DOC_GOOD_SHARE = 0.5
 CLIMB_LINK_SHARE = 0.4
 CLIMB_MIN_PARAS = 10
-# A block (not the container itself) whose text is mostly link text is navigation.
+# A sibling of the container whose text is mostly link text is navigation (blocks inside the
+# container use their domain's ``link_density_max``).
 LINK_DENSITY_MAX = 0.5
 # Link-dense blocks at least this long are still kept (a paragraph citing many sources).
 LINK_BLOCK_KEEP_CHARS = 400
