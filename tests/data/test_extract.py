@@ -180,6 +180,8 @@ def test_stage_dedups_urls_keeping_newest_and_counts_drops(tmp_path, executor):
         response_record("https://example.org/latin", "2024-02-01T00:00:00Z",
                         page("<p>" + "Über Straße, café, naïve façade; déjà vu again. " * 6 + "</p>").encode("latin-1"),
                         "text/html; charset=iso-8859-1"),
+        response_record("https://example.org/deep", "2024-02-01T00:00:00Z",
+                        ("<div>" * 5000 + "Nested text far down the tree, long enough. " * 5 + "</div>" * 5000).encode()),
     ]
     bad = gzip.compress(records[2])[:-30]  # a truncated copy in its own shard
     meta = run_extracted_docs(ExtractConfig(executor=executor, min_text_chars=100), _crawl(tmp_path, records, bad),
@@ -198,6 +200,7 @@ def test_stage_dedups_urls_keeping_newest_and_counts_drops(tmp_path, executor):
     drops = meta["skipped_or_dropped"]
     assert drops["duplicate_url_older_capture"] == 1
     assert drops["text_too_short"] == 1
+    assert drops["nesting_too_deep"] == 1
     assert drops["non_html_content_type"] == 1
     assert drops.get("truncated_record", 0) + drops.get("corrupt_stream", 0) == 1
-    assert meta["pages_in"] == 5 and meta["docs_out"] == 3
+    assert meta["pages_in"] == 6 and meta["docs_out"] == 3
