@@ -49,7 +49,8 @@ PARA_MIN_CHARS = 25
 # Share of its own score a paragraph keeps: text written straight into a <div> with <br>s is its
 # own container.
 SELF_SCORE = 1.0
-_TEXT = "-text"
+# lexbor's tag ids of the non-element nodes the walk meets (reading the id costs less than the name)
+_TEXT_ID, _COMMENT_ID = 2, 4
 _MATH_SCRIPT_TYPE = "math/tex"
 # Markup counted for the page router: code elements and formulas ("img-math": formula images).
 COUNTED_TAGS = frozenset({"pre", "code", "kbd", "samp", "math"})
@@ -180,18 +181,17 @@ def parse(html: str, judge: Callable[[str, Attrs], int] | None = None) -> Page:
             if opened is not None:
                 _close(opened)
             continue
-        tag = node.tag
-        if tag == _TEXT:
-            text = node.text_content
-            if text:
-                if text.isspace():
-                    # whitespace separates words across inline tags ("<b>a</b> <i>b</i>")
-                    cur.children.append(text if in_pre else " ")
-                else:
-                    cur.add_text(text, in_link)
+        tag_id = node.tag_id
+        if tag_id == _TEXT_ID:
+            if node.is_empty_text_node:
+                # whitespace separates words across inline tags ("<b>a</b> <i>b</i>")
+                cur.children.append(node.text_content if in_pre else " ")
+            else:
+                cur.add_text(node.text_content, in_link)
             node = node.next
             continue
-        if tag[0] == "-":  # comment, doctype, processing instruction
+        tag = node.tag
+        if tag_id == _COMMENT_ID or not tag or tag[0] == "-":  # comment, doctype, processing instruction
             node = node.next
             continue
         attrs = node.attributes or _NO_ATTRS

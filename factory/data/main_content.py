@@ -122,7 +122,7 @@ def _judge(tag: str, attrs: Attrs) -> int:
     if tag in _HARD_TAGS:
         return DROP
     verdict = FLAG if tag in _SOFT_TAGS else KEEP
-    if attrs:
+    if not _JUDGED_ATTRS.isdisjoint(attrs):
         # a section's or heading's id is a slug of its heading ("manifest-related-options"), not a role
         key = (attrs.get("class"), None if tag in _SLUG_ID_TAGS else attrs.get("id"), attrs.get("role"),
                attrs.get("style"), attrs.get("aria-hidden"), "hidden" in attrs)
@@ -156,6 +156,8 @@ def _attr_verdict(cls: str | None, id_: str | None, role: str | None, style: str
     return verdict
 
 
+# The attributes a verdict depends on (most elements, such as links with only an href, have none).
+_JUDGED_ATTRS = frozenset({"class", "id", "role", "style", "aria-hidden", "hidden"})
 # Verdicts by the attributes they depend on: class/id strings repeat across a page and across pages.
 ATTR_CACHE_SIZE = 65536
 _ATTR_VERDICTS: dict[tuple, int] = {}

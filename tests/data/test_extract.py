@@ -69,6 +69,14 @@ def test_text_after_scripts_and_styles_kept():
     assert "document" not in text and "p{}" not in text
 
 
+def test_malformed_markup_and_odd_nodes_do_not_crash():
+    odd = ("<?xml version='1.0'?><!DOCTYPE html><p>Intro <?php echo 1; ?> text <![CDATA[x]]> "
+           + "and more words, " * 10 + "</p><p>" + "<b><i>unclosed " * 50 + "</p></div></span>tail")
+    text = extract(page(ARTICLE + odd)).text
+    assert "Intro" in text and "and more words" in text and "<?php" not in text
+    assert extract("").text == "" and extract("\x00<<>>").title == ""
+
+
 def test_code_block_keeps_lines_and_indentation():
     code = 'def f(x):\n    if x &gt; 1:\n        return "a &amp; b"\n\n    return None'
     html = page(ARTICLE + f'<pre><span class="k">def</span> f(x):\n    if x &gt; 1:\n        return "a &amp; b"\n\n    return None</pre>')
