@@ -55,6 +55,8 @@ def _expectations(name: str) -> list:
             gxe.ExpectColumnValuesToBeUnique(column="url"),
             gxe.ExpectColumnValuesToMatchRegex(column="url", regex=r"^[a-z][a-z0-9+.-]*://"),
             gxe.ExpectColumnValuesToBeInSet(column="page_domain", value_set=list(DOMAINS)),
+            gxe.ExpectColumnValuesToMatchRegex(column="language", regex=LANGUAGE_CODE),
+            gxe.ExpectColumnValuesToBeBetween(column="language_score", min_value=0.0, max_value=1.0),
             gxe.ExpectColumnValuesToBeBetween(column="n_code_blocks", min_value=0),
             gxe.ExpectColumnValuesToBeBetween(column="n_math", min_value=0),
         ]

@@ -9,7 +9,8 @@ from factory.expectations import load_frame, validate
 
 def test_extracted_docs_suite_catches_empty_text_and_duplicate_ids():
     good = pd.DataFrame({"id": ["a", "b"], "url": ["https://x/a", "https://x/b"], "text": ["one", "two"],
-                         "n_code_blocks": [0, 2], "n_math": [1, 0], "page_domain": ["math", "code"]})
+                         "n_code_blocks": [0, 2], "n_math": [1, 0], "page_domain": ["math", "code"],
+                         "language": ["en", "de"], "language_score": [0.9, 1.0]})
     assert validate("extracted_docs", good).success
     bad = good.assign(id=["a", "a"], url=["https://x/a", "x/b"], text=["one", ""], page_domain=["math", "poetry"])
     result = validate("extracted_docs", bad)

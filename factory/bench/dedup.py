@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from factory.data.documents import DOC_COLUMNS
+from factory.data.langid import detect_languages
 
 PY_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
 DEBIAN_REFERENCE = Path("/usr/share/debian-reference")
@@ -144,6 +145,7 @@ def reference_corpus(limit: int, languages: tuple[str, ...] = ("en", "de", "fr",
     df = pd.DataFrame(rows)
     df.insert(2, "date", "2026-11-01")
     df["page_domain"] = "general"  # text sources, not crawled pages: the page router has not run
+    df["language"], df["language_score"] = detect_languages(df["text"].tolist())
     return df[list(DOC_COLUMNS)]
 
 

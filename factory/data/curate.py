@@ -1,11 +1,12 @@
-"""The ``filtered_corpus`` stage: language ID, code/math routing, heuristic filters, model-based
+"""The ``filtered_corpus`` stage: code/math routing, per-language heuristic filters, model-based
 quality scores and topic labels over the deduplicated documents (recipe, "Web Data Curation" from
 "Heuristic Filtering" through "Multilingual data"; the knowledge classifier of "Determining the
 data mix").
 
 Sub-stages, in order (per-document work runs over shards, in-process or as Ray Data maps):
 1. ``route``: the code/math router's fastText is trained on weak labels (driver), then each shard
-   gets language + score (fastText lid.176) and a domain.
+   gets a domain. Language and its score come with the documents (extracted_docs identifies them,
+   so that dedup already runs per language).
 2. ``unigrams``: per-language corpus token counts (a sharded reduction) for the KL filter.
 3. ``heuristics``: language allow-list and confidence, line-level repetition cleaning, then the
    document filters with per-language and per-domain thresholds; first drop reason recorded.
@@ -16,8 +17,7 @@ Sub-stages, in order (per-document work runs over shards, in-process or as Ray D
 6. ``topics``: nearest topic centroid on the same embeddings.
 7. the quality threshold drops low-scoring documents of the configured domains.
 
-Outputs: ``docs.parquet`` (input columns + language, language_score, quality_fasttext,
-quality_transformer, domain, topic), ``dropped_samples.parquet`` (up to N documents per drop
+Outputs: ``docs.parquet`` (input columns + quality_fasttext, quality_transformer, domain, topic), ``dropped_samples.parquet`` (up to N documents per drop
 reason, for audit) and ``classifiers.npz`` (the MiniLM quality head and the topic centroids).
 """
 
@@ -61,7 +61,7 @@ from factory.stage import StageConfig, StageContext
 
 DROPPED_FILE = "dropped_samples.parquet"
 CLASSIFIERS_FILE = "classifiers.npz"
-ADDED_COLUMNS = ("language", "language_score", "quality_fasttext", "quality_transformer", "domain", "topic")
+ADDED_COLUMNS = ("quality_fasttext", "quality_transformer", "domain", "topic")
 
 
 class FilterConfig(StageConfig):
@@ -69,7 +69,7 @@ class FilterConfig(StageConfig):
 
     executor: Executor = Field("local", description="'local' runs shards in-process; 'ray' maps them with Ray Data.")
     num_shards: int = Field(4, ge=1, description="Shards the per-document work is split into.")
-    langid_max_chars: int = Field(2000, ge=50, description="Characters of a document the language model reads.")
+    langid_max_chars: int = Field(2000, ge=50, description="Characters the language model reads of the quality head's negative pages (documents carry extracted_docs' language).")
     languages: list[str] = Field([], description="Languages kept (lid.176 codes); empty keeps all.")
     min_language_score: float = Field(0.3, ge=0.0, le=1.0, description="Min language-ID confidence of prose documents (code pages are exempt).")
     heuristics: FilterThresholds = Field(FilterThresholds(), description="Base heuristic thresholds (Gopher's values by default).")
@@ -93,11 +93,9 @@ class FilterConfig(StageConfig):
 
 
 def _route_shard(shard: pd.DataFrame, cfg: FilterConfig, router: Path | None) -> pd.DataFrame:
-    texts = shard["text"].tolist()
-    langs, scores = detect_languages(texts, cfg.langid_max_chars)
-    domains = route(texts, shard["n_code_blocks"].tolist(), shard["n_math"].tolist(), shard["page_domain"].tolist(),
-                    router, cfg.routing, cfg.quality.fasttext_max_chars)
-    return pd.DataFrame({"language": langs, "language_score": scores, "domain": domains})
+    domains = route(shard["text"].tolist(), shard["n_code_blocks"].tolist(), shard["n_math"].tolist(),
+                    shard["page_domain"].tolist(), router, cfg.routing, cfg.quality.fasttext_max_chars)
+    return pd.DataFrame({"domain": domains})
 
 
 def _unigram_shard(shard: pd.DataFrame) -> pd.DataFrame:
@@ -187,7 +185,7 @@ def curate_frame(df: pd.DataFrame, cfg: FilterConfig, scratch: Path, ctx: StageC
     routed = map_shards(lambda s: _route_shard(s, cfg, router), df[["text", "n_code_blocks", "n_math", "page_domain"]],
                         cfg.num_shards, cfg.executor, ctx.num_cpus)
     df = pd.concat([df, routed], axis=1)
-    timings["route_langid_s"] = time.perf_counter() - t
+    timings["route_s"] = time.perf_counter() - t
     ctx.log(f"filtered_corpus: languages {dict(Counter(df['language']).most_common(8))}, domains {dict(Counter(df['domain']))}")
 
     t = time.perf_counter()

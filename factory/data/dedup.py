@@ -50,7 +50,7 @@ class DedupConfig(StageConfig):
     seed: int = Field(1, description="MinHash permutation seed.")
     line_max_repeats: int = Field(6, ge=1, description="A normalized line occurring more than this many times in a bucket is removed (recipe: 6).")
     line_bucket_docs: int = Field(30_000_000, ge=1, description="Documents per line-dedup bucket (recipe: 30M).")
-    language_column: str = Field("language", description="When the input has this column, both dedup levels run within each language.")
+    per_language: bool = Field(True, description="Both dedup levels run within each language (the documents' language column); off: across all.")
     num_shards: int = Field(4, ge=1, description="Shards the per-document work is split into.")
     executor: Executor = Field("local", description="'local' runs shards in-process; 'ray' maps them with Ray Data.")
 
@@ -199,9 +199,9 @@ def drop_repeated_lines(text: str, bucket: int, group: int, repeated: set[tuple[
 
 # --- the stage --------------------------------------------------------------------------------
 
-def _group_codes(df: pd.DataFrame, column: str) -> np.ndarray:
-    if column in df.columns:
-        return pd.factorize(df[column].fillna("").astype(str))[0].astype(np.int64)
+def _group_codes(df: pd.DataFrame, per_language: bool) -> np.ndarray:
+    if per_language:
+        return pd.factorize(df["language"].fillna("").astype(str))[0].astype(np.int64)
     return np.zeros(len(df), dtype=np.int64)
 
 
@@ -211,7 +211,7 @@ def dedup_frame(df: pd.DataFrame, cfg: DedupConfig, num_cpus: int = 2) -> tuple[
     t0 = time.perf_counter()
     bands, rows = lsh_params(cfg)
     df = df.reset_index(drop=True)
-    groups = _group_codes(df, cfg.language_column)
+    groups = _group_codes(df, cfg.per_language)
 
     def sign(shard: pd.DataFrame) -> pd.DataFrame:
         sig = signatures(shard["text"].tolist(), cfg.shingle_size, cfg.num_perm, cfg.seed)
@@ -259,7 +259,8 @@ def dedup_frame(df: pd.DataFrame, cfg: DedupConfig, num_cpus: int = 2) -> tuple[
         "lines_removed": int(stripped["lines_removed"].sum()) if len(stripped) else 0,
         "docs_removed_empty_after_line_dedup": int((~nonempty).sum()),
         "line_buckets": int(work["_bucket"].max() + 1) if len(work) else 0,
-        "per_language": cfg.language_column in df.columns,
+        "per_language": cfg.per_language,
+        "languages": int(groups.max()) + 1 if len(groups) else 0,
         "lsh_bands": bands,
         "lsh_rows": rows,
         "timing_s": {k: round(v, 4) for k, v in timings.items()},

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 DOCS_FILE = "docs.parquet"
-DOC_COLUMNS = ("id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math", "page_domain")
+DOC_COLUMNS = ("id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math", "page_domain", "language",
+               "language_score")
 _INT_COLUMNS = ("n_code_blocks", "n_math")
 
 Executor = Literal["local", "ray"]

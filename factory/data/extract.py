@@ -10,7 +10,8 @@ normalized URL and writes ``docs.parquet``:
 
     id (sha1 of the normalized URL), url, date (ISO 8601), source (the URL's host), title, text,
     n_code_blocks, n_math, page_domain (the extraction settings the page router chose:
-    general, code or math; ``factory.data.page_routing``)
+    general, code or math; ``factory.data.page_routing``), language and language_score (lid.176,
+    ``factory.data.langid``: identified here so that dedup and the heuristics run per language)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field
 
 from factory.data.documents import DOC_COLUMNS
+from factory.data.langid import detect_languages
 from factory.data.main_content import extract
 from factory.data.page_routing import PageRoutingConfig
 from factory.data.warc import iter_pages
@@ -45,6 +47,7 @@ class ExtractConfig(StageConfig):
     max_page_bytes: int = Field(2 << 20, ge=1, description="Pages with a larger HTTP body are skipped and counted.")
     min_text_chars: int = Field(200, ge=0, description="Pages whose extracted text is shorter are dropped and counted.")
     routing: PageRoutingConfig = Field(PageRoutingConfig(), description="Code/math page router choosing each page's extraction settings.")
+    langid_max_chars: int = Field(2000, ge=50, description="Characters of a document the language model reads.")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Doc:
     n_code_blocks: int
     n_math: int
     page_domain: str
+    language: str
+    language_score: float
 
 
 def normalize_url(url: str) -> str:
@@ -74,8 +79,8 @@ def url_id(url: str) -> str:
     return hashlib.sha1(normalize_url(url).encode("utf-8")).hexdigest()
 
 
-def extract_shard(path: str, max_page_bytes: int, min_text_chars: int,
-                  routing: PageRoutingConfig) -> tuple[list[Doc], Counter, int, float]:
+def extract_shard(path: str, max_page_bytes: int, min_text_chars: int, routing: PageRoutingConfig,
+                  langid_max_chars: int) -> tuple[list[Doc], Counter, int, float]:
     """(docs, skip/drop counts by reason, pages read, seconds spent extracting) of one WARC shard."""
     counts: Counter = Counter()
     docs: list[Doc] = []
@@ -95,14 +100,17 @@ def extract_shard(path: str, max_page_bytes: int, min_text_chars: int,
             counts[DROP_TOO_SHORT] += 1
             continue
         docs.append(Doc(url_id(page.url), page.url, page.date, urlsplit(page.url).hostname or "",
-                        result.title, result.text, result.n_code_blocks, result.n_math, result.domain))
+                        result.title, result.text, result.n_code_blocks, result.n_math, result.domain, "", 0.0))
+    languages, scores = detect_languages([d.text for d in docs], langid_max_chars)
+    docs = [replace(d, language=lang, language_score=score) for d, lang, score in zip(docs, languages, scores)]
     return docs, counts, pages, seconds
 
 
 def _shard_row(row: dict) -> dict:
     """Ray Data map: one shard in, its docs and counts out as JSON (schemas stay flat and fixed)."""
     docs, counts, pages, seconds = extract_shard(row["path"], row["max_page_bytes"], row["min_text_chars"],
-                                                 PageRoutingConfig.model_validate_json(row["routing"]))
+                                                 PageRoutingConfig.model_validate_json(row["routing"]),
+                                                 row["langid_max_chars"])
     return {"path": row["path"], "docs": json.dumps([asdict(d) for d in docs]), "counts": json.dumps(counts),
             "pages": pages, "seconds": seconds}
 
@@ -113,7 +121,7 @@ def _run_ray(shards: list[str], cfg: ExtractConfig, ctx: StageContext) -> list[d
     if not ray.is_initialized():
         ray.init(num_cpus=ctx.num_cpus, include_dashboard=False)
     items = [{"path": p, "max_page_bytes": cfg.max_page_bytes, "min_text_chars": cfg.min_text_chars,
-              "routing": cfg.routing.model_dump_json()} for p in shards]
+              "routing": cfg.routing.model_dump_json(), "langid_max_chars": cfg.langid_max_chars} for p in shards]
     rows = ray.data.from_items(items, override_num_blocks=len(items)).map(_shard_row).take_all()
     return sorted(rows, key=lambda r: r["path"])  # shard order, as the local executor reads them
 
@@ -135,7 +143,8 @@ def write_docs(docs: list[Doc], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([(c, pa.int64() if c.startswith("n_") else pa.string()) for c in COLUMNS])
+    types = {"n_code_blocks": pa.int64(), "n_math": pa.int64(), "language_score": pa.float64()}
+    schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
     table = pa.Table.from_pylist([asdict(d) for d in docs], schema=schema)
     pq.write_table(table, path)
 
@@ -161,7 +170,7 @@ def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, c
     else:
         for shard in shards:
             shard_docs, shard_counts, shard_pages, shard_seconds = extract_shard(
-                shard, cfg.max_page_bytes, cfg.min_text_chars, cfg.routing)
+                shard, cfg.max_page_bytes, cfg.min_text_chars, cfg.routing, cfg.langid_max_chars)
             docs += shard_docs
             counts.update(shard_counts)
             pages += shard_pages
@@ -180,6 +189,7 @@ def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, c
         "code_blocks": sum(d.n_code_blocks for d in docs),
         "formulas": sum(d.n_math for d in docs),
         "page_domains": dict(sorted(Counter(d.page_domain for d in docs).items())),
+        "languages": dict(Counter(d.language for d in docs).most_common()),
         "chars_out": sum(len(d.text) for d in docs),
         "extract_pages_per_s": round(pages / seconds, 1) if seconds else 0.0,
         "stage_pages_per_s": round(pages / wall, 1) if wall else 0.0,

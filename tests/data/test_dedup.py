@@ -24,7 +24,8 @@ def _docs(texts: list[str], **extra) -> pd.DataFrame:
     return pd.DataFrame({
         "id": [f"d{i}" for i in range(n)], "url": [f"https://x/{i}" for i in range(n)],
         "date": ["2026-01-01"] * n, "source": ["test"] * n, "title": [f"t{i}" for i in range(n)],
-        "text": texts, "n_code_blocks": [0] * n, "n_math": [0] * n, "page_domain": ["general"] * n, **extra,
+        "text": texts, "n_code_blocks": [0] * n, "n_math": [0] * n, "page_domain": ["general"] * n,
+        "language": ["en"] * n, "language_score": [1.0] * n, **extra,
     })
 
 
@@ -51,7 +52,9 @@ def test_distinct_documents_survive_across_shards():
 def test_near_duplicates_only_within_a_language():
     t = _text(1)
     out, meta = dedup_frame(_docs([t, t], language=["en", "de"]), _cfg())
-    assert meta["docs_removed_near_dup"] == 0 and meta["per_language"]
+    assert meta["docs_removed_near_dup"] == 0 and meta["per_language"] and meta["languages"] == 2
+    _, meta = dedup_frame(_docs([t, t], language=["en", "de"]), _cfg(per_language=False))
+    assert meta["docs_removed_near_dup"] == 1
     out, meta = dedup_frame(_docs([t, t], language=["en", "en"]), _cfg())
     assert meta["docs_removed_near_dup"] == 1
 

@@ -202,7 +202,10 @@ def test_stage_dedups_urls_keeping_newest_and_counts_drops(tmp_path, executor):
     assert "Über Straße, café" in by_url["https://example.org/latin"]["text"]
     assert by_url["https://example.org/other"]["id"] == url_id("https://example.org/other")
     assert by_url["https://example.org/other"]["source"] == "example.org"
-    assert list(table[0]) == ["id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math", "page_domain"]
+    assert list(table[0]) == ["id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math", "page_domain",
+                              "language", "language_score"]
+    assert by_url["https://example.org/story"]["language"] == "en" and by_url["https://example.org/latin"]["language"] != "en"
+    assert meta["languages"]["en"] == 2
     assert {row["page_domain"] for row in table} == {"general"}
     assert meta["page_domains"] == {"general": 3}
     drops = meta["skipped_or_dropped"]
