@@ -46,7 +46,7 @@ def _context():
 def _expectations(name: str) -> list:
     import great_expectations.expectations as gxe
 
-    if name == "extracted_docs":
+    if name in ("extracted_docs", "deduped_docs"):  # the document table before filtering
         return [
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
             gxe.ExpectColumnValuesToNotBeNull(column="text"),
@@ -141,4 +141,4 @@ def preference_frame(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SUITES = ("extracted_docs", "filtered_corpus", "preference_data")
+SUITES = ("extracted_docs", "deduped_docs", "filtered_corpus", "preference_data")

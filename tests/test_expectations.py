@@ -18,6 +18,8 @@ def test_extracted_docs_suite_catches_empty_text_and_duplicate_ids():
     assert {f["expectation"] for f in result.failures} >= {
         "expect_column_values_to_be_unique", "expect_column_value_lengths_to_be_between",
         "expect_column_values_to_match_regex", "expect_column_values_to_be_in_set"}
+    # deduped_docs holds the same document table: same contract
+    assert validate("deduped_docs", good).success and not validate("deduped_docs", bad).success
 
 
 def test_filtered_corpus_suite_checks_language_codes_and_score_ranges():

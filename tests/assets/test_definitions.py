@@ -23,7 +23,8 @@ def test_definitions_hold_the_whole_graph():
     keys = {k.path[0] for k in graph.get_all_asset_keys()}
     assert keys == KEYS
     checks = {k.name for k in graph.asset_check_keys}
-    assert checks == {"extracted_docs_expectations", "filtered_corpus_expectations", "preference_data_expectations"}
+    assert checks == {"extracted_docs_expectations", "deduped_docs_expectations", "filtered_corpus_expectations",
+                      "preference_data_expectations"}
     assert defs.resolve_schedule_def("rebuild_stale_nightly") is not None
     assert defs.resolve_sensor_def("new_warc_files") is not None
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
