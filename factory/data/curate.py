@@ -17,7 +17,8 @@ Sub-stages, in order (per-document work runs over shards, in-process or as Ray D
 6. ``topics``: nearest topic centroid on the same embeddings.
 7. the quality threshold drops low-scoring documents of the configured domains.
 
-Outputs: ``docs.parquet`` (input columns + quality_fasttext, quality_transformer, domain, topic), ``dropped_samples.parquet`` (up to N documents per drop
+Outputs: ``docs.parquet`` (input columns + quality_fasttext, quality_transformer, domain, topic),
+``dropped_samples.parquet`` (up to N documents per drop
 reason, for audit) and ``classifiers.npz`` (the MiniLM quality head and the topic centroids).
 """
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -79,38 +79,36 @@ def url_id(url: str) -> str:
     return hashlib.sha1(normalize_url(url).encode("utf-8")).hexdigest()
 
 
-def extract_shard(path: str, max_page_bytes: int, min_text_chars: int, routing: PageRoutingConfig,
-                  langid_max_chars: int) -> tuple[list[Doc], Counter, int, float]:
+def extract_shard(path: str, cfg: ExtractConfig) -> tuple[list[Doc], Counter, int, float]:
     """(docs, skip/drop counts by reason, pages read, seconds spent extracting) of one WARC shard."""
     counts: Counter = Counter()
-    docs: list[Doc] = []
+    kept = []  # (page, extraction) of pages with enough text
     pages = 0
     seconds = 0.0
-    for page in iter_pages(path, max_page_bytes, counts):
+    for page in iter_pages(path, cfg.max_page_bytes, counts):
         pages += 1
         start = time.perf_counter()
         try:
-            result = extract(page.html, routing)
+            result = extract(page.html, cfg.routing)
         except RecursionError:  # pathological nesting (thousands of unclosed elements)
             counts[DROP_TOO_DEEP] += 1
             continue
         finally:
             seconds += time.perf_counter() - start
-        if len(result.text) < min_text_chars:
+        if len(result.text) < cfg.min_text_chars:
             counts[DROP_TOO_SHORT] += 1
             continue
-        docs.append(Doc(url_id(page.url), page.url, page.date, urlsplit(page.url).hostname or "",
-                        result.title, result.text, result.n_code_blocks, result.n_math, result.domain, "", 0.0))
-    languages, scores = detect_languages([d.text for d in docs], langid_max_chars)
-    docs = [replace(d, language=lang, language_score=score) for d, lang, score in zip(docs, languages, scores)]
+        kept.append((page, result))
+    languages, scores = detect_languages([r.text for _, r in kept], cfg.langid_max_chars)
+    docs = [Doc(url_id(page.url), page.url, page.date, urlsplit(page.url).hostname or "", r.title, r.text,
+                r.n_code_blocks, r.n_math, r.domain, lang, score)
+            for (page, r), lang, score in zip(kept, languages, scores)]
     return docs, counts, pages, seconds
 
 
 def _shard_row(row: dict) -> dict:
     """Ray Data map: one shard in, its docs and counts out as JSON (schemas stay flat and fixed)."""
-    docs, counts, pages, seconds = extract_shard(row["path"], row["max_page_bytes"], row["min_text_chars"],
-                                                 PageRoutingConfig.model_validate_json(row["routing"]),
-                                                 row["langid_max_chars"])
+    docs, counts, pages, seconds = extract_shard(row["path"], ExtractConfig.model_validate_json(row["cfg"]))
     return {"path": row["path"], "docs": json.dumps([asdict(d) for d in docs]), "counts": json.dumps(counts),
             "pages": pages, "seconds": seconds}
 
@@ -120,8 +118,7 @@ def _run_ray(shards: list[str], cfg: ExtractConfig, ctx: StageContext) -> list[d
 
     if not ray.is_initialized():
         ray.init(num_cpus=ctx.num_cpus, include_dashboard=False)
-    items = [{"path": p, "max_page_bytes": cfg.max_page_bytes, "min_text_chars": cfg.min_text_chars,
-              "routing": cfg.routing.model_dump_json(), "langid_max_chars": cfg.langid_max_chars} for p in shards]
+    items = [{"path": p, "cfg": cfg.model_dump_json()} for p in shards]
     rows = ray.data.from_items(items, override_num_blocks=len(items)).map(_shard_row).take_all()
     return sorted(rows, key=lambda r: r["path"])  # shard order, as the local executor reads them
 
@@ -169,8 +166,7 @@ def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, c
             seconds += row["seconds"]
     else:
         for shard in shards:
-            shard_docs, shard_counts, shard_pages, shard_seconds = extract_shard(
-                shard, cfg.max_page_bytes, cfg.min_text_chars, cfg.routing, cfg.langid_max_chars)
+            shard_docs, shard_counts, shard_pages, shard_seconds = extract_shard(shard, cfg)
             docs += shard_docs
             counts.update(shard_counts)
             pages += shard_pages

@@ -223,14 +223,14 @@ def parse(html: str, judge: Callable[[str, Attrs], int] | None = None) -> Page:
             markup[tag] = markup.get(tag, 0) + 1
         elif tag == "img" and attrs and is_formula_image(attrs):
             markup["img-math"] = markup.get("img-math", 0) + 1
-        resume.append((node.next, None, cur, in_link, in_pre))
         if verdict == KEEP and tag in TRANSPARENT_TAGS:
+            resume.append((node.next, None, cur, in_link, in_pre))
             in_link = in_link or tag == "a"
         else:
             el = Element(tag, attrs, cur)
             el.flag = verdict
             cur.children.append(el)
-            resume[-1] = (node.next, el, cur, in_link, in_pre)
+            resume.append((node.next, el, cur, in_link, in_pre))
             cur = el
             if tag == "pre":
                 in_pre += 1

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 
 from factory.data.html_dom import DROP, FLAG, INLINE_TAGS, KEEP, Attrs, Element, is_formula_image, parse
-from factory.data.page_routing import SETTINGS, DomainSettings, PageRoutingConfig, page_domain
+from factory.data.page_routing import SETTINGS, PageRoutingConfig, page_domain
 
 # Readability's sibling rule: a sibling of the best container joins it when it scores at least
 # SIBLING_SHARE of the best (and SIBLING_MIN_SCORE), or is a paragraph of SIBLING_PARA_CHARS
@@ -167,10 +167,6 @@ def _adjusted(el: Element) -> float:
     return el.score * (1.0 - el.link_len / el.text_len) if el.text_len else 0.0
 
 
-def _class_of(el: Element) -> str:
-    return el.get("class")
-
-
 def _declares_main(el: Element) -> bool:
     """``role=main`` or ``itemprop=articleBody``: the page says this is its content."""
     return el.get("role").lower() == "main" or el.get("itemprop") == "articleBody"
@@ -212,7 +208,7 @@ def _container(root: Element) -> list[Element]:
         return [best]
     threshold = max(SIBLING_MIN_SCORE, SIBLING_SHARE * best_value)
     chosen = []
-    best_class = _class_of(best)
+    best_class = best.get("class")
     for sib in parent.children:
         if type(sib) is str:
             continue
@@ -221,7 +217,7 @@ def _container(root: Element) -> list[Element]:
         ) or (
             # a sibling of the same class with paragraphs: the next section of the same document
             best_class and sib.n_para and sib.tag == best.tag and not sib.flag
-            and sib.link_len < LINK_DENSITY_MAX * sib.text_len and _class_of(sib) == best_class
+            and sib.link_len < LINK_DENSITY_MAX * sib.text_len and sib.get("class") == best_class
         ):
             chosen.append(sib)
     return chosen
@@ -352,14 +348,14 @@ def extract(html: str, routing: PageRoutingConfig = DEFAULT_ROUTING) -> Extracti
     with the settings of the domain ``routing`` picks from the page's markup."""
     page = parse(html, _judge)
     domain = page_domain(page.markup, page.root.text_len, routing)
-    settings: DomainSettings = SETTINGS[domain]
+    settings = SETTINGS[domain]
     chosen = _container(page.root)
     renderer = _Renderer(FLAGGED_KEEP_SHARE * sum(el.good for el in chosen), settings.link_density_max)
     for el in chosen:
         renderer.flush()
         renderer.block(el)
     renderer.flush()
-    title_key = " ".join(page.title.lower().split())
+    title_key = page.title.lower()  # the parse normalized its whitespace
     out: list[str] = []
     seen: set[str] = set()
     for verbatim, text in renderer.lines:
