@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from factory.bench import BENCHMARKS, emit
+from factory.bench import benchmarks, emit
 
 
 def _bench(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="factory bench", description="Run a benchmark against its peers.")
     sub = parser.add_subparsers(dest="name", required=True)
-    modules = {}
-    for name in BENCHMARKS:
-        try:
-            module = importlib.import_module(f"factory.bench.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"factory.bench.{name}":
-                raise
-            continue
+    modules = benchmarks()
+    for name, module in modules.items():
         p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         p.add_argument("--json", action="store_true", help="print one JSON object {results: [...]}")
         module.add_arguments(p)
-        modules[name] = module
     args = parser.parse_args(argv)
     rows = modules[args.name].run(args)
     print(emit(rows, args.json))

@@ -1,4 +1,4 @@
-"""Profiles: one YAML per way of running the factory (DESIGN.md, "profiles").
+"""Profiles: one YAML per way of running the factory (docs/architecture.md, "Profiles").
 
 A profile has a ``runtime`` section (where artifacts, MLflow and Ray live) and one section per
 asset, named by the asset key, holding that stage's config. Stage configs are typed pydantic
@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field
 
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 PROFILE_ENV = "FACTORY_PROFILE"

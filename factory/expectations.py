@@ -1,4 +1,4 @@
-"""Great Expectations suites for the data artifacts (DESIGN.md: "Data checks are GE suites").
+"""Great Expectations suites for the data artifacts (docs/architecture.md, "Data checks").
 
 Each suite validates a pandas DataFrame read from an artifact and returns a ``SuiteResult``. The
 Dagster layer runs them as blocking asset checks, so a failing suite stops everything downstream.

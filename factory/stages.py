@@ -1,4 +1,4 @@
-"""The recipe as a graph of stages: one entry per asset, in one place (DESIGN.md, "The asset graph").
+"""The recipe as a graph of stages: one entry per asset, in one place (docs/architecture.md, "The graph").
 
 Each entry names the stage function (``module:function``), its config class, the upstream assets
 it reads, its Dagster group, and the Ray job that runs it. Dagster assets, Ray job entrypoints, the
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from factory.config import Profile
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,13 @@ class StageSpec:
         return self.section or self.asset
 
     def load_function(self) -> Callable[..., dict[str, Any]]:
-        return _import(self.target)
+        return load_object(self.target)
 
     def load_config_class(self) -> type[StageConfig]:
-        return _import(self.config_class)
+        return load_object(self.config_class)
 
 
-def _import(path: str) -> Any:
+def load_object(path: str) -> Any:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -71,20 +71,20 @@ _CORE: list[StageSpec] = [
     _spec("scaling_law_fit", "pretraining", "factory.scaling.isoflop:run_scaling_law_fit",
           "factory.scaling.isoflop:ScalingConfig", ["data_mix", "tokenizer"], "train",
           "IsoFLOP grid of small runs, compute-optimal size fit and a two-stage (FLOPs -> NLL -> accuracy) forecast."),
-    _spec("base_checkpoint", "pretraining", "factory.train.pretrain:run_base_checkpoint",
-          "factory.train.pretrain:PretrainConfig", ["data_mix", "tokenizer", "scaling_law_fit"], "train",
+    _spec("base_checkpoint", "pretraining", "factory.pretrain.base:run_base_checkpoint",
+          "factory.pretrain.base:PretrainConfig", ["data_mix", "tokenizer", "scaling_law_fit"], "train",
           "Initial pre-training: AdamW, linear warmup + cosine decay, batch-size ramp."),
-    _spec("long_context_checkpoint", "pretraining", "factory.train.pretrain:run_long_context_checkpoint",
-          "factory.train.pretrain:LongContextConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
+    _spec("long_context_checkpoint", "pretraining", "factory.pretrain.long_context:run_long_context_checkpoint",
+          "factory.pretrain.long_context:LongContextConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
           "Context length raised in steps, each gated by short-context recovery and needle-in-a-haystack."),
-    _spec("annealed_checkpoint", "pretraining", "factory.train.pretrain:run_annealed_checkpoint",
-          "factory.train.pretrain:AnnealConfig", ["long_context_checkpoint", "data_mix", "tokenizer"], "train",
+    _spec("annealed_checkpoint", "pretraining", "factory.pretrain.anneal:run_annealed_checkpoint",
+          "factory.pretrain.anneal:AnnealConfig", ["long_context_checkpoint", "data_mix", "tokenizer"], "train",
           "LR annealed linearly to 0 on a mix upsampling high-quality data."),
-    _spec("code_expert", "pretraining", "factory.train.pretrain:run_expert_checkpoint",
-          "factory.train.pretrain:ExpertConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
+    _spec("code_expert", "pretraining", "factory.pretrain.experts:run_expert_checkpoint",
+          "factory.pretrain.experts:ExpertConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
           "Continued pre-training branched from the base run on a code-heavy mix."),
-    _spec("multilingual_expert", "pretraining", "factory.train.pretrain:run_expert_checkpoint",
-          "factory.train.pretrain:ExpertConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
+    _spec("multilingual_expert", "pretraining", "factory.pretrain.experts:run_expert_checkpoint",
+          "factory.pretrain.experts:ExpertConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
           "Continued pre-training branched from the base run on a multilingual-heavy mix."),
     _spec("preference_data", "posttraining", "factory.post.preference:run_preference_data",
           "factory.post.preference:PreferenceConfig",
@@ -128,10 +128,10 @@ def _tail_specs(rounds: int) -> list[StageSpec]:
         _spec("code_shield", "safety", "factory.safety.code_shield:run_code_shield",
               "factory.safety.code_shield:CodeShieldConfig", ["chat_model", "tokenizer"], "train",
               "Static analysis (bandit) of generated code: rules, thresholds and a scan of the chat model's code."),
-        _spec("quantized_release", "release", "factory.quant.release:run_quantized_release",
-              "factory.quant.release:ReleaseConfig", ["chat_model", "tokenizer", "llama_guard", "prompt_guard", "code_shield"],
+        _spec("quantized_release", "release", "factory.release.bundle:run_quantized_release",
+              "factory.release.bundle:ReleaseConfig", ["chat_model", "tokenizer", "llama_guard", "prompt_guard", "code_shield"],
               "curate", "HF Llama bundle, FP8 row-wise FFN weights (first/last layers kept), INT8 guard, model card."),
-        _spec("eval_report", "release", "factory.eval.report:run_eval_report", "factory.eval.report:EvalConfig",
+        _spec("eval_report", "release", "factory.release.report:run_eval_report", "factory.release.report:EvalConfig",
               ["quantized_release", "chat_model", "base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
                *[f"{kind}_round_{k}" for k in range(1, rounds + 1) for kind in ("sft", "dpo")],
                "llama_guard", "prompt_guard", "data_mix", "tokenizer"], "train",

@@ -1,4 +1,4 @@
-"""Content-addressed artifact store (DESIGN.md, "Artifacts and lineage").
+"""Content-addressed artifact store (docs/architecture.md, "Artifacts").
 
 An artifact is a folder ``<root>/<stage>/<key>/`` holding the stage's files and a
 ``manifest.json`` that lists every file with its sha256, the stage config, the code version and
@@ -26,24 +26,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "manifest.json"
+from factory.core.files import MANIFEST, atomic_write_text, canonical_json, sha256_file, sha256_text
+
 _CODE_DIRS = ("factory", "kernels", "ray_jobs")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @lru_cache(maxsize=1)
@@ -169,7 +154,7 @@ class ArtifactStore:
 
     # -- writing ---------------------------------------------------------------------------
     def set_ref(self, asset: str, manifest: Manifest) -> None:
-        _atomic_write_text(self._ref_path(asset), canonical_json(manifest.ref()))
+        atomic_write_text(self._ref_path(asset), canonical_json(manifest.ref()))
 
     def build(
         self,
@@ -218,10 +203,3 @@ class ArtifactStore:
                 shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
         return manifest, False
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -1,6 +1,6 @@
-"""Entrypoints of the heavy stages, run as Ray jobs (see factory.raycluster.submit).
+"""Command-line entrypoints of the stage jobs, one module per job kind (``curate``, ``train``).
 
-Each module is thin: prepare the process (threads, environment), then call the stage function
-named in the request through ``ray_jobs.entry.execute``. Every module is also runnable by hand,
-e.g. ``ray job submit -- python -m ray_jobs.train request.json``.
+Each is a thin shell over ``factory.jobs.run_job``: ``python -m ray_jobs.train request.json``
+(or ``ray job submit -- python -m ray_jobs.train request.json``) runs one stage from a request
+file written by ``factory.runner``. The library never imports this package.
 """

@@ -1,15 +1,6 @@
-"""Ray job for corpus processing stages (crawl, extraction, dedup, filtering, tokenizer, release)."""
+"""Job for corpus stages (crawl, extraction, dedup, filtering, tokenizer, release bundle)."""
 
-from __future__ import annotations
-
-from typing import Any
-
-from ray_jobs.entry import cli, execute
-
-
-def run(request: dict[str, Any]) -> dict[str, Any]:
-    return execute(request)
-
+from ray_jobs.entry import cli
 
 if __name__ == "__main__":
-    cli(run)
+    cli("curate")

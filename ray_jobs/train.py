@@ -1,21 +1,6 @@
-"""Ray job for training stages; sets up DeepSpeed's CPU accelerator and a per-machine op cache."""
+"""Job for stages that train or run a model (DeepSpeed's environment is prepared by ``run_job``)."""
 
-from __future__ import annotations
-
-import os
-from pathlib import Path
-from typing import Any
-
-from ray_jobs.entry import cli, execute
-
-
-def run(request: dict[str, Any]) -> dict[str, Any]:
-    # DeepSpeed compiles its comm op once per machine: keep the cache outside the clone.
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
-    if request.get("accelerator", "cpu") == "cpu":
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    return execute(request)
-
+from ray_jobs.entry import cli
 
 if __name__ == "__main__":
-    cli(run)
+    cli("train")

@@ -4,14 +4,9 @@ Tests run many tiny forward passes; a second OpenMP thread only spin-waits on th
 15-25x slower on a busy 2-core host), so the whole suite uses one intra-op thread.
 """
 
-import os
-
 import torch
 
-torch.set_num_threads(1)
+from factory.core.environment import EMBEDDED_RAY_ENV, PROCESS_ENV, apply_env
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(1)
+apply_env({**PROCESS_ENV, **EMBEDDED_RAY_ENV})

@@ -8,10 +8,21 @@ one object ``{"results": rows}``.
 
 from __future__ import annotations
 
+import importlib
 import json
+from types import ModuleType
 from typing import Any
 
-BENCHMARKS = ("extract", "dedup", "curate", "train", "faults")
+
+def benchmarks() -> dict[str, ModuleType]:
+    """Every benchmark module by name (imported here, not at CLI start-up: they pull in torch)."""
+    return {
+        "extract": importlib.import_module("factory.bench.extract"),
+        "dedup": importlib.import_module("factory.bench.dedup"),
+        "curate": importlib.import_module("factory.bench.curate"),
+        "train": importlib.import_module("factory.bench.train"),
+        "faults": importlib.import_module("factory.bench.faults"),
+    }
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

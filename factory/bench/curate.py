@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> list[dict[str, Any]]:
     from factory.config import load_profile
-    from factory.stage import StageContext
+    from factory.core.stage import StageContext
     from factory.stages import stage_config, stage_specs
 
     profile = load_profile(args.profile)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from factory.core.environment import apply_env
 from factory.model.flavors import model_args
 from factory.model.llama import ModelArgs, Transformer
 from factory.train.data import PackedTokens
@@ -123,7 +124,7 @@ def _hf_row(name: str, args_: ModelArgs, data: PackedTokens, a: argparse.Namespa
 
 
 def run(a: argparse.Namespace) -> list[dict[str, Any]]:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_env()
     torch.set_num_threads(a.threads)
     args_ = model_args(a.flavor, a.vocab, max_seq_len=a.seq_len)
     packed = PackedTokens(_stream(a.vocab, 200_000), a.seq_len, eot_id=1, seed=0)

@@ -58,7 +58,7 @@ from factory.data.quality import (
 )
 from factory.data.routing import RoutingConfig, route, train_router
 from factory.data.topics import TopicConfig, assign_topics, topic_centroids
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 
 DROPPED_FILE = "dropped_samples.parquet"
 CLASSIFIERS_FILE = "classifiers.npz"

@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import Field
 
 from factory.data.documents import Executor, map_shards, read_docs, write_docs
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _DIGIT = re.compile(r"\d")

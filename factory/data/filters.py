@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 # A CJK character is one token (those scripts don't separate words by spaces); elsewhere \w runs.

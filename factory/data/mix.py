@@ -7,7 +7,7 @@ small-model experiments (recipe: "Determining the data mix", "Annealing Data").
    that no capped topic exceeds the share of the downsampled corpus).
 2. Domains: non-English documents form ``multilingual``; English ones keep their routed domain
    (``general``, ``code``, ``math``). Each domain is split into train/validation documents and
-   tokenized into a stream with ``<|end_of_text|>`` after each document (``factory.data.tokens``).
+   tokenized into a stream with ``<|end_of_text|>`` after each document (``factory.train.token_shards``).
    A ``high_quality`` stream (top quality scores over all domains) serves annealing.
 3. Mix experiments: small models are trained with the one trainer on each candidate mix (the
    paper's 50/25/17/8 general/math/code/multilingual, adapted to the domains present, plus the
@@ -31,10 +31,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from factory.data.tokens import MIX_FILE, encode_documents, save_stream, tokenizer_info
+from factory.core.stage import StageConfig, StageContext
+from factory.eval.perplexity import val_losses
 from factory.model.flavors import model_args
-from factory.stage import StageConfig, StageContext
-from factory.train.pretrain import map_runs, mix_data, normalize, train_lm, val_losses
+from factory.model.tokenizer_files import tokenizer_info
+from factory.train.lm_runs import map_runs, mix_data, normalize, train_lm
+from factory.train.token_shards import MIX_FILE, encode_documents, save_stream
 from factory.train.trainer import TrainConfig
 
 DOMAINS = ("general", "code", "math", "multilingual")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 DOMAINS = ("general", "code", "math")
 CODE_TAGS = ("pre", "code", "kbd", "samp")

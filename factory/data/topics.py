@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 TOPIC_SEEDS: dict[str, tuple[str, ...]] = {
     "computing": (

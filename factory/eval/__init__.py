@@ -1,1 +1,1 @@
-"""Evaluation: perplexity, needle-in-a-haystack, held-out task accuracy, guard metrics and the final report."""
+"""Measurements on models: validation losses and perplexity, needle-in-a-haystack, guard metrics."""

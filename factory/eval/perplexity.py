@@ -82,3 +82,12 @@ def stream_losses(
         for name, tokens in streams.items()
         if len(tokens) >= seq_len
     }
+
+
+def val_losses(model, val_streams: Mapping[str, np.ndarray], seq_len: int, eot_id: int,
+               max_windows: int) -> dict[str, float]:
+    """Per-stream validation NLL plus their ``mean`` (the mix experiments' and gates' score)."""
+    losses = stream_losses(model, val_streams, seq_len, eot_id=eot_id, max_windows=max_windows)
+    if not losses:
+        raise ValueError(f"no validation stream holds a window of {seq_len} tokens")
+    return {**{k: round(v, 5) for k, v in losses.items()}, "mean": round(float(np.mean(list(losses.values()))), 5)}

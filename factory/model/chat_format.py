@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from factory.data import tokenizer as T
+from factory.model import tokenizer_files as T
 
 
 class Message(TypedDict):

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from factory.data import tokenizer as T
+from factory.model import tokenizer_files as T
 from factory.model.llama import ModelArgs, Transformer
 
 WEIGHTS = "model.safetensors"

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from factory.post.tasks import TaskPrompt, score
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 STRENGTHS = ("significantly better", "better", "slightly better", "marginally better")
 EDITED = "annotator_edit"

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 
 RUNS_DIR = "runs"  # the layout dpo_round_k writes (factory.post.rounds)
 
@@ -49,7 +49,7 @@ def last_round_key(inputs: dict[str, Path]) -> str:
 
 
 def run_chat_model(cfg: AverageConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
-    from factory.eval.tasks import evaluate, heldout_prompts
+    from factory.post.task_accuracy import evaluate, heldout_prompts
     from factory.model.chat_format import load_chat_format
     from factory.model.checkpoint_io import load_args, load_state, save_model
     from factory.model.llama import Transformer

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from factory.stage import StageContext
+from factory.core.stage import StageContext
 from factory.train.data import Examples
 from factory.train.trainer import Objective, TrainConfig, TrainResult, train
 

@@ -27,7 +27,7 @@ from factory.model.chat_format import load_chat_format
 from factory.post.annotator import STRENGTHS, AnnotatorConfig, Ranking, annotate
 from factory.post.sampling import SamplingConfig, load_policy, sample_responses
 from factory.post.tasks import sample_prompts
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 
 PREFERENCES_FILE = "preferences.jsonl"
 MODELS = ("annealed_checkpoint", "code_expert", "multilingual_expert")

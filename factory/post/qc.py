@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 # Emoji and pictograph blocks (emoticons, symbols & pictographs, transport, supplemental, dingbats).
 _EMOJI = re.compile("[\U0001F300-\U0001FAFF\U00002600-\U000027BF\U0001F600-\U0001F64F\U0001F680-\U0001F6FF]")

@@ -22,7 +22,7 @@ from factory.post.annotator import Ranking
 from factory.post.encode import ranking_example, scored_ids
 from factory.post.fit import fit
 from factory.post.preference import read_rankings
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 from factory.train.data import pad_collate
 from factory.train.trainer import TrainConfig, describe
 

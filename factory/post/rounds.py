@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import Field
 
-from factory.eval.tasks import evaluate, heldout_prompts
+from factory.post.task_accuracy import evaluate, heldout_prompts
 from factory.model.chat_format import load_chat_format
 from factory.post.annotator import AnnotatorConfig, annotate
 from factory.post.encode import preference_example, sft_example
@@ -36,7 +36,7 @@ from factory.post.rejection import rejection_sample
 from factory.post.sampling import SamplingConfig, load_policy, sample_responses
 from factory.post.sft_data import rejection_records, synthetic_records
 from factory.post.tasks import sample_prompts
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 from factory.train.trainer import TrainConfig, describe
 
 SFT_DATA_FILE = "sft_data.jsonl"

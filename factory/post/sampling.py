@@ -15,7 +15,7 @@ from pydantic import Field
 from factory.model.chat_format import ChatFormat
 from factory.post.encode import prompt_ids
 from factory.post.tasks import TaskPrompt
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 
 
 class SamplingConfig(StageConfig):

@@ -1,1 +1,1 @@
-"""Release: FP8 row-wise and INT8 quantization, the Hugging Face bundle and the model card (recipe: "Inference")."""
+"""Quantized weight formats (recipe: "Inference"): FP8 row-wise and INT8, with the one loader of both."""

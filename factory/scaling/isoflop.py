@@ -8,7 +8,7 @@ with the one trainer on the chosen data mix and reports its validation NLL and i
 held-out cloze proxy task. Then (``factory.scaling.forecast``): a parabola in ln N per budget
 gives N*(C); power laws N*(C) ∝ C^a and D*(C) ∝ C^b; and the two-stage forecast FLOPs -> proxy
 NLL -> proxy accuracy. The grid's runs are single-worker jobs: plain Ray tasks when Ray is up,
-else sequential in-process (``factory.train.pretrain.map_runs``).
+else sequential in-process (``factory.train.lm_runs.map_runs``).
 
 Artifact: ``fit.json`` (points, fits, the compute-optimal size at ``target_budget`` and the
 recommended flavor/steps for ``base_checkpoint``) and three PNG plots.
@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from factory.data.tokens import read_mix, tokenizer_info
+from factory.core.stage import StageConfig, StageContext
+from factory.eval.perplexity import val_losses
 from factory.model.flavors import model_args
 from factory.model.llama import Transformer
+from factory.model.tokenizer_files import tokenizer_info
 from factory.scaling.forecast import (
     ClozeTask,
     fit_parabola,
@@ -37,8 +39,8 @@ from factory.scaling.forecast import (
     plot_power_laws,
     score_cloze,
 )
-from factory.stage import StageConfig, StageContext
-from factory.train.pretrain import load_streams, map_runs, mix_data, train_lm, val_losses
+from factory.train.lm_runs import load_streams, map_runs, mix_data, train_lm
+from factory.train.token_shards import read_mix
 from factory.train.trainer import TrainConfig
 
 FIT_FILE = "fit.json"

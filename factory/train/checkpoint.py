@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from factory.store import sha256_file
+from factory.core.files import sha256_file
 
 PREFIX = "step-"
 MANIFEST = "manifest.json"

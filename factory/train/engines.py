@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from factory.core.environment import EMBEDDED_RAY_ENV, apply_env
 from factory.train.checkpoint import (
     AsyncCheckpointer,
     begin_checkpoint,
@@ -303,13 +304,6 @@ def _init_single_process_group() -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
 
 
-def prepare_worker_env(use_gpu: bool) -> None:
-    """Environment DeepSpeed reads at import: CPU accelerator, per-machine C++ extension cache."""
-    if not use_gpu:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
-
-
 def run_on_ray(cfg: Any, worker: Callable[[], None], storage: Path) -> None:
     """Run ``worker`` on ``cfg.num_workers`` Ray Train workers; restart the group on failures.
 
@@ -324,7 +318,7 @@ def run_on_ray(cfg: Any, worker: Callable[[], None], storage: Path) -> None:
         if os.environ.get("RAY_ADDRESS"):
             ray.init()
         else:
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local embedded cluster: no auth token
+            apply_env(EMBEDDED_RAY_ENV)
             ray.init(num_cpus=max(cfg.num_workers, os.cpu_count() or 1), include_dashboard=False)
     trainer = TorchTrainer(
         train_loop_per_worker=worker,

@@ -36,7 +36,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from factory.stage import StageConfig
+from factory.core.stage import StageConfig
 from factory.train.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
 from factory.train.schedules import ScheduleKind, batch_size_at, learning_rate, samples_before
 
@@ -318,9 +318,9 @@ def _rank0_print(msg: str) -> None:  # also the fault injector's last words
 
 def _worker(job: _Job) -> None:
     """Entry point of each Ray Train worker."""
-    from factory.train.engines import prepare_worker_env
+    from factory.core.environment import apply_env, training_env
 
-    prepare_worker_env(job.cfg.use_gpu)
+    apply_env(training_env(job.cfg.use_gpu))
     _loop(job, _rank0_print, None)
 
 

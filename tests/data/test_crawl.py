@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
+from factory.core.stage import StageContext
 from factory.data import sample_crawl
 from factory.data.crawl import CrawlConfig, run_raw_crawl
 from factory.data.warc import iter_pages, response_record
-from factory.stage import StageContext
 
 CTX = StageContext(log=lambda msg: None)
 SMALL = dict(max_pages_per_source=3, languages=["en", "ja"], recapture_fraction=0.5)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factory.core.stage import StageContext
 from factory.data.curate import ADDED_COLUMNS, CLASSIFIERS_FILE, DROPPED_FILE, FilterConfig, run_filtered_corpus
 from factory.data.documents import DOC_COLUMNS, read_docs, write_docs
 from factory.data.quality import QualityConfig, degrade
-from factory.stage import StageContext
 
 
 def _corpus(n: int) -> pd.DataFrame:

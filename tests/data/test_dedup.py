@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factory.core.stage import StageContext
 from factory.data.dedup import DedupConfig, dedup_frame, lsh_params, normalize_line, run_deduped_docs
 from factory.data.documents import read_docs, write_docs
-from factory.stage import StageContext
 
 _WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
           "upsilon phi chi psi omega river mountain forest ocean desert valley canyon island").split()

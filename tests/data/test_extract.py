@@ -8,11 +8,11 @@ import gzip
 import pyarrow.parquet as pq
 import pytest
 
+from factory.core.stage import StageContext
 from factory.data.extract import ExtractConfig, normalize_url, run_extracted_docs, url_id
 from factory.data.main_content import extract, strip_markdown
 from factory.data.page_routing import PageRoutingConfig, page_domain
 from factory.data.warc import WarcShardWriter, response_record
-from factory.stage import StageContext
 
 ARTICLE = (
     "<p>The extractor keeps the article text, which is long enough to be a paragraph, and more of it, "

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factory.core.stage import StageContext
 from factory.data import mix as M
-from factory.data.tokens import load_stream, read_mix, stream_names, tokenizer_info
-from factory.stage import StageContext
+from factory.model.tokenizer_files import tokenizer_info
+from factory.train.token_shards import load_stream, read_mix, stream_names
 from factory.train.trainer import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))

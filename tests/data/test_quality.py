@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+from test_filters import PROSE
 
 from factory.data.quality import (
     QualityConfig,
@@ -18,8 +19,6 @@ from factory.data.quality import (
     quality_training_set,
     train_fasttext,
 )
-
-from test_filters import PROSE
 
 CFG = QualityConfig(heuristic_min_words=50)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_filters import PROSE
 
 from factory.data.quality import QualityConfig, embed
 from factory.data.routing import RoutingConfig, code_line_frac, evidence_domain, route, train_router
 from factory.data.topics import TopicConfig, assign_topics, topic_centroids
-
-from test_filters import PROSE
 
 CODE = """import os
 from pathlib import Path

@@ -6,8 +6,9 @@ import jinja2
 import pandas as pd
 import pytest
 
+from factory.core.stage import StageContext
 from factory.data import tokenizer as T
-from factory.stage import StageContext
+from factory.model import tokenizer_files as F
 
 TEXTS = (["The quick brown fox jumps over 12345 lazy dogs.\n\nIt's 2026!"] * 5
          + ["def add(a, b):\n    return a + b\n"] * 5 + ["Hallo Welt, wie geht's? 1999"] * 3)
@@ -16,17 +17,17 @@ TEXTS = (["The quick brown fox jumps over 12345 lazy dogs.\n\nIt's 2026!"] * 5
 def test_special_tokens_follow_the_bpe_vocabulary_in_llama3_order():
     tok = T.train_bpe(TEXTS, 300, num_special_tokens=16)
     assert tok.get_vocab_size() == 300
-    assert tok.token_to_id(T.BEGIN_OF_TEXT) == 284
-    assert tok.token_to_id(T.END_OF_TEXT) == 285
-    assert tok.token_to_id(T.FINETUNE_RIGHT_PAD) == 288
-    assert tok.token_to_id(T.START_HEADER) == 290
-    assert tok.token_to_id(T.END_HEADER) == 291
-    assert tok.token_to_id(T.EOM) == 292
-    assert tok.token_to_id(T.EOT) == 293
-    assert tok.token_to_id(T.PYTHON_TAG) == 294
-    assert tok.token_to_id(T.reserved_token(6)) == 299
+    assert tok.token_to_id(F.BEGIN_OF_TEXT) == 284
+    assert tok.token_to_id(F.END_OF_TEXT) == 285
+    assert tok.token_to_id(F.FINETUNE_RIGHT_PAD) == 288
+    assert tok.token_to_id(F.START_HEADER) == 290
+    assert tok.token_to_id(F.END_HEADER) == 291
+    assert tok.token_to_id(F.EOM) == 292
+    assert tok.token_to_id(F.EOT) == 293
+    assert tok.token_to_id(F.PYTHON_TAG) == 294
+    assert tok.token_to_id(F.reserved_token(6)) == 299
     # A special token inside text is one token; BPE never splits it.
-    assert tok.encode(f"a{T.EOT}b").ids[1] == 293
+    assert tok.encode(f"a{F.EOT}b").ids[1] == 293
 
 
 def test_digits_split_individually_or_in_groups_of_three():
@@ -54,13 +55,13 @@ def test_run_tokenizer_writes_artifact_and_chars_per_token(tmp_path):
     cfg = T.TokenizerConfig(vocab_size=400, num_special_tokens=32, train_docs=30, heldout_docs=10)
     meta = T.run_tokenizer(cfg, {"filtered_corpus": corpus}, tmp_path / "out", StageContext())
     out = tmp_path / "out"
-    specials = json.loads((out / T.SPECIAL_TOKENS_FILE).read_text())
+    specials = json.loads((out / F.SPECIAL_TOKENS_FILE).read_text())
     # A corpus this small yields fewer merges than asked: the specials follow the real vocabulary.
-    assert len(specials) == 32 and specials[T.BEGIN_OF_TEXT] == meta["bpe_vocab_size"]
+    assert len(specials) == 32 and specials[F.BEGIN_OF_TEXT] == meta["bpe_vocab_size"]
     assert meta["vocab_size"] == meta["bpe_vocab_size"] + 32 <= 400 and meta["heldout_docs"] == 10 and meta["train_docs"] == 30
     assert meta["chars_per_token"] > 1.5
     assert set(meta["chars_per_token_by_language"]) <= {"en", "de"}
-    template = jinja2.Environment().from_string((out / T.CHAT_TEMPLATE_FILE).read_text())
+    template = jinja2.Environment().from_string((out / F.CHAT_TEMPLATE_FILE).read_text())
     text = template.render(messages=[{"role": "user", "content": " hi "}], add_generation_prompt=True)
     assert text == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
                     "<|start_header_id|>assistant<|end_header_id|>\n\n")

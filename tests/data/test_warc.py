@@ -6,8 +6,17 @@ import gzip
 from collections import Counter
 
 from factory.data.warc import (
-    SKIP_BINARY, SKIP_CONTENT_TYPE, SKIP_CORRUPT, SKIP_OVERSIZE, SKIP_STATUS, SKIP_TRUNCATED,
-    WarcShardWriter, iso_date, iter_pages, iter_records, response_record,
+    SKIP_BINARY,
+    SKIP_CONTENT_TYPE,
+    SKIP_CORRUPT,
+    SKIP_OVERSIZE,
+    SKIP_STATUS,
+    SKIP_TRUNCATED,
+    WarcShardWriter,
+    iso_date,
+    iter_pages,
+    iter_records,
+    response_record,
 )
 
 DATE = "2024-03-01T12:00:00Z"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from factory.data import tokenizer as T
 from factory.eval import niah as N
+from factory.model import tokenizer_files as T
 from factory.model.flavors import model_args
 from factory.model.llama import Transformer
 

@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 import torch
 
+from factory.core.stage import StageContext
 from factory.data.tokenizer import save_tokenizer, train_bpe
-from factory.data.tokens import encode_documents, save_stream
-from factory.eval.report import EvalConfig, _rounds, run_eval_report
 from factory.model import checkpoint_io
 from factory.model.flavors import model_args
 from factory.model.hf import export_hf
 from factory.model.llama import Transformer
 from factory.quant.fp8 import quantize_fp8
 from factory.quant.int8 import quantize_int8
+from factory.release.report import EvalConfig, _rounds, run_eval_report
 from factory.safety.guard import GuardConfig, run_llama_guard
 from factory.safety.prompt_guard import PromptGuardConfig, run_prompt_guard
 from factory.safety.seed_prompts import guard_examples
-from factory.stage import StageContext
+from factory.train.token_shards import encode_documents, save_stream
 
 DOCS = [f"Document {i}: the river flows past {i % 7} mills and {i % 5} bridges before the sea." for i in range(200)]
 

@@ -3,7 +3,6 @@
 import torch
 
 import kernels.rmsnorm
-
 from factory.model.llama import RMSNorm
 from kernels.rmsnorm import rmsnorm, rmsnorm_ref
 

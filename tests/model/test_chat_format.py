@@ -3,7 +3,7 @@
 import jinja2
 import pytest
 
-from factory.data import tokenizer as T
+from factory.model import tokenizer_files as T
 from factory.model.chat_format import ChatFormat, load_chat_format
 
 TEXTS = (["The quick brown fox jumps over 12345 lazy dogs.\n\nIt's 2026!"] * 5

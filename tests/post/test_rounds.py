@@ -6,13 +6,13 @@ import json
 import pytest
 import torch
 
+from factory.core.stage import StageContext
 from factory.model.checkpoint_io import load_state, read_meta
 from factory.post.averaging import AverageConfig, run_chat_model
 from factory.post.preference import PREFERENCES_FILE, PreferenceConfig, run_preference_data
 from factory.post.reward import RewardConfig, run_reward_model
 from factory.post.rounds import DPOConfig, SFTConfig, run_dpo_round, run_sft_round
 from factory.post.tasks import TASKS
-from factory.stage import StageContext
 
 WEIGHTS = {t: 1.0 for t in TASKS}
 SAMPLING = {"max_new_tokens": 8, "temperature": 1.0}

@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
+from factory.core.stage import StageContext
 from factory.model.checkpoint_io import save_model
 from factory.model.llama import ModelArgs, SequenceScorer, Transformer
-from factory.quant.release import ReleaseConfig, run_quantized_release
 from factory.quant.rowwise import load_quantized
-from factory.stage import StageContext
+from factory.release.bundle import ReleaseConfig, run_quantized_release
 
 CFG = ReleaseConfig(name="factory-chat-test", license="Apache-2.0", hf_dtype="bfloat16",
                     eval_sequences=3, eval_seq_len=16)

@@ -39,6 +39,6 @@ def tokenizer_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def lm_dir(tmp_path_factory, tokenizer_dir) -> Path:
-    from factory.data.tokenizer import load_tokenizer
+    from factory.model.tokenizer_files import load_tokenizer
 
     return build_lm(tmp_path_factory.mktemp("lm"), load_tokenizer(tokenizer_dir).get_vocab_size())

@@ -1,7 +1,13 @@
 import pytest
 
-from factory.safety.code_shield import (REGRESSION_SET, CodeShieldPolicy, evaluate_regression, extract_code, scan,
-                                        scan_many)
+from factory.safety.code_shield import (
+    REGRESSION_SET,
+    CodeShieldPolicy,
+    evaluate_regression,
+    extract_code,
+    scan,
+    scan_many,
+)
 
 
 def test_blocks_every_insecure_snippet_and_allows_every_safe_one():
@@ -45,8 +51,8 @@ def test_extract_code_from_fenced_answer():
 def test_stage_scans_chat_model_generations(tmp_path, tokenizer_dir, lm_dir):
     import json
 
+    from factory.core.stage import StageContext
     from factory.safety.code_shield import CodeShieldConfig, run_code_shield
-    from factory.stage import StageContext
 
     cfg = CodeShieldConfig(prompts=3, samples_per_prompt=2, max_new_tokens=8, batch_size=6)
     out = tmp_path / "cs"

@@ -3,14 +3,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from factory.data.tokenizer import load_tokenizer
+from factory.core.stage import StageContext
 from factory.eval.guard_eval import binary_metrics
 from factory.model import checkpoint_io
 from factory.model.chat_format import load_chat_format
-from factory.safety.guard import (LABELS, GuardConfig, LlamaGuard, encode_guard_prompt, evaluate, label_vector,
-                                  read_held_out, run_llama_guard)
-from factory.safety.seed_prompts import GuardExample, guard_examples
-from factory.stage import StageContext
+from factory.safety.guard import (
+    LABELS,
+    GuardConfig,
+    LlamaGuard,
+    encode_guard_prompt,
+    evaluate,
+    label_vector,
+    read_held_out,
+    run_llama_guard,
+)
+from factory.safety.seed_prompts import GuardExample
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "safety"
 

@@ -2,9 +2,15 @@ import json
 
 import pytest
 
-from factory.safety.prompt_guard import (HEAD_FILE, META_FILE, PromptGuardConfig, load_prompt_guard, read_held_out,
-                                         run_prompt_guard)
-from factory.stage import StageContext
+from factory.core.stage import StageContext
+from factory.safety.prompt_guard import (
+    HEAD_FILE,
+    META_FILE,
+    PromptGuardConfig,
+    load_prompt_guard,
+    read_held_out,
+    run_prompt_guard,
+)
 
 
 @pytest.mark.slow

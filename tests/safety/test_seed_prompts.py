@@ -1,7 +1,6 @@
 from collections import Counter
 
-from factory.safety.seed_prompts import (ATTACK_LABELS, REQUESTS, attack_examples, guard_examples,
-                                         is_held_out, split)
+from factory.safety.seed_prompts import ATTACK_LABELS, REQUESTS, attack_examples, guard_examples, is_held_out, split
 from factory.safety.taxonomy import CODES
 
 

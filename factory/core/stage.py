@@ -1,4 +1,4 @@
-"""The stage contract every step of the recipe follows (DESIGN.md, "Artifacts and lineage").
+"""The stage contract every step of the recipe follows (docs/architecture.md, "Artifacts").
 
 A stage is a pure function of a frozen config and its inputs' artifacts::
 

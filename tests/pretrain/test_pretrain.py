@@ -7,14 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from factory.core.stage import StageContext
 from factory.data.mix import DataMixConfig, run_data_mix
 from factory.model.checkpoint_io import load_args, load_model, read_meta
 from factory.scaling.isoflop import FIT_FILE, ScalingConfig, run_scaling_law_fit
-from factory.stage import StageContext
-from factory.train import pretrain as P
+from factory.pretrain.anneal import AnnealConfig, run_annealed_checkpoint
+from factory.pretrain.base import PretrainConfig, run_base_checkpoint
+from factory.pretrain.continued import HISTORY_FILE
+from factory.pretrain.experts import ExpertConfig, run_expert_checkpoint
+from factory.pretrain.long_context import LongContextConfig, run_long_context_checkpoint
+from factory.train.lm_runs import shifted_mix
 from factory.train.trainer import TrainConfig
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "train"))
 from synthetic_corpus import write_inputs  # noqa: E402
 
 
@@ -43,18 +48,18 @@ def chain(tmp_path_factory):
         budgets=[1e8, 2e8], flavors=["debug", "nano"], seq_len=32, batch_size=2, lr=3e-3, min_steps=1,
         eval_windows=2, target_budget=1e10, recommend_flavors=["debug"], recommend_batch_size=4,
         recommend_seq_len=32, proxy_items=4, proxy_prompt_len=8, proxy_answer_len=2, proxy_choices=4), inputs)
-    base_cfg = P.PretrainConfig(flavor="nano", size_from="scaling_law_fit", seq_len=32, eval_windows=4,
+    base_cfg = PretrainConfig(flavor="nano", size_from="scaling_law_fit", seq_len=32, eval_windows=4,
                                 train=T(steps=16, warmup_steps=2, batch_ramp=[(4, 2)], lr=1e-2, min_lr=1e-3))
-    inputs["base_checkpoint"], meta["base"] = _stage(root, "base", P.run_base_checkpoint, base_cfg, inputs)
-    long_cfg = P.LongContextConfig(
+    inputs["base_checkpoint"], meta["base"] = _stage(root, "base", run_base_checkpoint, base_cfg, inputs)
+    long_cfg = LongContextConfig(
         lengths=[64, 96], train=T(steps=4, schedule="constant"), check_every=2, recovery_tolerance=0.5,
         niah_threshold=0.5, niah_depths=[0.0, 1.0], niah_trials=2, niah_distractors=3, niah_rate=0.2, eval_windows=2)
-    inputs["long_context_checkpoint"], meta["long"] = _stage(root, "long", P.run_long_context_checkpoint, long_cfg, inputs)
-    anneal_cfg = P.AnnealConfig(train=T(steps=3, schedule="linear_to_zero"), upsample={"math": 2.0},
+    inputs["long_context_checkpoint"], meta["long"] = _stage(root, "long", run_long_context_checkpoint, long_cfg, inputs)
+    anneal_cfg = AnnealConfig(train=T(steps=3, schedule="linear_to_zero"), upsample={"math": 2.0},
                                 high_quality_weight=0.2, eval_windows=2, value_dataset="math", value_steps=2)
-    _, meta["anneal"] = _stage(root, "anneal", P.run_annealed_checkpoint, anneal_cfg, inputs)
-    _, meta["code"] = _stage(root, "code", P.run_expert_checkpoint,
-                             P.ExpertConfig(domain="code", domain_weight=0.85, train=T(steps=3), eval_windows=2), inputs)
+    _, meta["anneal"] = _stage(root, "anneal", run_annealed_checkpoint, anneal_cfg, inputs)
+    _, meta["code"] = _stage(root, "code", run_expert_checkpoint,
+                             ExpertConfig(domain="code", domain_weight=0.85, train=T(steps=3), eval_windows=2), inputs)
     return root, inputs, meta, base_cfg
 
 
@@ -73,7 +78,7 @@ def test_cosine_base_run_beats_its_initialization(chain):
     base = meta["base"]
     assert base["val_loss"]["mean"] < base["init_val_loss"] - 0.3
     assert base["tokens"] == (4 * 2 + 12 * 4) * 32  # the batch ramp: 4 steps of 2, then 12 of 4
-    history = json.loads((root / "base" / P.HISTORY_FILE).read_text())
+    history = json.loads((root / "base" / HISTORY_FILE).read_text())
     assert history[-1]["lr"] < history[0]["lr"] and history[0]["batch_size"] == 2
     args = load_args(root / "base")
     assert args.rope_theta == 500_000.0 and args.n_kv_heads < args.n_heads and args.max_seq_len == 32
@@ -84,8 +89,8 @@ def test_base_run_resumes_from_its_work_dir(chain, tmp_path):
     _, inputs, _, base_cfg = chain
     cfg = base_cfg.model_copy(update={"train": T(steps=3), "eval_windows": 1})
     ctx = StageContext(work_dir=tmp_path / "work", log=lambda _: None)
-    first = P.run_base_checkpoint(cfg, inputs, tmp_path / "a", ctx)
-    again = P.run_base_checkpoint(cfg, inputs, tmp_path / "b", ctx)
+    first = run_base_checkpoint(cfg, inputs, tmp_path / "a", ctx)
+    again = run_base_checkpoint(cfg, inputs, tmp_path / "b", ctx)
     assert first["resumed_from_step"] is None and again["resumed_from_step"] == 3
     assert again["val_loss"] == first["val_loss"]
 
@@ -110,7 +115,7 @@ def test_anneal_ends_at_zero_lr_and_values_a_dataset(chain):
     root, _, meta, _ = chain
     anneal = meta["anneal"]
     assert anneal["seq_len"] == 96 and anneal["mix"]["high_quality"] == pytest.approx(0.2)
-    history = json.loads((root / "anneal" / P.HISTORY_FILE).read_text())
+    history = json.loads((root / "anneal" / HISTORY_FILE).read_text())
     assert history[-1]["lr"] == pytest.approx(3e-3 / 3)  # the last of 3 steps: peak * (1 - 2/3), then 0
     valuation = anneal["dataset_valuation"]
     assert valuation["runs"]["with_dataset"]["mix"]["math"] > valuation["runs"]["default_mix"]["mix"]["math"]
@@ -128,9 +133,9 @@ def test_expert_shifts_the_mix_to_its_domain(chain):
 
 def test_configs_reject_bad_schedules_and_lengths():
     with pytest.raises(ValueError, match="linear_to_zero"):
-        P.AnnealConfig(train=T(), high_quality_weight=0.0, eval_windows=1)
+        AnnealConfig(train=T(), high_quality_weight=0.0, eval_windows=1)
     with pytest.raises(ValueError, match="ascending"):
-        P.LongContextConfig(lengths=[128, 64], train=T(), check_every=1, recovery_tolerance=0.1, niah_threshold=0.5,
+        LongContextConfig(lengths=[128, 64], train=T(), check_every=1, recovery_tolerance=0.1, niah_threshold=0.5,
                             niah_depths=[0.5], niah_trials=1, niah_distractors=1, niah_rate=0.1, eval_windows=1)
-    assert P.shifted_mix({"general": 0.5, "code": 0.25, "math": 0.25}, "code", 0.85) == pytest.approx(
+    assert shifted_mix({"general": 0.5, "code": 0.25, "math": 0.25}, "code", 0.85) == pytest.approx(
         {"general": 0.1, "math": 0.05, "code": 0.85})

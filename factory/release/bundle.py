@@ -26,10 +26,10 @@ from factory.model.checkpoint_io import load_model, read_meta
 from factory.model.hf import export_hf, import_hf
 from factory.quant.fp8 import emulate_fp8_activations, quantize_fp8
 from factory.quant.int8 import quantize_int8
-from factory.quant.model_card import render_model_card
+from factory.release.model_card import render_model_card
 from factory.quant.rowwise import load_quantized
-from factory.stage import StageConfig, StageContext
-from factory.store import MANIFEST
+from factory.core.stage import StageConfig, StageContext
+from factory.core.files import MANIFEST
 
 
 class ReleaseConfig(StageConfig):

@@ -11,39 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from factory.data.tokenizer import END_OF_TEXT, load_special_tokens, load_tokenizer
 from factory.train.data import PackedTokens
 
 TOKENS_DIR = "tokens"
 SPLITS = ("train", "validation")
-
-
-@dataclass(frozen=True)
-class TokenizerInfo:
-    """What training stages need of a tokenizer artifact: the tokenizer, its size and the separator."""
-
-    tokenizer: object  # tokenizers.Tokenizer
-    vocab_size: int
-    eot_id: int
-    special: dict[str, int]
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
-
-
-def tokenizer_info(folder: Path) -> TokenizerInfo:
-    """Load a ``tokenizer`` artifact; the model vocabulary covers every id, special ones included."""
-    tok = load_tokenizer(folder)
-    special = load_special_tokens(folder)
-    if END_OF_TEXT not in special:
-        raise ValueError(f"tokenizer at {folder} has no {END_OF_TEXT} special token")
-    vocab = max(tok.get_vocab_size(with_added_tokens=True), max(special.values()) + 1)
-    return TokenizerInfo(tok, vocab, special[END_OF_TEXT], special)
 
 
 def encode_documents(tokenizer, texts: Sequence[str], eot_id: int, batch_size: int = 256) -> np.ndarray:

@@ -7,7 +7,7 @@ Sections, each computed here from the upstream artifacts:
 - ``niah``: needle-in-a-haystack retrieval per depth x length for every model whose context holds
   the lengths (``factory.eval.niah``);
 - ``tasks``: held-out verifiable-prompt accuracy of each SFT and DPO round and the chat model
-  (``factory.eval.tasks``), the same prompts for every model;
+  (``factory.post.task_accuracy``), the same prompts for every model;
 - ``guards``: Llama Guard unsafe-flag precision / recall / F1 / FPR and per-category recall, the
   same for its INT8 release, and Prompt Guard attack detection, on the held-out seed examples
   saved beside each guard;
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from factory.stage import StageConfig, StageContext
+from factory.core.stage import StageConfig, StageContext
 
 PRETRAINED = ("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint")
 
@@ -58,7 +58,7 @@ def _rounds(inputs: dict[str, Path]) -> list[str]:
 
 
 def _validation_streams(mix_dir: Path) -> dict[str, np.ndarray]:
-    from factory.data.tokens import load_stream, stream_names
+    from factory.train.token_shards import load_stream, stream_names
 
     streams = {n: load_stream(mix_dir, n, "validation") for n in stream_names(mix_dir)}
     streams = {n: s for n, s in streams.items() if len(s)}
@@ -101,7 +101,7 @@ def niah_section(models: dict[str, torch.nn.Module], streams: dict[str, np.ndarr
 
 
 def tasks_section(folders: dict[str, Path], tokenizer_dir: Path, cfg: EvalConfig) -> dict[str, Any]:
-    from factory.eval.tasks import task_accuracy
+    from factory.post.task_accuracy import task_accuracy
 
     return {name: task_accuracy(folder, tokenizer_dir, cfg.task_prompts, cfg.seed) for name, folder in folders.items()}
 
@@ -278,7 +278,7 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_eval_report(cfg: EvalConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
-    from factory.data.tokens import tokenizer_info
+    from factory.model.tokenizer_files import tokenizer_info
     from factory.model.checkpoint_io import load_model
 
     info = tokenizer_info(inputs["tokenizer"])

@@ -1,0 +1,120 @@
+"""Language-model runs as a toolkit (recipe: "Scaling Laws", "Determining the data mix",
+"Pre-Training Recipe"): one next-token run of the one trainer, token-stream mixes, and a map of
+independent runs over Ray tasks.
+
+Used by the data-mix experiments, the IsoFLOP grid and every pre-training stage; validation
+losses live in ``factory.eval.perplexity.val_losses``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from factory.core.stage import StageContext
+from factory.model.llama import ModelArgs, Transformer
+from factory.train.data import MixedTokens
+from factory.train.losses import LanguageModeling
+from factory.train.schedules import samples_before
+from factory.train.token_shards import SPLITS, load_stream, packed_sources
+from factory.train.trainer import TrainConfig, TrainResult, flops_per_token, train
+
+
+def train_lm(
+    cfg: TrainConfig,
+    args: ModelArgs,
+    data,
+    *,
+    init_state: Mapping[str, Any] | None = None,
+    checkpoint_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    on_metrics: Callable[[dict[str, float], int], None] | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """One next-token-prediction run of the one trainer on a ``Transformer`` of shape ``args``."""
+    return train(cfg, lambda: Transformer(args), LanguageModeling(), data, init_state=init_state,
+                 checkpoint_dir=checkpoint_dir, log=log, on_metrics=on_metrics, stop_after=stop_after)
+
+
+def map_runs(fn: Callable[..., Any], items: Sequence[Any], **shared: Any) -> list[Any]:
+    """``[fn(item, **shared) for item in items]``: as plain Ray tasks when Ray is initialized (each
+    run is single-worker; never a Ray Train job per run), else sequentially in this process."""
+    try:
+        import ray
+    except ImportError:  # Ray is a pinned dependency; without it the grid simply runs in-process.
+        ray = None
+    if ray is not None and ray.is_initialized():
+        remote = ray.remote(num_cpus=1)(fn)
+        refs = {k: ray.put(v) for k, v in shared.items()}
+        return ray.get([remote.remote(item, **refs) for item in items])
+    return [fn(item, **shared) for item in items]
+
+
+@contextlib.contextmanager
+def scratch_dir(ctx: StageContext, name: str) -> Iterator[Path]:
+    """A resumable scratch folder under ``ctx.work_dir``, or a temporary one in ad-hoc calls."""
+    if ctx.work_dir is not None:
+        path = Path(ctx.work_dir) / name
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"factory-{name}-") as tmp:
+            yield Path(tmp)
+
+
+def load_streams(mix_dir: Path, names: Sequence[str], split: str) -> dict[str, np.ndarray]:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}")
+    return {n: load_stream(mix_dir, n, split) for n in names}
+
+
+def mix_data(train_streams: Mapping[str, np.ndarray], weights: Mapping[str, float], seq_len: int, eot_id: int,
+             seed: int, extra_sources: Mapping[str, Any] | None = None) -> MixedTokens:
+    """``MixedTokens`` over the streams (and extra window sources such as NIAH examples)."""
+    sources: dict[str, Any] = dict(packed_sources(train_streams, seq_len, eot_id, seed))
+    sources.update(extra_sources or {})
+    missing = [n for n, w in weights.items() if w > 0 and n not in sources]
+    if missing:
+        raise ValueError(f"mix names streams {missing} that have no training window of {seq_len} tokens")
+    return MixedTokens(sources, weights, seed=seed)
+
+
+def normalize(weights: Mapping[str, float]) -> dict[str, float]:
+    total = sum(w for w in weights.values() if w > 0)
+    if total <= 0:
+        raise ValueError(f"mix weights {dict(weights)} have no positive entry")
+    return {k: w / total for k, w in weights.items() if w > 0}
+
+
+def shifted_mix(base: Mapping[str, float], domain: str, share: float) -> dict[str, float]:
+    """``domain`` gets ``share`` of the mix; the other domains split the rest in their base ratio."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"domain share must be in (0, 1], got {share}")
+    rest = {k: w for k, w in base.items() if k != domain and w > 0}
+    out = {k: (1.0 - share) * w / sum(rest.values()) for k, w in rest.items()} if rest else {}
+    out[domain] = share
+    return normalize(out)
+
+
+def run_summary(result: TrainResult, cfg: TrainConfig, seq_len: int) -> dict[str, Any]:
+    """Params, FLOPs per token and tokens of a whole run (resumed or not) for stage metadata."""
+    model = result.model
+    tokens = samples_before(cfg.steps, cfg.batch_size, cfg.batch_ramp) * seq_len
+    fpt = flops_per_token(model, seq_len)
+    return {
+        "params": model.num_params(),
+        "non_embedding_params": model.num_params(exclude_embeddings=True),
+        "flops_per_token": fpt,
+        "train_flops": fpt * tokens,
+        "tokens": tokens,
+        "steps": cfg.steps,
+        "resumed_from_step": result.resumed_from,
+        "wall_s": round(result.wall_s, 2),
+        "final_train_loss": round(result.final.get("loss", float("nan")), 5),
+        "tokens_per_s": round(result.final.get("tokens_per_s", 0.0), 1),
+    }
