@@ -36,11 +36,10 @@ from factory.eval.perplexity import val_losses
 from factory.model.flavors import model_args
 from factory.model.tokenizer_files import tokenizer_info
 from factory.train.lm_runs import map_runs, mix_data, normalize, train_lm
-from factory.train.token_shards import MIX_FILE, encode_documents, save_stream
+from factory.train.token_shards import HIGH_QUALITY, MIX_FILE, encode_documents, save_stream
 from factory.train.trainer import TrainConfig
 
 DOMAINS = ("general", "code", "math", "multilingual")
-HIGH_QUALITY = "high_quality"
 # Recipe: ~50% general knowledge, 25% math and reasoning, 17% code, 8% multilingual tokens.
 LLAMA3_MIX = {"general": 0.50, "math": 0.25, "code": 0.17, "multilingual": 0.08}
 NATURAL = "natural"

@@ -20,6 +20,7 @@ from factory.model.llama import ModelArgs, Transformer
 from factory.pretrain.continued import branch_from, stage_inputs, write_history
 from factory.train.lm_runs import load_streams, mix_data, normalize, run_summary, scratch_dir, train_lm
 from factory.train.trainer import TrainConfig
+from factory.train.token_shards import HIGH_QUALITY
 
 
 class AnnealConfig(StageConfig):
@@ -46,7 +47,6 @@ class AnnealConfig(StageConfig):
         return self
 
 
-HIGH_QUALITY = "high_quality"
 
 
 def anneal_mix(base: Mapping[str, float], upsample: Mapping[str, float], high_quality_weight: float) -> dict[str, float]:

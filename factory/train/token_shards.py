@@ -19,6 +19,8 @@ from factory.train.data import PackedTokens
 
 TOKENS_DIR = "tokens"
 SPLITS = ("train", "validation")
+# The stream of the top documents by quality score, beside the domain streams: the annealing data.
+HIGH_QUALITY = "high_quality"
 
 
 def encode_documents(tokenizer, texts: Sequence[str], eot_id: int, batch_size: int = 256) -> np.ndarray:
