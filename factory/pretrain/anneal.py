@@ -19,8 +19,8 @@ from factory.model.checkpoint_io import save_model
 from factory.model.llama import ModelArgs, Transformer
 from factory.pretrain.continued import branch_from, stage_inputs, write_history
 from factory.train.lm_runs import load_streams, mix_data, normalize, run_summary, scratch_dir, train_lm
-from factory.train.trainer import TrainConfig
 from factory.train.token_shards import HIGH_QUALITY
+from factory.train.trainer import TrainConfig
 
 
 class AnnealConfig(StageConfig):
