@@ -12,14 +12,10 @@ DOC_PACKAGES := python3.11-doc debian-reference-en debian-reference-de debian-re
 	debian-reference-es debian-reference-it debian-reference-pt debian-reference-ja debian-reference-zh-cn
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-export GX_ANALYTICS_ENABLED := false
-export RAY_AUTH_MODE := disabled
-export TOKENIZERS_PARALLELISM := false
-export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/torch_extensions
+# The process environment (offline hubs, quiet GE, DeepSpeed's cache) is set by the factory's own
+# entry points from one table: factory/core/environment.py.
 
-.PHONY: run test ui mlflow venv system-deps bench clean
+.PHONY: run test lint ui mlflow venv system-deps clean
 
 venv: $(STAMP)
 
@@ -40,7 +36,10 @@ system-deps:
 run: venv system-deps
 	FACTORY_HOME=$(FACTORY_HOME) $(PY) -m assets run --profile $(PROFILE)
 
-test: venv system-deps
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: venv system-deps lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ui: venv

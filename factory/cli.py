@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from factory.bench import benchmarks, emit
+from factory.core.environment import apply_env
 
 
 def _bench(argv: list[str]) -> int:
@@ -56,6 +57,7 @@ def _lineage(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_env()
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"bench": _bench, "lineage": _lineage}
     if not argv or argv[0] not in commands:

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from factory.data import tokenizer as T
 from factory.eval import niah as N
-from factory.model import tokenizer_files as T
+from factory.model import tokenizer_files as F
 from factory.model.flavors import model_args
 from factory.model.llama import Transformer
 
@@ -16,7 +17,7 @@ TEXT = ["The pass key is 123. What is the pass key? The river runs near the old 
 def builder():
     tok = T.train_bpe(TEXT, 320, num_special_tokens=16)
     encode = lambda s: tok.encode(s, add_special_tokens=False).ids  # noqa: E731
-    eot = tok.token_to_id(T.END_OF_TEXT)
+    eot = tok.token_to_id(F.END_OF_TEXT)
     filler = np.array(encode(" The river runs near the old city.") * 40 + [eot] + encode(" Old city."), dtype=np.uint32)
     return N.NiahBuilder(encode, filler, eot, key_digits=4)
 

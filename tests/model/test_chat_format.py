@@ -3,7 +3,8 @@
 import jinja2
 import pytest
 
-from factory.model import tokenizer_files as T
+from factory.data import tokenizer as T
+from factory.model import tokenizer_files as F
 from factory.model.chat_format import ChatFormat, load_chat_format
 
 TEXTS = (["The quick brown fox jumps over 12345 lazy dogs.\n\nIt's 2026!"] * 5
@@ -30,7 +31,7 @@ def test_encoding_matches_the_jinja_chat_template(tok_dir):
     fmt = load_chat_format(tok_dir)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "def add(a, b):"},
                 {"role": "assistant", "content": "return a + b"}, {"role": "user", "content": "Thanks!"}]
-    text = jinja2.Environment().from_string(T.CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=True)
+    text = jinja2.Environment().from_string(F.CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=True)
     assert fmt.tokenizer.encode(text).ids == fmt.encode_dialog_prompt(messages)
     assert fmt.decode(fmt.encode_dialog_prompt(messages)) == text
 
@@ -43,5 +44,5 @@ def test_targets_are_assistant_content_and_its_eot(tok_dir):
     prompt = fmt.encode_dialog_prompt([{"role": "user", "content": "hi"}])
     assert ids[: len(prompt)] == prompt and not any(target[: len(prompt)])
     assert fmt.is_special(fmt.eot_id) and not fmt.is_special(16)
-    assert fmt.stop_tokens == {fmt.eot_id, fmt.special[T.EOM], fmt.eos_id}
+    assert fmt.stop_tokens == {fmt.eot_id, fmt.special[F.EOM], fmt.eos_id}
     assert isinstance(fmt, ChatFormat)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from factory.model import tokenizer_files as T
+from factory.data import tokenizer as T
 from factory.model.checkpoint_io import save_model
 from factory.model.flavors import model_args
 from factory.model.llama import Transformer

@@ -10,12 +10,12 @@ import pytest
 from factory.core.stage import StageContext
 from factory.data.mix import DataMixConfig, run_data_mix
 from factory.model.checkpoint_io import load_args, load_model, read_meta
-from factory.scaling.isoflop import FIT_FILE, ScalingConfig, run_scaling_law_fit
 from factory.pretrain.anneal import AnnealConfig, run_annealed_checkpoint
 from factory.pretrain.base import PretrainConfig, run_base_checkpoint
 from factory.pretrain.continued import HISTORY_FILE
 from factory.pretrain.experts import ExpertConfig, run_expert_checkpoint
 from factory.pretrain.long_context import LongContextConfig, run_long_context_checkpoint
+from factory.scaling.isoflop import FIT_FILE, ScalingConfig, run_scaling_law_fit
 from factory.train.lm_runs import shifted_mix
 from factory.train.trainer import TrainConfig
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from factory.model import tokenizer_files as T
+from factory.data import tokenizer as T
 
 _EN = "the a model data river city music film science history learns reads keeps grows near over with".split()
 _DE = "der die das und ist ein eine mit auf Haus Stadt Wasser Musik lernt liest bleibt".split()

@@ -14,7 +14,7 @@ def test_heldout_prompts_are_eval_split_and_balanced():
 
 
 def test_task_accuracy_of_a_saved_model(tmp_path):
-    from factory.model import tokenizer_files as T
+    from factory.data import tokenizer as T
     from factory.model.checkpoint_io import save_model
     from factory.model.flavors import model_args
     from factory.model.llama import Transformer
