@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from factory.data.page_routing import DOMAINS
+from factory.post.annotator import STRENGTHS
 
 LANGUAGE_CODE = r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$"
-STRENGTHS = ["significantly better", "better", "slightly better", "marginally better"]
 
 
 @dataclass
@@ -75,7 +75,7 @@ def _expectations(name: str) -> list:
         return [
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
             gxe.ExpectColumnValueLengthsToBeBetween(column="prompt", min_value=1),
-            gxe.ExpectColumnValuesToBeInSet(column="strength", value_set=STRENGTHS),
+            gxe.ExpectColumnValuesToBeInSet(column="strength", value_set=list(STRENGTHS)),
             gxe.ExpectColumnValuesToBeBetween(column="n_responses", min_value=2, max_value=3),
             gxe.ExpectColumnValuesToBeInSet(column="ranked_best_first", value_set=[True]),
             gxe.ExpectColumnValuesToBeInSet(column="chosen_differs_from_rejected", value_set=[True]),

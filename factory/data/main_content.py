@@ -48,9 +48,9 @@ CLIMB_MAX_EXTRA = 3.0
 CLIMB_DOC_GOOD_SHARE = 0.5
 CLIMB_LINK_SHARE = 0.4
 CLIMB_MIN_PARAS = 10
-# A sibling of the container whose text is mostly link text is navigation (blocks inside the
-# container use their domain's ``link_density_max``).
-LINK_DENSITY_MAX = 0.5
+# A sibling of the container whose text is mostly link text is navigation, by the general
+# pipeline's bar whatever the page's domain (blocks inside the container use their domain's).
+SIBLING_LINK_DENSITY_MAX = SETTINGS["general"].link_density_max
 # Link-dense blocks at least this long are still kept (a paragraph citing many sources).
 LINK_BLOCK_KEEP_CHARS = 400
 
@@ -217,7 +217,7 @@ def _container(root: Element) -> list[Element]:
         ) or (
             # a sibling of the same class with paragraphs: the next section of the same document
             best_class and sib.n_para and sib.tag == best.tag and not sib.flag
-            and sib.link_len < LINK_DENSITY_MAX * sib.text_len and sib.get("class") == best_class
+            and sib.link_len < SIBLING_LINK_DENSITY_MAX * sib.text_len and sib.get("class") == best_class
         ):
             chosen.append(sib)
     return chosen

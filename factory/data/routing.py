@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from factory.data.quality import QualityConfig, fasttext_probs, train_fasttext
 from factory.core.stage import StageConfig
+from factory.data.page_routing import DOMAINS
+from factory.data.quality import QualityConfig, fasttext_probs, train_fasttext
 
-DOMAINS = ("general", "code", "math")
 # A line that reads as source code: a keyword, comment, decorator or prompt at its start, an
 # assignment or a bare call, or a block opener/closer at its end.
 _CODE_LINE = re.compile(

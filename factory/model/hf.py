@@ -25,8 +25,8 @@ from safetensors.torch import load_file, save_file
 from factory.model import tokenizer_files as T
 from factory.model.llama import ModelArgs, Transformer
 
-WEIGHTS = "model.safetensors"
-WEIGHTS_INDEX = "model.safetensors.index.json"
+HF_WEIGHTS = "model.safetensors"
+HF_WEIGHTS_INDEX = "model.safetensors.index.json"
 
 # Per-layer parameter names: ours -> Hugging Face's.
 _LAYER_NAMES = {
@@ -108,7 +108,7 @@ def export_hf(model: Transformer, out_dir: Path, *, tokenizer_dir: Path | None =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {to_hf_name(k): v.detach().to(dtype).contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS), metadata={"format": "pt"})
+    save_file(state, str(out_dir / HF_WEIGHTS), metadata={"format": "pt"})
     bos_id, eos_ids = None, None
     if tokenizer_dir is not None:
         bos_id, eos_ids = _export_tokenizer(Path(tokenizer_dir), out_dir, model.args.max_seq_len)
@@ -171,9 +171,9 @@ def import_hf(folder: Path) -> Transformer:
 
 
 def _load_hf_state(folder: Path) -> dict[str, torch.Tensor]:
-    if (folder / WEIGHTS).exists():
-        return load_file(str(folder / WEIGHTS))
-    if (folder / WEIGHTS_INDEX).exists():
-        shards = sorted(set(json.loads((folder / WEIGHTS_INDEX).read_text())["weight_map"].values()))
+    if (folder / HF_WEIGHTS).exists():
+        return load_file(str(folder / HF_WEIGHTS))
+    if (folder / HF_WEIGHTS_INDEX).exists():
+        shards = sorted(set(json.loads((folder / HF_WEIGHTS_INDEX).read_text())["weight_map"].values()))
         return {k: v for shard in shards for k, v in load_file(str(folder / shard)).items()}
-    raise FileNotFoundError(f"{folder} has neither {WEIGHTS} nor {WEIGHTS_INDEX}")
+    raise FileNotFoundError(f"{folder} has neither {HF_WEIGHTS} nor {HF_WEIGHTS_INDEX}")
