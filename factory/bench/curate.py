@@ -60,5 +60,5 @@ def run(args) -> list[dict[str, Any]]:
     for asset, n in docs_in.items():
         row[f"{asset}_s"] = round(seconds[asset], 1)
         row[f"{asset}_docs_per_s"] = round(n / seconds[asset], 1)
-    row.update({f"filter_{k}": v for k, v in meta["filtered_corpus"]["timing_s"].items()})
+    row.update({f"filter_{name}_s": step["seconds"] for name, step in meta["filtered_corpus"]["steps"].items()})
     return [row]

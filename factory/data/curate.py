@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import random
 import tempfile
-import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from factory.data.quality import (
 from factory.data.routing import RoutingConfig, route, train_router
 from factory.data.topics import TopicConfig, assign_topics, topic_centroids
 from factory.core.stage import StageConfig, StageContext
+from factory.core.steps import Steps
 
 DROPPED_FILE = "dropped_samples.parquet"
 CLASSIFIERS_FILE = "classifiers.npz"
@@ -171,127 +172,201 @@ def _nested(reasons: Counter) -> dict[str, dict[str, int]]:
     return dict(out)
 
 
-def curate_frame(df: pd.DataFrame, cfg: FilterConfig, scratch: Path, ctx: StageContext) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Run every sub-stage on a document table: (kept docs, dropped samples, metadata)."""
-    t_all = time.perf_counter()
-    timings: dict[str, float] = {}
-    q = cfg.quality
-    df = df.reset_index(drop=True)
-    if df.empty:
-        raise ValueError("filtered_corpus: no input documents")
+@dataclass
+class Curated:
+    """What ``curate_frame`` returns: the kept documents, the audit sample of dropped ones, the
+    stage metadata and the small classifiers (the MiniLM quality head and the topic centroids)."""
 
-    t = time.perf_counter()
+    docs: pd.DataFrame
+    dropped: pd.DataFrame
+    meta: dict[str, Any]
+    classifiers: dict[str, np.ndarray]
+
+
+@dataclass
+class _FastTextScores:
+    """The fastText quality step's training set, model and holdout accuracy, and the kept documents' embeddings."""
+
+    texts: list[str]
+    labels: list[str]
+    label_counts: dict[str, int]
+    model: Path
+    holdout_accuracy: float
+    emb: np.ndarray
+
+
+@dataclass
+class _QualityHead:
+    head: dict[str, Any]
+    n_kept: int  # kept documents the head was fitted on
+    n_negatives: int  # fastText negatives it was fitted on
+
+
+def _route(df: pd.DataFrame, cfg: FilterConfig, scratch: Path, ctx: StageContext) -> tuple[pd.DataFrame, Path | None]:
+    """Train the code/math router on weak labels, then give every document a ``domain``."""
     router = train_router(df["text"].tolist(), df["n_code_blocks"].tolist(), df["n_math"].tolist(),
-                          df["page_domain"].tolist(), scratch / "router_fasttext.bin", q)
+                          df["page_domain"].tolist(), scratch / "router_fasttext.bin", cfg.quality)
     routed = map_shards(lambda s: _route_shard(s, cfg, router), df[["text", "n_code_blocks", "n_math", "page_domain"]],
                         cfg.num_shards, cfg.executor, ctx.num_cpus)
-    df = pd.concat([df, routed], axis=1)
-    timings["route_s"] = time.perf_counter() - t
-    ctx.log(f"filtered_corpus: languages {dict(Counter(df['language']).most_common(8))}, domains {dict(Counter(df['domain']))}")
+    return pd.concat([df, routed], axis=1), router
 
-    t = time.perf_counter()
+
+def _unigram_models(df: pd.DataFrame, cfg: FilterConfig, ctx: StageContext) -> dict[str, UnigramModel]:
+    """Per-language corpus token counts (a sharded reduction) as the KL filter's unigram models."""
     counts = map_shards(_unigram_shard, df[["text", "language"]], cfg.num_shards, cfg.executor, ctx.num_cpus)
-    models = {
-        lang: UnigramModel(dict(zip(g["token"], g["n"].astype(int))), cfg.heuristics.kl_smoothing)
+    return {
+        lang: UnigramModel(dict(zip(g["token"], g["n"].astype(int), strict=True)), cfg.heuristics.kl_smoothing)
         for lang, g in counts.groupby(["language", "token"], sort=False)["n"].sum().reset_index().groupby("language")
     }
-    timings["unigrams_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+
+def _heuristics(df: pd.DataFrame, cfg: FilterConfig, models: dict[str, UnigramModel], ctx: StageContext) -> int:
+    """Clean and filter every document in place: ``text`` cleaned, ``drop_reason`` ('' = kept) and
+    ``heuristic_score`` added. Returns the lines the repetition cleaner removed."""
     heur = map_shards(lambda s: _heuristics_shard(s, cfg, models), df[["text", "language", "language_score", "domain"]],
                       cfg.num_shards, cfg.executor, ctx.num_cpus)
     df["text"] = heur["text"].to_numpy()
     df["drop_reason"] = heur["drop_reason"].to_numpy()
     df["heuristic_score"] = heur["heuristic_score"].to_numpy()
-    lines_removed = int(heur["lines_removed"].sum())
-    timings["heuristics_s"] = time.perf_counter() - t
-    kept = df[df["drop_reason"] == ""].reset_index(drop=True)
-    if kept.empty:
-        raise ValueError(f"filtered_corpus: the heuristics dropped all {len(df)} documents: {Counter(df['drop_reason'])}")
+    return int(heur["lines_removed"].sum())
 
-    t = time.perf_counter()
+
+def _quality_fasttext(df: pd.DataFrame, kept: pd.DataFrame, cfg: FilterConfig, scratch: Path,
+                      ctx: StageContext) -> _FastTextScores:
+    """Train the fastText quality model (kept vs. dropped and degraded pages), then score and embed
+    every kept document (``quality_fasttext`` is added to ``kept``)."""
+    q = cfg.quality
     texts, labels, label_counts = quality_training_set(
         kept["text"].tolist(), kept["source"].tolist(), kept["heuristic_score"].tolist(),
         df.loc[df["drop_reason"].str.split(":").str[0].isin(q.negative_drop_groups), "text"].tolist(), q)
-    ft_model, ft_acc = _holdout_accuracy(texts, labels, scratch, q)
-    scored = map_shards(lambda s: _score_shard(s, cfg, ft_model), kept[["text"]], cfg.num_shards, cfg.executor, ctx.num_cpus)
+    model, accuracy = _holdout_accuracy(texts, labels, scratch, q)
+    scored = map_shards(lambda s: _score_shard(s, cfg, model), kept[["text"]], cfg.num_shards, cfg.executor,
+                        ctx.num_cpus)
     kept["quality_fasttext"] = scored["quality_fasttext"].to_numpy()
     emb = np.frombuffer(b"".join(scored["emb"]), dtype=np.float32).reshape(len(kept), -1)
-    timings["quality_fasttext_and_embed_s"] = time.perf_counter() - t
+    return _FastTextScores(texts, labels, label_counts, model, accuracy, emb)
 
-    t = time.perf_counter()
+
+def _quality_head(kept: pd.DataFrame, ft: _FastTextScores, cfg: FilterConfig) -> _QualityHead:
+    """Fit the logistic head on the embeddings and score every kept document (``quality_transformer``)."""
+    q = cfg.quality
     # The head learns from the teacher on both sides of the quality line: a sample of the kept
     # documents plus a sample of the fastText negatives (dropped and degraded pages).
     rng = np.random.default_rng(q.seed)
-    negatives = [x for x, lab in zip(texts, labels) if lab == "lq"]
+    negatives = [x for x, lab in zip(ft.texts, ft.labels, strict=True) if lab == "lq"]
     n_neg = min(len(negatives), q.head_train_docs // 2)
     pos_idx = rng.choice(len(kept), size=min(q.head_train_docs - n_neg, len(kept)), replace=False)
     neg_texts = [negatives[i] for i in rng.choice(len(negatives), size=n_neg, replace=False)] if n_neg else []
     neg_langs, _ = detect_languages(neg_texts, cfg.langid_max_chars)
     teacher_pos = 0.5 * (kept["quality_fasttext"].to_numpy()[pos_idx] + kept["heuristic_score"].to_numpy()[pos_idx])
-    teacher_neg = 0.5 * (fasttext_probs(ft_model, neg_texts, q.fasttext_max_chars)["hq"]
-                         + np.array([heuristic_score(x, lang, q) for x, lang in zip(neg_texts, neg_langs)]))
-    x_fit = np.vstack([emb[pos_idx], embed(neg_texts, q.encoder_max_tokens, q.encoder_batch_size)])
+    neg_heuristic = [heuristic_score(x, lang, q) for x, lang in zip(neg_texts, neg_langs, strict=True)]
+    teacher_neg = 0.5 * (fasttext_probs(ft.model, neg_texts, q.fasttext_max_chars)["hq"] + np.array(neg_heuristic))
+    x_fit = np.vstack([ft.emb[pos_idx], embed(neg_texts, q.encoder_max_tokens, q.encoder_batch_size)])
     head = fit_head(x_fit, np.concatenate([teacher_pos, teacher_neg]), q)
-    kept["quality_transformer"] = head_scores(head, emb)
-    timings["quality_transformer_s"] = time.perf_counter() - t
+    kept["quality_transformer"] = head_scores(head, ft.emb)
+    return _QualityHead(head, int(len(pos_idx)), int(n_neg))
 
-    t = time.perf_counter()
+
+def _topics(kept: pd.DataFrame, emb: np.ndarray, cfg: FilterConfig) -> tuple[list[str], np.ndarray]:
+    """Nearest topic centroid of every kept document (``topic``); returns the topic names and centroids."""
+    q = cfg.quality
     names, centroids = topic_centroids(lambda xs: embed(xs, q.encoder_max_tokens, q.encoder_batch_size))
     kept["topic"] = assign_topics(emb, names, centroids, cfg.topics)
-    timings["topics_s"] = time.perf_counter() - t
+    return names, centroids
 
+
+def _quality_threshold(df: pd.DataFrame, kept: pd.DataFrame, cfg: FilterConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop low-quality documents of the configured domains: (output docs, every dropped document)."""
     combined = 0.5 * (kept["quality_fasttext"] + kept["quality_transformer"])
     low = (combined < cfg.quality_threshold) & kept["domain"].isin(cfg.quality_domains)
     kept.loc[low, "drop_reason"] = "quality:below_threshold"
     audit = pd.concat([df[df["drop_reason"] != ""], kept[low]], ignore_index=True)
     out = kept[~low].reset_index(drop=True)
-
     base_cols = [c for c in df.columns if c not in (*ADDED_COLUMNS, "drop_reason", "heuristic_score")]
-    docs = out[base_cols + list(ADDED_COLUMNS)]
-    total = time.perf_counter() - t_all
-    reasons = Counter(audit["drop_reason"])
-    corr = float(np.corrcoef(kept["quality_fasttext"], kept["quality_transformer"])[0, 1]) if len(kept) > 2 else float("nan")
+    return out[base_cols + list(ADDED_COLUMNS)], audit
+
+
+def _quality_meta(kept: pd.DataFrame, docs: pd.DataFrame, ft: _FastTextScores, qh: _QualityHead) -> dict[str, Any]:
+    corr = (float(np.corrcoef(kept["quality_fasttext"], kept["quality_transformer"])[0, 1]) if len(kept) > 2
+            else float("nan"))
+    return {
+        "labels": ft.label_counts,
+        "fasttext_holdout_accuracy": round(ft.holdout_accuracy, 4),
+        "head_train_docs": {"kept": qh.n_kept, "negatives": qh.n_negatives},
+        "head_final_loss": round(qh.head["loss"], 4),
+        "fasttext_transformer_corr": round(corr, 4),
+        "mean_quality_fasttext": round(float(docs["quality_fasttext"].mean()), 4) if len(docs) else 0.0,
+        "mean_quality_transformer": round(float(docs["quality_transformer"].mean()), 4) if len(docs) else 0.0,
+    }
+
+
+def curate_frame(df: pd.DataFrame, cfg: FilterConfig, scratch: Path, ctx: StageContext) -> Curated:
+    """Run every sub-stage on a document table: kept docs, dropped samples, metadata and classifiers."""
+    steps = Steps("filtered_corpus", ctx.log)
+    df = df.reset_index(drop=True)
+    if df.empty:
+        raise ValueError("filtered_corpus: no input documents")
+    with steps.step("route") as s:
+        df, router = _route(df, cfg, scratch, ctx)
+        s.count(docs=len(df), **{d: int(n) for d, n in Counter(df["domain"]).items()})
+    ctx.log(f"filtered_corpus: languages {dict(Counter(df['language']).most_common(8))}, "
+            f"domains {dict(Counter(df['domain']))}")
+    with steps.step("unigrams") as s:
+        models = _unigram_models(df, cfg, ctx)
+        s.count(languages=len(models))
+    with steps.step("heuristics") as s:
+        lines_removed = _heuristics(df, cfg, models, ctx)
+        kept = df[df["drop_reason"] == ""].reset_index(drop=True)
+        s.count(kept=len(kept), dropped=len(df) - len(kept), lines_removed=lines_removed)
+    if kept.empty:
+        raise ValueError(f"filtered_corpus: the heuristics dropped all {len(df)} documents: "
+                         f"{Counter(df['drop_reason'])}")
+    with steps.step("quality_fasttext_and_embed") as s:
+        ft = _quality_fasttext(df, kept, cfg, scratch, ctx)
+        s.count(train_docs=len(ft.texts), scored=len(kept))
+    with steps.step("quality_transformer") as s:
+        qh = _quality_head(kept, ft, cfg)
+        s.count(kept=qh.n_kept, negatives=qh.n_negatives)
+    with steps.step("topics") as s:
+        names, centroids = _topics(kept, ft.emb, cfg)
+        s.count(topics=len(names))
+
+    docs, audit = _quality_threshold(df, kept, cfg)
+    total = steps.total_seconds
     meta = {
         "docs_in": int(len(df)),
         "docs_out": int(len(docs)),
-        "dropped_by_reason": _nested(reasons),
+        "dropped_by_reason": _nested(Counter(audit["drop_reason"])),
         "lines_removed_line_repetition": lines_removed,
         "per_language": dict(Counter(docs["language"]).most_common()),
         "per_domain": dict(Counter(docs["domain"]).most_common()),
         "per_topic": dict(Counter(docs["topic"]).most_common()),
-        "quality": {
-            "labels": label_counts,
-            "fasttext_holdout_accuracy": round(ft_acc, 4),
-            "head_train_docs": {"kept": int(len(pos_idx)), "negatives": int(n_neg)},
-            "head_final_loss": round(head["loss"], 4),
-            "fasttext_transformer_corr": round(corr, 4),
-            "mean_quality_fasttext": round(float(docs["quality_fasttext"].mean()), 4) if len(docs) else 0.0,
-            "mean_quality_transformer": round(float(docs["quality_transformer"].mean()), 4) if len(docs) else 0.0,
-        },
+        "quality": _quality_meta(kept, docs, ft, qh),
         "router_trained": router is not None,
         "executor": cfg.executor,
-        "timing_s": {k: round(v, 3) for k, v in timings.items()},
+        "steps": steps.summary(),
         "total_s": round(total, 3),
         "docs_per_s": round(len(df) / total, 2),
     }
-    classifiers = {"quality_head_w": head["w"], "quality_head_b": np.array([head["b"]]),
+    classifiers = {"quality_head_w": qh.head["w"], "quality_head_b": np.array([qh.head["b"]]),
                    "topic_names": np.array(names), "topic_centroids": centroids}
-    return docs, _dropped_samples(audit, cfg.dropped_samples_per_reason, cfg.dropped_sample_chars), {**meta, "_classifiers": classifiers}
+    dropped = _dropped_samples(audit, cfg.dropped_samples_per_reason, cfg.dropped_sample_chars)
+    return Curated(docs, dropped, meta, classifiers)
 
 
 def run_filtered_corpus(cfg: FilterConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
     """Read ``deduped_docs/docs.parquet``; write the curated ``docs.parquet``, the audit sample of
-    dropped documents and the small classifiers; return counts, per-sub-stage timings and docs/s."""
+    dropped documents and the small classifiers; return counts, per-step seconds and counts, and docs/s."""
     df = read_docs(inputs["deduped_docs"])
     ctx.log(f"filtered_corpus: {len(df)} documents, {cfg.num_shards} shards, executor={cfg.executor}")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(ctx.work_dir) if ctx.work_dir is not None else Path(tmp)
         scratch.mkdir(parents=True, exist_ok=True)
-        docs, dropped, meta = curate_frame(df, cfg, scratch, ctx)
-    classifiers = meta.pop("_classifiers")
-    write_docs(docs, out)
-    write_docs(dropped, out, DROPPED_FILE)
-    np.savez(out / CLASSIFIERS_FILE, **classifiers)
-    ctx.log(f"filtered_corpus: kept {meta['docs_out']}/{meta['docs_in']} at {meta['docs_per_s']} docs/s; dropped {meta['dropped_by_reason']}")
+        result = curate_frame(df, cfg, scratch, ctx)
+    meta = result.meta
+    write_docs(result.docs, out)
+    write_docs(result.dropped, out, DROPPED_FILE)
+    np.savez(out / CLASSIFIERS_FILE, **result.classifiers)
+    ctx.log(f"filtered_corpus: kept {meta['docs_out']}/{meta['docs_in']} at {meta['docs_per_s']} docs/s; "
+            f"dropped {meta['dropped_by_reason']}")
     return meta

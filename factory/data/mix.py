@@ -32,9 +32,10 @@ import pandas as pd
 from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
+from factory.core.steps import Steps
 from factory.eval.perplexity import val_losses
 from factory.model.flavors import model_args
-from factory.model.tokenizer_files import tokenizer_info
+from factory.model.tokenizer_files import TokenizerInfo, tokenizer_info
 from factory.train.lm_runs import map_runs, mix_data, normalize, train_lm
 from factory.train.token_shards import HIGH_QUALITY, MIX_FILE, encode_documents, save_stream
 from factory.train.trainer import TrainConfig
@@ -181,16 +182,21 @@ def mix_experiment(item: dict[str, Any], train_streams: Mapping[str, np.ndarray]
 # The stage
 
 
-def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
-    info = tokenizer_info(inputs["tokenizer"])
-    docs = pd.read_parquet(inputs["filtered_corpus"] / "docs.parquet")
+def _documents(cfg: DataMixConfig, docs: pd.DataFrame, ctx: StageContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Non-empty documents, topic-downsampled, with their ``mix_domain`` and train/validation ``split``."""
     n_in = len(docs)
     docs = docs[docs["text"].fillna("").str.len() > 0].reset_index(drop=True)
     docs, topics = downsample_topics(docs, cfg.topic_max_share, cfg.seed, cfg.topic_min_keep)
     ctx.log(f"topic downsampling: {n_in} -> {len(docs)} documents (cap {topics['effective_max_share']:.2f})")
     docs["mix_domain"] = assign_domains(docs)
     docs["split"] = split_documents(docs, cfg.val_fraction, cfg.seed)
+    return docs, topics
 
+
+def _token_streams(cfg: DataMixConfig, docs: pd.DataFrame, info: TokenizerInfo, out: Path
+                   ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, Any]]]:
+    """Tokenize every domain (and the high_quality stream) per split and save the shards:
+    (split -> stream -> token ids, per-stream report)."""
     streams: dict[str, dict[str, np.ndarray]] = {"train": {}, "validation": {}}
     groups: dict[str, pd.DataFrame] = {d: g for d, g in docs.groupby("mix_domain")}
     quality = quality_scores(docs, cfg.quality_column)
@@ -213,15 +219,24 @@ def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: St
                 save_stream(ids, out, name, split, cfg.shard_tokens)
                 streams[split][name] = ids
             tokens_report[name][f"{split}_tokens"] = int(len(ids))
-    # A domain takes part in the mix only when it fills a training window and a validation window.
+    return streams, tokens_report
+
+
+def _mix_domains(cfg: DataMixConfig, streams: dict[str, dict[str, np.ndarray]],
+                 tokens_report: dict[str, dict[str, Any]]) -> set[str]:
+    """The domains that fill a training window and a validation window (only they take part in the mix)."""
     available = {d for d in DOMAINS if len(streams["train"].get(d, ())) > cfg.seq_len
                  and len(streams["validation"].get(d, ())) >= cfg.seq_len}
     if not available:
         raise ValueError(f"no domain has enough tokens for a window of {cfg.seq_len}: {tokens_report}")
     if cfg.target != "mean" and cfg.target not in available:
         raise ValueError(f"mix target {cfg.target!r} is not an available domain {sorted(available)}")
-    ctx.log(f"token streams: {tokens_report}; mix domains {sorted(available)}")
+    return available
 
+
+def _candidates(cfg: DataMixConfig, available: set[str], train_streams: Mapping[str, np.ndarray]
+                ) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """The configured candidates adapted to the available domains (plus the natural mix): (candidates, skipped)."""
     candidates: dict[str, dict[str, float]] = {}
     skipped = []
     for name, weights in cfg.candidates.items():
@@ -231,24 +246,35 @@ def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: St
         else:
             candidates[name] = adapted
     if cfg.include_natural:
-        candidates[NATURAL] = normalize({d: float(len(streams["train"][d])) for d in sorted(available)})
+        candidates[NATURAL] = normalize({d: float(len(train_streams[d])) for d in sorted(available)})
     if not candidates:
         raise ValueError(f"no candidate mix uses the available domains {sorted(available)}")
+    return candidates, skipped
 
+
+def _experiments(cfg: DataMixConfig, candidates: dict[str, dict[str, float]], available: set[str],
+                 streams: dict[str, dict[str, np.ndarray]], info: TokenizerInfo,
+                 ctx: StageContext) -> list[dict[str, Any]]:
+    """Train a small model per candidate and experiment flavor (grid tasks); their results."""
     train_streams = {d: streams["train"][d] for d in sorted(available)}
     val_streams = {d: streams["validation"][d] for d in sorted(available)}
     settings = {"vocab_size": info.vocab_size, "rope_theta": cfg.rope_theta, "seq_len": cfg.seq_len,
                 "eot_id": info.eot_id, "train": cfg.train, "eval_windows": cfg.eval_windows}
     items = [{"candidate": n, "weights": w, "flavor": f} for n, w in candidates.items() for f in cfg.experiment_flavors]
     ctx.log(f"mix experiments: {len(candidates)} candidates x {len(cfg.experiment_flavors)} sizes")
-    runs = map_runs(mix_experiment, items, train_streams=train_streams, val_streams=val_streams, settings=settings)
+    return map_runs(mix_experiment, items, train_streams=train_streams, val_streams=val_streams, settings=settings)
 
+
+def _score_candidates(cfg: DataMixConfig, candidates: dict[str, dict[str, float]], runs: list[dict[str, Any]],
+                      vocab_size: int, ctx: StageContext) -> tuple[dict[str, dict[str, Any]], int | None]:
+    """Each candidate's score (its largest experiment's loss) and, with two or more sizes and a
+    ``predict_flavor``, its loss extrapolated to that size: (results, the size predicted at)."""
     results: dict[str, dict[str, Any]] = {}
     target_params = None
     if cfg.predict_flavor and len(cfg.experiment_flavors) >= 2:
         from factory.model.llama import Transformer
 
-        target_params = Transformer(model_args(cfg.predict_flavor, info.vocab_size)).num_params(exclude_embeddings=True)
+        target_params = Transformer(model_args(cfg.predict_flavor, vocab_size)).num_params(exclude_embeddings=True)
     for name, weights in candidates.items():
         mine = sorted((r for r in runs if r["candidate"] == name), key=lambda r: r["non_embedding_params"])
         scores = [r["val_loss"][cfg.target] for r in mine]
@@ -260,7 +286,31 @@ def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: St
         results[name] = entry
         ctx.log(f"mix {name}: score {entry['score']:.4f}" + (f", predicted {entry['predicted']:.4f}"
                                                                 if "predicted" in entry else ""))
-    chosen = choose_mix(results)
+    return results, target_params
+
+
+def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    steps = Steps("data_mix", ctx.log)
+    info = tokenizer_info(inputs["tokenizer"])
+    with steps.step("downsample") as s:
+        docs = pd.read_parquet(inputs["filtered_corpus"] / "docs.parquet")
+        s.count(docs_in=len(docs))
+        docs, topics = _documents(cfg, docs, ctx)
+        s.count(docs_out=len(docs), topic_dropped_docs=topics["dropped_docs"])
+    with steps.step("tokenize") as s:
+        streams, tokens_report = _token_streams(cfg, docs, info, out)
+        s.count(streams=len(tokens_report), train_tokens=sum(r["train_tokens"] for r in tokens_report.values()),
+                validation_tokens=sum(r["validation_tokens"] for r in tokens_report.values()))
+    available = _mix_domains(cfg, streams, tokens_report)
+    ctx.log(f"token streams: {tokens_report}; mix domains {sorted(available)}")
+    candidates, skipped = _candidates(cfg, available, streams["train"])
+    with steps.step("experiments") as s:
+        runs = _experiments(cfg, candidates, available, streams, info, ctx)
+        s.count(candidates=len(candidates), skipped_candidates=len(skipped), runs=len(runs))
+    with steps.step("select") as s:
+        results, target_params = _score_candidates(cfg, candidates, runs, info.vocab_size, ctx)
+        chosen = choose_mix(results)
+        s.count(predicted=sum("predicted" in r for r in results.values()))
     mix = {
         "weights": candidates[chosen],
         "chosen": chosen,
@@ -283,4 +333,5 @@ def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: St
         "weights": candidates[chosen],
         "experiment_losses": {n: r.get("predicted", r["score"]) for n, r in results.items()},
         "skipped_candidates": skipped,
+        "steps": steps.summary(),
     }

@@ -17,6 +17,7 @@ recommended flavor/steps for ``base_checkpoint``) and three PNG plots.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,16 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from factory.core.stage import StageConfig, StageContext
+from factory.core.steps import Steps
 from factory.eval.perplexity import val_losses
 from factory.model.flavors import model_args
 from factory.model.llama import Transformer
-from factory.model.tokenizer_files import tokenizer_info
+from factory.model.tokenizer_files import TokenizerInfo, tokenizer_info
 from factory.scaling.forecast import (
     ClozeTask,
+    Parabola,
+    PowerLaw,
+    Sigmoid,
     fit_parabola,
     fit_power_law,
     fit_sigmoid,
@@ -105,26 +110,46 @@ def _nearest_flavor(n: float, flavors: list[str], vocab: int) -> tuple[str, int]
     return best, sizes[best]
 
 
-def run_scaling_law_fit(cfg: ScalingConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
-    info = tokenizer_info(inputs["tokenizer"])
-    mix = read_mix(inputs["data_mix"])
-    weights = mix["weights"]
-    train_streams = load_streams(inputs["data_mix"], list(weights), "train")
-    val_streams = load_streams(inputs["data_mix"], list(weights), "validation")
-    proxy = make_cloze(np.concatenate(list(val_streams.values())), cfg.proxy_items, cfg.proxy_prompt_len,
-                       cfg.proxy_answer_len, cfg.proxy_choices, cfg.seed)
+@dataclass(frozen=True)
+class _Fit:
+    """The compute-optimal fit of the grid: a parabola per budget, N*(C) and D*(C) and their power laws."""
 
+    budgets: list[float]
+    parabolas: dict[float, Parabola]
+    c: np.ndarray
+    n_opt: np.ndarray
+    d_opt: np.ndarray
+    n_law: PowerLaw
+    d_law: PowerLaw
+
+
+@dataclass(frozen=True)
+class _Forecast:
+    """The two-stage forecast: proxy NLL vs FLOPs over each budget's best run, accuracy vs NLL over all runs."""
+
+    best: list[dict[str, Any]]
+    nll_law: PowerLaw
+    sigmoid: Sigmoid
+
+
+def _plan_grid(cfg: ScalingConfig, vocab_size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every (budget, flavor) point with its derived run length: (points to run, points under min_steps)."""
     items, skipped = [], []
     for budget in cfg.budgets:
         for flavor in cfg.flavors:
-            model = Transformer(model_args(flavor, info.vocab_size, max_seq_len=cfg.seq_len))
+            model = Transformer(model_args(flavor, vocab_size, max_seq_len=cfg.seq_len))
             fpt = model.flops_per_token(cfg.seq_len)
             steps, tokens = derived_run(budget, fpt, cfg.batch_size, cfg.seq_len)
             point = {"budget": budget, "flavor": flavor, "params": model.num_params(exclude_embeddings=True),
                      "total_params": model.num_params(), "flops_per_token": fpt, "steps": steps, "tokens": tokens,
                      "flops": fpt * tokens}
             (items if steps >= cfg.min_steps else skipped).append(point)
-    ctx.log(f"IsoFLOP grid: {len(items)} runs ({len(skipped)} skipped under {cfg.min_steps} steps)")
+    return items, skipped
+
+
+def _run_grid(cfg: ScalingConfig, items: list[dict[str, Any]], info: TokenizerInfo, weights: dict[str, float],
+              train_streams, val_streams, proxy: ClozeTask, ctx: StageContext) -> list[dict[str, Any]]:
+    """Train and score every grid point (single-worker grid tasks)."""
     settings = {"vocab_size": info.vocab_size, "rope_theta": cfg.rope_theta, "seq_len": cfg.seq_len,
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "min_lr_ratio": cfg.min_lr_ratio,
                 "warmup_fraction": cfg.warmup_fraction, "seed": cfg.seed, "weights": weights,
@@ -134,7 +159,11 @@ def run_scaling_law_fit(cfg: ScalingConfig, inputs: dict[str, Path], out: Path, 
     for p in points:
         ctx.log(f"C={p['budget']:.2e} {p['flavor']:>6} N={p['params']:,} steps={p['steps']} "
                 f"val {p['val_loss']:.4f} proxy nll {p['proxy_nll']:.3f} acc {p['proxy_accuracy']:.2f}")
+    return points
 
+
+def _fit_compute_optimal(points: list[dict[str, Any]]) -> _Fit:
+    """A parabola in ln N per budget gives N*(C); D*(C) follows from it; power laws through both."""
     budgets = sorted({p["budget"] for p in points})
     parabolas = {}
     for b in budgets:
@@ -147,57 +176,101 @@ def run_scaling_law_fit(cfg: ScalingConfig, inputs: dict[str, Path], out: Path, 
     # D*(C): the tokens the optimal model reads, with its FLOPs per token ≈ 6 N* (+ attention, as measured).
     fpt_per_param = np.median([p["flops_per_token"] / p["params"] for p in points])
     d_opt = c / (fpt_per_param * n_opt)
-    n_law, d_law = fit_power_law(c, n_opt), fit_power_law(c, d_opt)
+    return _Fit(budgets, parabolas, c, n_opt, d_opt, fit_power_law(c, n_opt), fit_power_law(c, d_opt))
 
-    # Two-stage forecast: the best run of each budget gives proxy NLL vs FLOPs; all runs give accuracy vs NLL.
+
+def _forecast(points: list[dict[str, Any]], budgets: list[float], proxy: ClozeTask) -> _Forecast:
+    """Two-stage forecast: the best run of each budget gives proxy NLL vs FLOPs; all runs give accuracy vs NLL."""
     best = [min((p for p in points if p["budget"] == b), key=lambda p: p["val_loss"]) for b in budgets]
     nll_law = fit_power_law(np.array([p["flops"] for p in best]), np.array([p["proxy_nll"] for p in best]))
     sigmoid = fit_sigmoid(np.array([p["proxy_nll"] for p in points]), np.array([p["proxy_accuracy"] for p in points]),
                           floor=proxy.chance)
-    target_n, target_d = float(n_law(cfg.target_budget)), float(d_law(cfg.target_budget))
-    target_nll = float(nll_law(cfg.target_budget))
-    flavor, flavor_params = _nearest_flavor(target_n, cfg.recommend_flavors or cfg.flavors, info.vocab_size)
-    rec_model = Transformer(model_args(flavor, info.vocab_size))
+    return _Forecast(best, nll_law, sigmoid)
+
+
+def _recommend(cfg: ScalingConfig, target_n: float, vocab_size: int) -> dict[str, Any]:
+    """The flavor nearest the compute-optimal size and the steps it takes to spend the target budget."""
+    flavor, flavor_params = _nearest_flavor(target_n, cfg.recommend_flavors or cfg.flavors, vocab_size)
+    rec_model = Transformer(model_args(flavor, vocab_size))
     rec_tokens = cfg.target_budget / rec_model.flops_per_token(cfg.recommend_seq_len)
     rec_steps = max(1, int(round(rec_tokens / (cfg.recommend_batch_size * cfg.recommend_seq_len))))
+    return {"flavor": flavor, "params": flavor_params, "tokens": rec_tokens, "steps": rec_steps,
+            "batch_size": cfg.recommend_batch_size, "seq_len": cfg.recommend_seq_len}
 
-    plot_isoflops(points, parabolas, out / "isoflops.png")
-    plot_power_laws(c, n_opt, d_opt, n_law, d_law, cfg.target_budget, out / "power_laws.png")
-    plot_forecast(best, points, nll_law, sigmoid, cfg.target_budget, out / "forecast.png")
-    fit = {
+
+def _law(law: PowerLaw) -> dict[str, float]:
+    return {"coef": law.coef, "exponent": law.exponent, "r2": law.r2}
+
+
+def _fit_json(cfg: ScalingConfig, points: list[dict[str, Any]], skipped: list[dict[str, Any]], fit: _Fit,
+              fc: _Forecast, proxy: ClozeTask, recommendation: dict[str, Any]) -> dict[str, Any]:
+    target_nll = float(fc.nll_law(cfg.target_budget))
+    sigmoid = fc.sigmoid
+    return {
         "points": points,
         "skipped": skipped,
         "parabolas": {f"{b:g}": {"coeffs": par.coeffs, "n_opt": par.n_opt, "loss_opt": par.loss_opt,
-                                 "fitted": par.fitted} for b, par in parabolas.items()},
-        "n_opt_law": {"coef": n_law.coef, "exponent": n_law.exponent, "r2": n_law.r2},
-        "d_opt_law": {"coef": d_law.coef, "exponent": d_law.exponent, "r2": d_law.r2},
+                                 "fitted": par.fitted} for b, par in fit.parabolas.items()},
+        "n_opt_law": _law(fit.n_law),
+        "d_opt_law": _law(fit.d_law),
         "forecast": {
-            "nll_law": {"coef": nll_law.coef, "exponent": nll_law.exponent, "r2": nll_law.r2},
+            "nll_law": _law(fc.nll_law),
             "sigmoid": {"floor": sigmoid.floor, "k": sigmoid.k, "mid": sigmoid.mid, "r2": sigmoid.r2},
             "target_budget": cfg.target_budget,
             "proxy_nll": target_nll,
             "proxy_accuracy": float(sigmoid(target_nll)),
             "proxy_chance": proxy.chance,
         },
-        "compute_optimal": {"budget": cfg.target_budget, "params": target_n, "tokens": target_d},
-        "recommendation": {"flavor": flavor, "params": flavor_params, "tokens": rec_tokens, "steps": rec_steps,
-                           "batch_size": cfg.recommend_batch_size, "seq_len": cfg.recommend_seq_len},
+        "compute_optimal": {"budget": cfg.target_budget, "params": float(fit.n_law(cfg.target_budget)),
+                            "tokens": float(fit.d_law(cfg.target_budget))},
+        "recommendation": recommendation,
     }
-    (out / FIT_FILE).write_text(json.dumps(fit, indent=1))
+
+
+def run_scaling_law_fit(cfg: ScalingConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+    steps = Steps("scaling_law_fit", ctx.log)
+    info = tokenizer_info(inputs["tokenizer"])
+    with steps.step("data") as s:
+        weights = read_mix(inputs["data_mix"])["weights"]
+        train_streams = load_streams(inputs["data_mix"], list(weights), "train")
+        val_streams = load_streams(inputs["data_mix"], list(weights), "validation")
+        proxy = make_cloze(np.concatenate(list(val_streams.values())), cfg.proxy_items, cfg.proxy_prompt_len,
+                           cfg.proxy_answer_len, cfg.proxy_choices, cfg.seed)
+        s.count(streams=len(train_streams), proxy_items=len(proxy.prompts))
+    with steps.step("grid") as s:
+        items, skipped = _plan_grid(cfg, info.vocab_size)
+        ctx.log(f"IsoFLOP grid: {len(items)} runs ({len(skipped)} skipped under {cfg.min_steps} steps)")
+        points = _run_grid(cfg, items, info, weights, train_streams, val_streams, proxy, ctx)
+        s.count(runs=len(points), skipped=len(skipped))
+    with steps.step("fit") as s:
+        fit = _fit_compute_optimal(points)
+        s.count(budgets=len(fit.budgets), parabolas_fitted=sum(par.fitted for par in fit.parabolas.values()))
+    with steps.step("forecast") as s:
+        fc = _forecast(points, fit.budgets, proxy)
+        recommendation = _recommend(cfg, float(fit.n_law(cfg.target_budget)), info.vocab_size)
+        s.count(best_runs=len(fc.best))
+    with steps.step("plots"):
+        plot_isoflops(points, fit.parabolas, out / "isoflops.png")
+        plot_power_laws(fit.c, fit.n_opt, fit.d_opt, fit.n_law, fit.d_law, cfg.target_budget, out / "power_laws.png")
+        plot_forecast(fc.best, points, fc.nll_law, fc.sigmoid, cfg.target_budget, out / "forecast.png")
+    fit_json = _fit_json(cfg, points, skipped, fit, fc, proxy, recommendation)
+    (out / FIT_FILE).write_text(json.dumps(fit_json, indent=1))
+    target_nll = fit_json["forecast"]["proxy_nll"]
     return {
         "grid_runs": len(points),
         "skipped_runs": len(skipped),
-        "n_opt_exponent": round(n_law.exponent, 4),
-        "n_opt_r2": round(n_law.r2, 4),
-        "d_opt_exponent": round(d_law.exponent, 4),
-        "d_opt_r2": round(d_law.r2, 4),
-        "parabolas_fitted": sum(par.fitted for par in parabolas.values()),
-        "compute_optimal_params": round(target_n),
-        "compute_optimal_tokens": round(target_d),
-        "recommended_flavor": flavor,
-        "recommended_steps": rec_steps,
+        "n_opt_exponent": round(fit.n_law.exponent, 4),
+        "n_opt_r2": round(fit.n_law.r2, 4),
+        "d_opt_exponent": round(fit.d_law.exponent, 4),
+        "d_opt_r2": round(fit.d_law.r2, 4),
+        "parabolas_fitted": sum(par.fitted for par in fit.parabolas.values()),
+        "compute_optimal_params": round(fit_json["compute_optimal"]["params"]),
+        "compute_optimal_tokens": round(fit_json["compute_optimal"]["tokens"]),
+        "recommended_flavor": recommendation["flavor"],
+        "recommended_steps": recommendation["steps"],
         "forecast_proxy_nll": round(target_nll, 4),
-        "forecast_proxy_accuracy": round(float(sigmoid(target_nll)), 4),
-        "nll_law_r2": round(nll_law.r2, 4),
-        "sigmoid_r2": round(sigmoid.r2, 4),
+        "forecast_proxy_accuracy": round(float(fc.sigmoid(target_nll)), 4),
+        "nll_law_r2": round(fc.nll_law.r2, 4),
+        "sigmoid_r2": round(fc.sigmoid.r2, 4),
+        "steps": steps.summary(),
     }

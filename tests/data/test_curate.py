@@ -51,7 +51,9 @@ def test_filtered_corpus_local(tmp_path):
     assert sum(n for r in meta["dropped_by_reason"].values() for n in r.values()) == meta["docs_in"] - meta["docs_out"]
     assert set(dropped["drop_reason"]) and dropped.groupby("drop_reason").size().max() <= 5
     assert sum(meta["per_topic"].values()) == sum(meta["per_domain"].values()) == len(docs)
-    assert set(meta["timing_s"]) >= {"heuristics_s", "quality_transformer_s", "topics_s"} and meta["docs_per_s"] > 0
+    assert set(meta["steps"]) >= {"heuristics", "quality_transformer", "topics"} and meta["docs_per_s"] > 0
+    heuristics = meta["steps"]["heuristics"]["counts"]
+    assert heuristics["kept"] + heuristics["dropped"] == meta["docs_in"]
     clf = np.load(tmp_path / "out" / CLASSIFIERS_FILE)
     assert clf["quality_head_w"].shape == (384,) and clf["topic_centroids"].shape[1] == 384
 

@@ -77,3 +77,5 @@ def test_run_data_mix_writes_shards_and_picks_the_best_candidate(tmp_path):
     assert code.dtype == np.uint32 and code[-1] == eot
     assert len(list((out / "tokens" / "code").glob("train-*.npy"))) == -(-len(code) // 500)
     assert json.loads((out / "topics.json").read_text())["dropped_docs"] == meta["topic_dropped_docs"] > 0
+    assert list(meta["steps"]) == ["downsample", "tokenize", "experiments", "select"]
+    assert meta["steps"]["experiments"]["counts"]["runs"] == 3 and meta["steps"]["experiments"]["seconds"] > 0
