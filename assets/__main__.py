@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         result = job.execute_in_process(instance=instance, asset_selection=selection, raise_on_error=False)
     minutes = (time.perf_counter() - started) / 60
     if not result.success:
-        print(f"\nFAILED after {minutes:.1f} min; see the step errors above, or the run in the Dagster UI.", file=sys.stderr)
+        print(f"\nFAILED after {minutes:.1f} min; see the step errors above, or the run in the Dagster UI.",
+              file=sys.stderr)
         return 1
     from factory.lineage import artifact_path
     from factory.store import ArtifactStore
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     print("Audit it:     .venv/bin/factory lineage quantized_release")
     print(f"Dagster UI:   DAGSTER_HOME={os.environ['DAGSTER_HOME']} FACTORY_PROFILE={profile.name} "
           ".venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000   (or: make ui)")
-    print(f"MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {profile.mlflow_tracking_uri} -h 127.0.0.1 -p 5000   (or: make mlflow)")
+    print(f"MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {profile.mlflow_tracking_uri} "
+          "-h 127.0.0.1 -p 5000   (or: make mlflow)")
     return 0
 
 

@@ -12,19 +12,20 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.resources import default_profile_name
 from factory.config import load_profile
 from factory.runner import Runner
 
-from assets.resources import default_profile_name
-
-rebuild_job = dg.define_asset_job("rebuild", selection=dg.AssetSelection.all(), description="Materialize the selected assets.")
+rebuild_job = dg.define_asset_job("rebuild", selection=dg.AssetSelection.all(),
+                                  description="Materialize the selected assets.")
 
 
 def _stale_request(profile_name: str, run_key: str | None) -> dg.RunRequest | dg.SkipReason:
     stale = Runner(load_profile(profile_name), log=lambda _: None).stale_assets()
     if not stale:
         return dg.SkipReason("every asset is up to date")
-    return dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey(a) for a in stale], tags={"factory/stale": ",".join(stale)[:200]})
+    return dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey(a) for a in stale],
+                         tags={"factory/stale": ",".join(stale)[:200]})
 
 
 @dg.schedule(job=rebuild_job, cron_schedule="0 3 * * *", name="rebuild_stale_nightly",

@@ -11,11 +11,10 @@ from typing import Any
 
 import dagster as dg
 
+from assets.resources import FactoryResource
 from factory.config import Profile
 from factory.runner import Outcome
 from factory.stages import StageSpec, stage_specs
-
-from assets.resources import FactoryResource
 
 
 def dagster_metadata(outcome: Outcome) -> dict[str, Any]:
@@ -49,7 +48,8 @@ def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
     )
     def _materialize(context: dg.AssetExecutionContext, factory: FactoryResource) -> dg.MaterializeResult:
         outcome = factory.runner(context.log.info).materialize(spec.asset, dagster_run_id=context.run_id)
-        return dg.MaterializeResult(metadata=dagster_metadata(outcome), data_version=dg.DataVersion(outcome.manifest.digest))
+        return dg.MaterializeResult(metadata=dagster_metadata(outcome),
+                                    data_version=dg.DataVersion(outcome.manifest.digest))
 
     return _materialize
 

@@ -102,7 +102,8 @@ def validate(name: str, df: pd.DataFrame) -> SuiteResult:
     validation = gx.ValidationDefinition(data=batch_definition, suite=suite, name=f"{suite.name}_validation")
     result = validation.run(batch_parameters={"dataframe": df})
     failures = [
-        {"expectation": r.expectation_config.type, "kwargs": {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
+        {"expectation": r.expectation_config.type,
+         "kwargs": {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
          "unexpected": (r.result or {}).get("unexpected_count")}
         for r in result.results
         if not r.success

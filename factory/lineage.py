@@ -61,7 +61,8 @@ class Tracker:
     @contextlib.contextmanager
     def run(self, asset: str, tags: dict[str, str]) -> Iterator[str]:
         """Open one run for a materialization of ``asset``; yields its run id."""
-        with self._mlflow.start_run(experiment_id=self.experiment_id, run_name=asset, tags={"factory.asset": asset, **tags}) as run:
+        with self._mlflow.start_run(experiment_id=self.experiment_id, run_name=asset,
+                                    tags={"factory.asset": asset, **tags}) as run:
             yield run.info.run_id
 
     def log_inputs(self, inputs: dict[str, Manifest], store: ArtifactStore) -> None:
@@ -71,7 +72,8 @@ class Tracker:
         for name, manifest in sorted(inputs.items()):
             source = resolve_dataset_source(store.path_of(manifest).as_uri())
             dataset = MetaDataset(source=source, name=name, digest=manifest.digest[:36])
-            self._mlflow.log_input(dataset, context="input", tags={"stage_key": manifest.key, "digest": manifest.digest})
+            self._mlflow.log_input(dataset, context="input",
+                                   tags={"stage_key": manifest.key, "digest": manifest.digest})
 
     def log_config(self, config: dict[str, Any]) -> None:
         params = {k[:250]: str(v)[:500] for k, v in _flatten("", config, {}).items()}
@@ -80,7 +82,8 @@ class Tracker:
 
     def log_result(self, manifest: Manifest, store: ArtifactStore, reused: bool) -> None:
         mlflow = self._mlflow
-        mlflow.set_tags({"factory.digest": manifest.digest, "factory.stage_key": manifest.key, "factory.reused": str(reused)})
+        mlflow.set_tags({"factory.digest": manifest.digest, "factory.stage_key": manifest.key,
+                         "factory.reused": str(reused)})
         metrics = numeric_leaves(manifest.metadata)
         for chunk in _chunks(sorted(metrics.items()), 200):
             mlflow.log_metrics(dict(chunk))
@@ -142,7 +145,8 @@ def audit(store: ArtifactStore, asset: str) -> list[LineageNode]:
         for input_name, ref in sorted(manifest.inputs.items()):
             parent = store.load(ref["stage"], ref["key"])
             if parent.digest != ref["digest"]:
-                nodes[-1].problems.append(f"input {input_name}: recorded digest {ref['digest'][:12]} != stored {parent.digest[:12]}")
+                nodes[-1].problems.append(f"input {input_name}: recorded digest {ref['digest'][:12]} "
+                                          f"!= stored {parent.digest[:12]}")
             visit(input_name, parent, depth + 1)
 
     visit(asset, store.latest(asset), 0)

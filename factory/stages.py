@@ -54,17 +54,20 @@ def _spec(asset, group, target, config_class, inputs, ray_job, description, **kw
 
 _CORE: list[StageSpec] = [
     _spec("raw_crawl", "data", "factory.data.crawl:run_raw_crawl", "factory.data.crawl:CrawlConfig", [], "curate",
-          "WARC shards of the crawl: configured WARC paths plus the inbox, or the embedded sample crawl of real documents."),
+          "WARC shards of the crawl: configured WARC paths plus the inbox, "
+          "or the embedded sample crawl of real documents."),
     _spec("extracted_docs", "data", "factory.data.extract:run_extracted_docs", "factory.data.extract:ExtractConfig",
           ["raw_crawl"], "curate",
-          "Main-content text of each HTML page (code, math and alt text kept, markdown stripped); URL dedup keeps the newest capture."),
+          "Main-content text of each HTML page (code, math and alt text kept, markdown stripped); "
+          "URL dedup keeps the newest capture."),
     _spec("deduped_docs", "data", "factory.data.dedup:run_deduped_docs", "factory.data.dedup:DedupConfig",
           ["extracted_docs"], "curate", "Global MinHash-LSH near-duplicate removal, then CCNet-style line dedup."),
     _spec("filtered_corpus", "data", "factory.data.curate:run_filtered_corpus", "factory.data.curate:FilterConfig",
           ["deduped_docs"], "curate",
           "Heuristic filters, language ID, model-based quality scores, code/math routing and topic labels."),
     _spec("tokenizer", "data", "factory.data.tokenizer:run_tokenizer", "factory.data.tokenizer:TokenizerConfig",
-          ["filtered_corpus"], "curate", "Byte-level BPE trained on the corpus with the Llama 3 special tokens and chat format."),
+          ["filtered_corpus"], "curate",
+          "Byte-level BPE trained on the corpus with the Llama 3 special tokens and chat format."),
     _spec("data_mix", "data", "factory.data.mix:run_data_mix", "factory.data.mix:DataMixConfig",
           ["filtered_corpus", "tokenizer"], "train",
           "Topic downsampling and a mix chosen by small-model mix experiments; tokenized train/validation shards."),
@@ -117,7 +120,8 @@ def _round_specs(rounds: int) -> list[StageSpec]:
 def _tail_specs(rounds: int) -> list[StageSpec]:
     last = f"dpo_round_{rounds}"
     return [
-        _spec("chat_model", "posttraining", "factory.post.averaging:run_chat_model", "factory.post.averaging:AverageConfig",
+        _spec("chat_model", "posttraining", "factory.post.averaging:run_chat_model",
+              "factory.post.averaging:AverageConfig",
               [last, "tokenizer"], "train", "Average of the weights of the last round's DPO runs."),
         _spec("llama_guard", "safety", "factory.safety.guard:run_llama_guard", "factory.safety.guard:GuardConfig",
               ["annealed_checkpoint", "tokenizer"], "train",
@@ -129,7 +133,8 @@ def _tail_specs(rounds: int) -> list[StageSpec]:
               "factory.safety.code_shield:CodeShieldConfig", ["chat_model", "tokenizer"], "train",
               "Static analysis (bandit) of generated code: rules, thresholds and a scan of the chat model's code."),
         _spec("quantized_release", "release", "factory.release.bundle:run_quantized_release",
-              "factory.release.bundle:ReleaseConfig", ["chat_model", "tokenizer", "llama_guard", "prompt_guard", "code_shield"],
+              "factory.release.bundle:ReleaseConfig",
+              ["chat_model", "tokenizer", "llama_guard", "prompt_guard", "code_shield"],
               "curate", "HF Llama bundle, FP8 row-wise FFN weights (first/last layers kept), INT8 guard, model card."),
         _spec("eval_report", "release", "factory.release.report:run_eval_report", "factory.release.report:EvalConfig",
               ["quantized_release", "chat_model", "base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",

@@ -42,4 +42,5 @@ def test_preference_suite_rejects_misordered_and_identical_pairs(tmp_path):
     (tmp_path / "preferences.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     result = validate("preference_data", load_frame("preference_data", tmp_path))
     assert not result.success
-    assert {f["kwargs"]["column"] for f in result.failures} == {"ranked_best_first", "chosen_differs_from_rejected", "strength"}
+    assert {f["kwargs"]["column"] for f in result.failures} == {"ranked_best_first", "chosen_differs_from_rejected",
+                                                                "strength"}

@@ -102,7 +102,8 @@ def _formula_html(tex: str, encoding: str) -> str:
     escaped = html.escape(tex, quote=True)
     if encoding == "katex":
         return (f'<span class="katex-display"><span class="katex"><span class="katex-mathml"><math '
-                f'xmlns="http://www.w3.org/1998/Math/MathML" display="block"><semantics><mrow><mi>{escaped[:1]}</mi></mrow>'
+                f'xmlns="http://www.w3.org/1998/Math/MathML" display="block"><semantics>'
+                f'<mrow><mi>{escaped[:1]}</mi></mrow>'
                 f'<annotation encoding="application/x-tex">{escaped}</annotation></semantics></math></span>'
                 f'<span class="katex-html" aria-hidden="true"><span class="base">{escaped}</span></span></span></span>')
     if encoding == "mathjax":

@@ -15,9 +15,9 @@ import html
 import random
 import re
 import time
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -238,5 +238,6 @@ def run(args) -> list[dict[str, Any]]:
         dt = time.perf_counter() - t
         precision, recall = _pair_scores(found, pairs)
         rows.append({"name": name, "docs": len(df), "planted_pairs": len(pairs), "found_pairs": len(found),
-                     "precision": round(precision, 4), "recall": round(recall, 4), "docs_per_s": round(len(df) / dt, 1)})
+                     "precision": round(precision, 4), "recall": round(recall, 4),
+                     "docs_per_s": round(len(df) / dt, 1)})
     return rows

@@ -53,7 +53,8 @@ def load_dev_set(folder: Path) -> list[tuple[str, str, str]]:
     pages = []
     for key in sorted(truth):
         path = folder / "html" / f"{key}.html.gz"
-        pages.append((key, gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace"), truth[key]["articleBody"]))
+        pages.append((key, gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace"),
+                      truth[key]["articleBody"]))
     return pages
 
 

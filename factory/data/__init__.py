@@ -1,1 +1,2 @@
-"""Pre-training data: crawl ingest, extraction, dedup, filtering, tokenizer and data mix (recipe: "Pre-Training Data")."""
+"""Pre-training data: crawl ingest, extraction, dedup, filtering, tokenizer and data mix
+(recipe: "Pre-Training Data")."""

@@ -84,7 +84,8 @@ def map_shards(
     ensure_ray(num_cpus)
     # Ray Data may reorder (or split) blocks: each batch carries the global position of its first
     # row, so sorting by (first position, row within the batch's output) restores shard order.
-    tagged = [s.assign(_pos=np.arange(len(s)) + start) for s, start in zip(shards, np.cumsum([0] + [len(s) for s in shards]))]
+    tagged = [s.assign(_pos=np.arange(len(s)) + start)
+              for s, start in zip(shards, np.cumsum([0] + [len(s) for s in shards]))]
 
     def run(batch: pd.DataFrame) -> pd.DataFrame:
         start = int(batch["_pos"].min()) if len(batch) else -1

@@ -25,7 +25,7 @@ import subprocess
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 SOURCES = ("python_docs", "debian_reference", "python_source")
@@ -151,7 +151,8 @@ def source_page(url: str, path: Path) -> bytes:
     return page.encode("utf-8")
 
 
-def sample_documents(sources: tuple[str, ...], languages: tuple[str, ...], max_pages: int, seed: int) -> list[SampleDoc]:
+def sample_documents(sources: tuple[str, ...], languages: tuple[str, ...], max_pages: int,
+                     seed: int) -> list[SampleDoc]:
     """The first ``max_pages`` documents of each source by seeded URL hash, in that order."""
     unknown = set(sources) - set(SOURCES)
     if unknown:
@@ -171,7 +172,7 @@ def sample_documents(sources: tuple[str, ...], languages: tuple[str, ...], max_p
 
 
 def _warc_date(stamp: datetime) -> str:
-    return stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def sample_captures(docs: list[SampleDoc], crawl_start: str, recapture_fraction: float,

@@ -36,10 +36,11 @@ def binary_metrics(truth: Sequence[bool], predicted: Sequence[bool]) -> dict[str
     }
 
 
-def per_label_recall(truth: Iterable[Iterable[str]], predicted: Iterable[Iterable[str]], labels: Sequence[str]) -> dict[str, float]:
+def per_label_recall(truth: Iterable[Iterable[str]], predicted: Iterable[Iterable[str]],
+                     labels: Sequence[str]) -> dict[str, float]:
     """Recall of each label over the examples that carry it (labels never seen are left out)."""
-    hits = {c: 0 for c in labels}
-    totals = {c: 0 for c in labels}
+    hits = dict.fromkeys(labels, 0)
+    totals = dict.fromkeys(labels, 0)
     for t, p in zip(truth, predicted):
         p = set(p)
         for c in t:

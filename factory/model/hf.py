@@ -101,7 +101,8 @@ def hf_config(args: ModelArgs, dtype: torch.dtype, bos_token_id: int | None, eos
     )
 
 
-def export_hf(model: Transformer, out_dir: Path, *, tokenizer_dir: Path | None = None, dtype: torch.dtype = torch.float32) -> None:
+def export_hf(model: Transformer, out_dir: Path, *, tokenizer_dir: Path | None = None,
+              dtype: torch.dtype = torch.float32) -> None:
     """Write ``model`` (and the tokenizer artifact, if given) as a Hugging Face Llama folder."""
     from transformers import GenerationConfig
 

@@ -1,1 +1,2 @@
-"""Post-training: verifiable tasks, the programmatic annotator, reward model, rejection sampling, SFT, DPO and averaging."""
+"""Post-training: verifiable tasks, the programmatic annotator, reward model, rejection sampling, SFT, DPO
+and averaging."""

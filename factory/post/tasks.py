@@ -49,10 +49,14 @@ _TOPICS: dict[str, tuple[str, ...]] = {
 }
 # name -> (prompt with {k}, reference body with {k}, test cases as (argument, expected) in Python source)
 _CODE: dict[str, tuple[str, str, str]] = {
-    "add": ("Write a Python function f(x) that returns x plus {k}.", "return x + {k}", "[(x, x + {k}) for x in (0, 3, -4, 10)]"),
-    "sub": ("Write a Python function f(x) that returns x minus {k}.", "return x - {k}", "[(x, x - {k}) for x in (0, 3, -4, 10)]"),
-    "mul": ("Write a Python function f(x) that returns x times {k}.", "return x * {k}", "[(x, x * {k}) for x in (0, 3, -4, 10)]"),
-    "mod": ("Write a Python function f(x) that returns x modulo {k}.", "return x % {k}", "[(x, x % {k}) for x in (0, 3, 17, 100)]"),
+    "add": ("Write a Python function f(x) that returns x plus {k}.", "return x + {k}",
+        "[(x, x + {k}) for x in (0, 3, -4, 10)]"),
+    "sub": ("Write a Python function f(x) that returns x minus {k}.", "return x - {k}",
+        "[(x, x - {k}) for x in (0, 3, -4, 10)]"),
+    "mul": ("Write a Python function f(x) that returns x times {k}.", "return x * {k}",
+        "[(x, x * {k}) for x in (0, 3, -4, 10)]"),
+    "mod": ("Write a Python function f(x) that returns x modulo {k}.", "return x % {k}",
+        "[(x, x % {k}) for x in (0, 3, 17, 100)]"),
     "gt": ("Write a Python function f(x) that returns True if x is greater than {k}.", "return x > {k}",
            "[(x, x > {k}) for x in (0, {k}, {k} + 1, 100)]"),
     "rep": ("Write a Python function f(s) that returns the string s repeated {k} times.", "return s * {k}",
@@ -75,7 +79,7 @@ class TaskPrompt:
                 "params": self.params}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TaskPrompt":
+    def from_dict(cls, d: Mapping[str, Any]) -> TaskPrompt:
         return cls(d["task"], d["key"], d["prompt"], d["reference"], dict(d["params"]))
 
 

@@ -45,8 +45,10 @@ def render_model_card(info: dict[str, Any]) -> str:
         "## Files",
         "| folder | contents | size |",
         "|---|---|---|",
-        f"| `hf/` | Hugging Face Llama layout ({info['hf_dtype']}), tokenizer with the Llama 3 chat template | {_mib(sizes['hf'])} |",
-        f"| `fp8/` | FFN weights in float8_e4m3fn, row-wise scales; load with `factory.quant.rowwise.load_quantized` | {_mib(sizes['fp8'])} |",
+        f"| `hf/` | Hugging Face Llama layout ({info['hf_dtype']}), tokenizer with the Llama 3 chat template "
+        f"| {_mib(sizes['hf'])} |",
+        f"| `fp8/` | FFN weights in float8_e4m3fn, row-wise scales; load with `factory.quant.rowwise.load_quantized` "
+        f"| {_mib(sizes['fp8'])} |",
         f"| `guard_int8/` | the safety classifier, INT8 per-row weights | {_mib(sizes['guard_int8'])} |",
         f"| `prompt_guard/` | jailbreak / prompt-injection classifier | {_mib(sizes['prompt_guard'])} |",
         f"| `code_shield/` | static-analysis policy for generated code | {_mib(sizes['code_shield'])} |",
@@ -58,7 +60,8 @@ def render_model_card(info: dict[str, Any]) -> str:
         f"- FP8 (float8_e4m3fn), one scale per output row, quantizing multiplier bounded at {fp8['scale_ub']:g}; "
         f"FFN layers {fp8['quantized_layers']} quantized, layers {fp8['kept_layers']} kept in {info['hf_dtype']} "
         "(Llama 3 keeps the first and last); attention, embeddings and head unquantized.",
-        f"- FP8 weight round-trip: max abs error {fp8['max_abs_error']:.3g}, relative (Frobenius) error {fp8['rel_error']:.3g}.",
+        f"- FP8 weight round-trip: max abs error {fp8['max_abs_error']:.3g}, "
+        f"relative (Frobenius) error {fp8['rel_error']:.3g}.",
         f"- Logits, {info['hf_dtype']} bundle vs FP8, over {fp8['logit_delta']['sequences']} random sequences of "
         f"{fp8['logit_delta']['seq_len']} tokens: max abs {fp8['logit_delta']['max_abs']:.3g}, "
         f"mean abs {fp8['logit_delta']['mean_abs']:.3g}, top-1 agreement {fp8['logit_delta']['top1_agreement']:.1%} "
@@ -85,7 +88,8 @@ def render_model_card(info: dict[str, Any]) -> str:
         "| input | stage | artifact key | digest |",
         "|---|---|---|---|",
         *[
-            f"| {name} | {ref.get('stage', '—')} | {ref.get('key', '—')} | {ref.get('digest', 'not recorded (ad-hoc run)')} |"
+            f"| {name} | {ref.get('stage', '—')} | {ref.get('key', '—')} "
+            f"| {ref.get('digest', 'not recorded (ad-hoc run)')} |"
             for name, ref in sorted(info["lineage"].items())
         ],
         "",

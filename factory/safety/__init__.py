@@ -1,1 +1,2 @@
-"""Safety: the hazard taxonomy, Llama Guard and Prompt Guard classifiers, and Code Shield (recipe: "Safety characteristics")."""
+"""Safety: the hazard taxonomy, Llama Guard and Prompt Guard classifiers, and Code Shield
+(recipe: "Safety characteristics")."""

@@ -1,1 +1,2 @@
-"""Scaling laws: the IsoFLOP grid, compute-optimal fits and the two-stage benchmark forecast (recipe: "Scaling Laws")."""
+"""Scaling laws: the IsoFLOP grid, compute-optimal fits and the two-stage benchmark forecast
+(recipe: "Scaling Laws")."""

@@ -36,14 +36,16 @@ def test_sample_crawl_is_real_deterministic_and_has_recaptures(tmp_path):
     pages, skipped = _pages(tmp_path / "a")
     assert not skipped and meta["records"] == len(pages)
     # 3 per source, and the first half (int(3 * 0.5) = 1) of each source captured again later
-    assert meta["records_by_source"] == {"sample:debian_reference": 4, "sample:python_docs": 4, "sample:python_source": 4}
+    assert meta["records_by_source"] == {"sample:debian_reference": 4, "sample:python_docs": 4,
+                                         "sample:python_source": 4}
     urls = Counter(p.url for p in pages)
     recaptured = [u for u, n in urls.items() if n == 2]
     assert len(recaptured) == 3
     dates = sorted(p.date for p in pages if p.url == recaptured[0])
     assert dates[0] < dates[1]
     assert any(u.startswith("https://docs.python.org/3.11/") for u in urls)
-    assert any(u.startswith("https://www.debian.org/doc/manuals/debian-reference/") and u.endswith(".ja.html") for u in urls)
+    assert any(u.startswith("https://www.debian.org/doc/manuals/debian-reference/") and u.endswith(".ja.html")
+               for u in urls)
     source = next(p for p in pages if p.url.startswith(sample_crawl.CPYTHON_URL))
     assert "<pre><code" in source.html and "import " in source.html
     assert json.loads((tmp_path / "a" / "crawl.json").read_text())["records"] == meta["records"]

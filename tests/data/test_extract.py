@@ -28,7 +28,8 @@ def page(content: str, title: str = "A page") -> str:
         '<header><a href="/">Home</a> <a href="/news">News</a></header>'
         '<nav><ul><li><a href="/a">Section A</a></li><li><a href="/b">Section B</a></li></ul></nav>'
         '<div id="cookie-banner">We use cookies to improve your experience. Accept all cookies?</div>'
-        f'<div class="layout"><div class="sidebar"><a href="/x">Trending story one</a> <a href="/y">Trending two</a></div>'
+        f'<div class="layout"><div class="sidebar"><a href="/x">Trending story one</a> '
+        f'<a href="/y">Trending two</a></div>'
         f"<article>{content}</article></div>"
         '<div class="share">Share this on Facebook, Twitter</div>'
         "<script>var tracking = 'Boilerplate script text';</script>"
@@ -79,7 +80,8 @@ def test_malformed_markup_and_odd_nodes_do_not_crash():
 
 def test_code_block_keeps_lines_and_indentation():
     code = 'def f(x):\n    if x &gt; 1:\n        return "a &amp; b"\n\n    return None'
-    html = page(ARTICLE + f'<pre><span class="k">def</span> f(x):\n    if x &gt; 1:\n        return "a &amp; b"\n\n    return None</pre>')
+    html = page(ARTICLE + '<pre><span class="k">def</span> f(x):\n    if x &gt; 1:\n'
+                          '        return "a &amp; b"\n\n    return None</pre>')
     assert code == 'def f(x):\n    if x &gt; 1:\n        return "a &amp; b"\n\n    return None'
     result = extract(html)
     assert 'def f(x):\n    if x > 1:\n        return "a & b"\n\n    return None' in result.text
@@ -189,7 +191,8 @@ def test_stage_dedups_urls_keeping_newest_and_counts_drops(tmp_path, executor):
                         page("<p>" + "Über Straße, café, naïve façade; déjà vu again. " * 6 + "</p>").encode("latin-1"),
                         "text/html; charset=iso-8859-1"),
         response_record("https://example.org/deep", "2024-02-01T00:00:00Z",
-                        ("<div>" * 5000 + "Nested text far down the tree, long enough. " * 5 + "</div>" * 5000).encode()),
+                        ("<div>" * 5000 + "Nested text far down the tree, long enough. " * 5
+                         + "</div>" * 5000).encode()),
     ]
     bad = gzip.compress(records[2])[:-30]  # a truncated copy in its own shard
     meta = run_extracted_docs(ExtractConfig(executor=executor, min_text_chars=100), _crawl(tmp_path, records, bad),
@@ -204,7 +207,8 @@ def test_stage_dedups_urls_keeping_newest_and_counts_drops(tmp_path, executor):
     assert by_url["https://example.org/other"]["source"] == "example.org"
     assert list(table[0]) == ["id", "url", "date", "source", "title", "text", "n_code_blocks", "n_math", "page_domain",
                               "language", "language_score"]
-    assert by_url["https://example.org/story"]["language"] == "en" and by_url["https://example.org/latin"]["language"] != "en"
+    assert (by_url["https://example.org/story"]["language"] == "en"
+            and by_url["https://example.org/latin"]["language"] != "en")
     assert meta["languages"]["en"] == 2
     assert {row["page_domain"] for row in table} == {"general"}
     assert meta["page_domains"] == {"general": 3}

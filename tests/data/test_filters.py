@@ -47,7 +47,8 @@ def test_clean_prose_passes_every_filter():
     ("too short to count", "too_few_words"),
     (" ".join(["x"] * 60), "mean_word_length"),
     (PROSE + " #tag" * 40, "symbol_word_ratio"),
-    (" ".join(f"item {w} here" for w in PROSE.split()[:60] if w not in ("the", "and", "to", "of", "that", "with", "have", "be")), "stop_words"),
+    (" ".join(f"item {w} here" for w in PROSE.split()[:60]
+              if w not in ("the", "and", "to", "of", "that", "with", "have", "be")), "stop_words"),
     ("\n".join(["Read more about this..."] * 20 + [PROSE]), "ellipsis_lines"),
     (" ".join(f"{i:05d} 12345 67890 word" for i in range(40)), "alpha_words"),
 ])
@@ -56,7 +57,8 @@ def test_quality_filter_reasons(text, reason):
 
 
 def test_quality_thresholds_per_language_and_domain():
-    th = LanguageThresholds(FilterThresholds(), {"de": {"min_stop_words": 0}}, {"code": {"min_words": 1, "min_stop_words": 0}})
+    th = LanguageThresholds(FilterThresholds(), {"de": {"min_stop_words": 0}},
+                            {"code": {"min_words": 1, "min_stop_words": 0}})
     no_stop = " ".join(["Wasser Fluss Dorf Feld Tal Bauern Regeln Markt"] * 10)
     assert QualityFilter(TH).filter(_doc(no_stop, "de")) == (False, "stop_words")
     assert QualityFilter(th).filter(_doc(no_stop, "de")) is True

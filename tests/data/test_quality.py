@@ -52,7 +52,8 @@ def test_training_set_labels_reference_sources_and_negatives():
 def test_fasttext_scores_in_range_and_ordered(tmp_path):
     df = _reference_docs()
     train, held = df.iloc[:80], df.iloc[80:]
-    texts, labels, _ = quality_training_set(train["text"].tolist(), train["source"].tolist(), [1.0] * len(train), [], CFG)
+    texts, labels, _ = quality_training_set(train["text"].tolist(), train["source"].tolist(), [1.0] * len(train), [],
+                                            CFG)
     path = train_fasttext(texts, labels, tmp_path / "q.bin", CFG)
     good = fasttext_probs(path, held["text"].tolist(), CFG.fasttext_max_chars)["hq"]
     rng = random.Random(1)

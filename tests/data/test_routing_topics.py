@@ -35,7 +35,8 @@ def test_code_page_is_routed_to_code_by_evidence():
     assert evidence_domain(MATH, 0, 4, "general", cfg) == "math"
     assert evidence_domain(PROSE, 0, 0, "general", cfg) is None
     assert evidence_domain(PROSE, 0, 0, "math", cfg) == "math"  # the page router saw formulas in the HTML
-    assert route([CODE, PROSE, MATH], [1, 0, 0], [0, 0, 3], ["general"] * 3, None, cfg, 4000) == ["code", "general", "math"]
+    assert route([CODE, PROSE, MATH], [1, 0, 0], [0, 0, 3], ["general"] * 3, None, cfg, 4000) == [
+        "code", "general", "math"]
 
 
 def test_router_fasttext_routes_code_discussion_without_blocks(tmp_path):

@@ -58,7 +58,8 @@ def test_run_tokenizer_writes_artifact_and_chars_per_token(tmp_path):
     specials = json.loads((out / F.SPECIAL_TOKENS_FILE).read_text())
     # A corpus this small yields fewer merges than asked: the specials follow the real vocabulary.
     assert len(specials) == 32 and specials[F.BEGIN_OF_TEXT] == meta["bpe_vocab_size"]
-    assert meta["vocab_size"] == meta["bpe_vocab_size"] + 32 <= 400 and meta["heldout_docs"] == 10 and meta["train_docs"] == 30
+    assert (meta["vocab_size"] == meta["bpe_vocab_size"] + 32 <= 400
+            and meta["heldout_docs"] == 10 and meta["train_docs"] == 30)
     assert meta["chars_per_token"] > 1.5
     assert set(meta["chars_per_token_by_language"]) <= {"en", "de"}
     template = jinja2.Environment().from_string((out / F.CHAT_TEMPLATE_FILE).read_text())

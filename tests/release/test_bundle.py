@@ -58,7 +58,8 @@ def test_release_bundle(tmp_path, inputs):
 
     tok = AutoTokenizer.from_pretrained(out / "hf", local_files_only=True)
     assert isinstance(tok, PreTrainedTokenizerFast) and tok.eos_token == "<|eot_id|>"
-    text = tok.apply_chat_template([{"role": "user", "content": "hello world"}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template([{"role": "user", "content": "hello world"}], tokenize=False,
+                                   add_generation_prompt=True)
     assert text == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhello world<|eot_id|>"
                     "<|start_header_id|>assistant<|end_header_id|>\n\n")
     model = AutoModelForCausalLM.from_pretrained(out / "hf", local_files_only=True)

@@ -25,7 +25,7 @@ DOCS = [f"Document {i}: the river flows past {i % 7} mills and {i % 5} bridges b
 
 
 def test_rounds_in_recipe_order():
-    inputs = {k: None for k in ("dpo_round_2", "sft_round_1", "chat_model", "sft_round_2", "dpo_round_1", "sft_round_10")}
+    inputs = dict.fromkeys(("dpo_round_2", "sft_round_1", "chat_model", "sft_round_2", "dpo_round_1", "sft_round_10"))
     assert _rounds(inputs) == ["sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "sft_round_10"]
 
 
@@ -45,17 +45,20 @@ def test_report_from_tiny_real_artifacts(tmp_path):
                               "sft_round_1", "dpo_round_1", "chat_model")):
         torch.manual_seed(i)
         inputs[name] = tmp_path / name
-        checkpoint_io.save_model(Transformer(model_args("debug", vocab, max_seq_len=64 if i == 0 else 128)), inputs[name])
+        checkpoint_io.save_model(Transformer(model_args("debug", vocab, max_seq_len=64 if i == 0 else 128)),
+                                 inputs[name])
     inputs["llama_guard"] = tmp_path / "llama_guard"
     run_llama_guard(GuardConfig(per_category=2, responses_per_category=0, max_len=128, include_policy=False,
                                 train={"steps": 1, "batch_size": 4, "lr": 1e-3}),
                     {"annealed_checkpoint": inputs["annealed_checkpoint"], "tokenizer": tok_dir},
                     inputs["llama_guard"], quiet)
     inputs["prompt_guard"] = tmp_path / "prompt_guard"
-    run_prompt_guard(PromptGuardConfig(per_class=6, hidden_dim=0, max_len=32, train={"steps": 1, "batch_size": 8, "lr": 1e-3}),
+    run_prompt_guard(PromptGuardConfig(per_class=6, hidden_dim=0, max_len=32,
+                                       train={"steps": 1, "batch_size": 8, "lr": 1e-3}),
                      {}, inputs["prompt_guard"], quiet)
     release = inputs["quantized_release"] = tmp_path / "release"
-    export_hf(checkpoint_io.load_model(inputs["chat_model"]), release / "hf", tokenizer_dir=tok_dir, dtype=torch.bfloat16)
+    export_hf(checkpoint_io.load_model(inputs["chat_model"]), release / "hf", tokenizer_dir=tok_dir,
+              dtype=torch.bfloat16)
     quantize_fp8(inputs["chat_model"], release / "fp8", scale_ub=1200.0, keep_edge_layers=0, other_dtype=torch.float32)
     quantize_int8(inputs["llama_guard"], release / "guard_int8")
 
@@ -65,7 +68,8 @@ def test_report_from_tiny_real_artifacts(tmp_path):
     meta = run_eval_report(cfg, inputs, out, quiet)
 
     report = json.loads((out / "report.json").read_text())
-    assert set(report["perplexity"]) == {"base_checkpoint", "long_context_checkpoint", "annealed_checkpoint", "chat_model"}
+    assert set(report["perplexity"]) == {"base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
+                                         "chat_model"}
     # an untrained model over a 768-token vocabulary is near-uniform: perplexity of the order of the vocabulary
     ppl = report["perplexity"]["chat_model"]["ppl"]["general"]
     assert 100 < ppl < 3 * vocab

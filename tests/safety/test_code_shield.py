@@ -56,7 +56,8 @@ def test_stage_scans_chat_model_generations(tmp_path, tokenizer_dir, lm_dir):
 
     cfg = CodeShieldConfig(prompts=3, samples_per_prompt=2, max_new_tokens=8, batch_size=6)
     out = tmp_path / "cs"
-    meta = run_code_shield(cfg, {"chat_model": lm_dir, "tokenizer": tokenizer_dir}, out, StageContext(log=lambda m: None))
+    meta = run_code_shield(cfg, {"chat_model": lm_dir, "tokenizer": tokenizer_dir}, out,
+                           StageContext(log=lambda m: None))
     assert json.loads((out / "policy.json").read_text()) == CodeShieldPolicy().model_dump()
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == meta["generations"]["scanned"] == 6
