@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -30,8 +29,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from factory.data.documents import Executor, map_shards, read_docs, write_docs
 from factory.core.stage import StageConfig, StageContext
+from factory.core.steps import Steps
+from factory.data.documents import Executor, map_shards, read_docs, write_docs
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _DIGIT = re.compile(r"\d")
@@ -207,66 +207,77 @@ def _group_codes(df: pd.DataFrame, per_language: bool) -> np.ndarray:
 
 def dedup_frame(df: pd.DataFrame, cfg: DedupConfig, num_cpus: int = 2) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Both dedup levels on a document table; returns the kept documents and the counts."""
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    steps = Steps("deduped_docs")
     bands, rows = lsh_params(cfg)
     df = df.reset_index(drop=True)
     groups = _group_codes(df, cfg.per_language)
+    with steps.step("minhash") as s:
+        sigs = _signatures(df, cfg, num_cpus)
+        s.count(docs=len(df))
+    with steps.step("lsh") as s:
+        labels = near_duplicate_clusters(sigs, bands, rows, cfg.threshold, groups)
+        keep = cluster_keepers(labels, df["text"].str.len().to_numpy())
+        sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+        s.count(kept=int(keep.sum()), dropped=int((~keep).sum()))
+    with steps.step("line_dedup") as s:
+        docs = df[keep].reset_index(drop=True)
+        work = docs[["text"]].assign(_bucket=np.arange(len(docs)) // cfg.line_bucket_docs, _group=groups[keep])
+        stripped = _strip_repeated_lines(work, cfg, num_cpus)
+        lines_in = int(sum(len(t.split("\n")) for t in docs["text"]))
+        docs["text"] = stripped["text"].to_numpy()
+        nonempty = docs["text"].str.strip().str.len() > 0
+        out = docs[nonempty].reset_index(drop=True)
+        lines_removed = int(stripped["lines_removed"].sum()) if len(stripped) else 0
+        s.count(lines_in=lines_in, lines_removed=lines_removed, docs_emptied=int((~nonempty).sum()))
 
-    def sign(shard: pd.DataFrame) -> pd.DataFrame:
-        sig = signatures(shard["text"].tolist(), cfg.shingle_size, cfg.num_perm, cfg.seed)
-        return pd.DataFrame({"sig": [row.tobytes() for row in sig]})
-
-    sig_frame = map_shards(sign, df[["text"]], cfg.num_shards, cfg.executor, num_cpus)
-    sigs = np.frombuffer(b"".join(sig_frame["sig"]), dtype=np.uint64).reshape(len(df), cfg.num_perm) if len(df) else np.zeros((0, cfg.num_perm), np.uint64)
-    timings["minhash_s"] = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    labels = near_duplicate_clusters(sigs, bands, rows, cfg.threshold, groups)
-    keep = cluster_keepers(labels, df["text"].str.len().to_numpy())
-    sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
-    timings["lsh_s"] = time.perf_counter() - t1
-
-    t2 = time.perf_counter()
-    docs = df[keep].reset_index(drop=True)
-    work = docs[["text"]].assign(
-        _bucket=np.arange(len(docs)) // cfg.line_bucket_docs, _group=groups[keep]
-    )
-    repeated = repeated_lines(map_shards(count_lines, work, cfg.num_shards, cfg.executor, num_cpus), cfg.line_max_repeats)
-
-    def strip(shard: pd.DataFrame) -> pd.DataFrame:
-        texts, removed = [], []
-        for text, bucket, group in zip(shard["text"], shard["_bucket"], shard["_group"]):
-            t, r = drop_repeated_lines(text, int(bucket), int(group), repeated)
-            texts.append(t)
-            removed.append(r)
-        return pd.DataFrame({"text": texts, "lines_removed": removed})
-
-    stripped = map_shards(strip, work, cfg.num_shards, cfg.executor, num_cpus)
-    lines_in = int(sum(len(t.split("\n")) for t in docs["text"]))
-    docs["text"] = stripped["text"].to_numpy()
-    nonempty = docs["text"].str.strip().str.len() > 0
-    out = docs[nonempty].reset_index(drop=True)
-    timings["line_dedup_s"] = time.perf_counter() - t2
-
-    total = time.perf_counter() - t0
+    total = steps.total_seconds
     meta = {
         "docs_in": int(len(df)),
         "docs_out": int(len(out)),
         "near_dup_clusters": int((sizes > 1).sum()),
         "docs_removed_near_dup": int((~keep).sum()),
         "lines_in": lines_in,
-        "lines_removed": int(stripped["lines_removed"].sum()) if len(stripped) else 0,
+        "lines_removed": lines_removed,
         "docs_removed_empty_after_line_dedup": int((~nonempty).sum()),
         "line_buckets": int(work["_bucket"].max() + 1) if len(work) else 0,
         "per_language": cfg.per_language,
         "languages": int(groups.max()) + 1 if len(groups) else 0,
         "lsh_bands": bands,
         "lsh_rows": rows,
-        "timing_s": {k: round(v, 4) for k, v in timings.items()},
+        "steps": steps.summary(),
         "docs_per_s": round(len(df) / total, 2) if total > 0 else 0.0,
     }
     return out, meta
+
+
+def _signatures(df: pd.DataFrame, cfg: DedupConfig, num_cpus: int) -> np.ndarray:
+    """MinHash signatures of every document, ``(len(df), num_perm)`` uint64, computed per shard."""
+    if not len(df):
+        return np.zeros((0, cfg.num_perm), np.uint64)
+
+    def sign(shard: pd.DataFrame) -> pd.DataFrame:
+        sig = signatures(shard["text"].tolist(), cfg.shingle_size, cfg.num_perm, cfg.seed)
+        return pd.DataFrame({"sig": [row.tobytes() for row in sig]})
+
+    sig_frame = map_shards(sign, df[["text"]], cfg.num_shards, cfg.executor, num_cpus)
+    return np.frombuffer(b"".join(sig_frame["sig"]), dtype=np.uint64).reshape(len(df), cfg.num_perm)
+
+
+def _strip_repeated_lines(work: pd.DataFrame, cfg: DedupConfig, num_cpus: int) -> pd.DataFrame:
+    """CCNet line dedup of ``work`` (text, _bucket, _group): lines seen more than
+    ``line_max_repeats`` times in their bucket and group are dropped; returns text, lines_removed."""
+    repeated = repeated_lines(map_shards(count_lines, work, cfg.num_shards, cfg.executor, num_cpus),
+                              cfg.line_max_repeats)
+
+    def strip(shard: pd.DataFrame) -> pd.DataFrame:
+        texts, removed = [], []
+        for text, bucket, group in zip(shard["text"], shard["_bucket"], shard["_group"], strict=True):
+            t, r = drop_repeated_lines(text, int(bucket), int(group), repeated)
+            texts.append(t)
+            removed.append(r)
+        return pd.DataFrame({"text": texts, "lines_removed": removed})
+
+    return map_shards(strip, work, cfg.num_shards, cfg.executor, num_cpus)
 
 
 def run_deduped_docs(cfg: DedupConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
