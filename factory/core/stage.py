@@ -13,6 +13,7 @@ in Dagster and in MLflow. Stages never decide paths or environments themselves.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,15 +36,39 @@ def _print(msg: str) -> None:
 class StageContext:
     """What a running stage may use besides its inputs: progress lines, step metrics, and a
     resumable ``work_dir`` tied to the artifact's key (kept if the stage is interrupted, deleted
-    once the artifact is complete) where training stages keep their checkpoints."""
+    once the artifact is complete) where training stages keep their checkpoints.
+
+    One context serves one stage run: the artifact store makes one per materialization, and an
+    ad-hoc call should too (its checkpoint folders are the context's, see ``checkpoint_dir``).
+    """
 
     work_dir: Path | None = None
     log: Callable[[str], None] = _print
     metrics_sink: Callable[[dict[str, float], int | None], None] | None = None
     num_cpus: int = 2
     history: list[tuple[int | None, dict[str, float]]] = field(default_factory=list)
+    _scratch: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False, compare=False)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.history.append((step, dict(metrics)))
         if self.metrics_sink is not None:
             self.metrics_sink(metrics, step)
+
+    def checkpoint_dir(self, name: str) -> Path:
+        """The folder where the training run ``name`` of this stage keeps its checkpoints (created).
+
+        ``work_dir/name`` when the stage has a work folder, so an interrupted build resumes; in an
+        ad-hoc call without one, ``name`` under a temporary folder this context owns (removed with
+        the context). Either way the same name gives the same folder for the context's lifetime.
+        """
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"checkpoint folder name {name!r} must be a relative path inside the work folder")
+        if self.work_dir is not None:
+            root = Path(self.work_dir)
+        else:
+            if self._scratch is None:
+                self._scratch = tempfile.TemporaryDirectory(prefix="factory-stage-")
+            root = Path(self._scratch.name)
+        path = root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path

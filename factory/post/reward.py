@@ -17,13 +17,13 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from factory.core.stage import StageConfig, StageContext
 from factory.model.chat_format import ChatFormat, load_chat_format
 from factory.post.annotator import Ranking
 from factory.post.encode import ranking_example, scored_ids
-from factory.post.fit import fit
 from factory.post.preference import read_rankings
-from factory.core.stage import StageConfig, StageContext
-from factory.train.data import pad_collate
+from factory.train.data import Examples, score_sequences
+from factory.train.stage_training import train_stage
 from factory.train.trainer import TrainConfig, describe
 
 
@@ -60,12 +60,8 @@ def ranking_pairs(fmt: ChatFormat, rankings: Sequence[Ranking], max_len: int) ->
 def reward_scores(rm, fmt: ChatFormat, items: Sequence[tuple[str, str]], batch_size: int = 32) -> list[float]:
     """Scalar reward of each (prompt, response); dialogs longer than the context keep their tail."""
     max_len = rm.backbone.args.max_seq_len
-    out: list[float] = []
-    for start in range(0, len(items), batch_size):
-        seqs = [scored_ids(fmt, p, r)[-max_len:] for p, r in items[start : start + batch_size]]
-        batch = pad_collate([{"input_ids": s, "length": len(s)} for s in seqs], fmt.pad_id)
-        out += rm(batch["input_ids"], batch["length"]).squeeze(-1).tolist()
-    return out
+    seqs = [scored_ids(fmt, p, r)[-max_len:] for p, r in items]
+    return score_sequences(rm, seqs, fmt.pad_id, batch_size).squeeze(-1).tolist()
 
 
 def pairwise_accuracy(rm, fmt: ChatFormat, rankings: Sequence[Ranking], batch_size: int = 32) -> float:
@@ -74,7 +70,7 @@ def pairwise_accuracy(rm, fmt: ChatFormat, rankings: Sequence[Ranking], batch_si
         return 0.0
     better = reward_scores(rm, fmt, [(p, b) for p, b, _ in pairs], batch_size)
     worse = reward_scores(rm, fmt, [(p, w) for p, _, w in pairs], batch_size)
-    return round(sum(b > w for b, w in zip(better, worse)) / len(pairs), 4)
+    return round(sum(b > w for b, w in zip(better, worse, strict=False)) / len(pairs), 4)
 
 
 def run_reward_model(cfg: RewardConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
@@ -86,8 +82,9 @@ def run_reward_model(cfg: RewardConfig, inputs: dict[str, Path], out: Path, ctx:
     args = load_args(base)
     train_set, val_set = split_rankings(read_rankings(inputs["preference_data"]), cfg.val_fraction, cfg.seed)
     examples, skipped = ranking_pairs(fmt, train_set, args.max_seq_len)
-    result = fit("reward_model", cfg.train, lambda: build_model(args, "scorer", 1), PairwiseRanking(), examples,
-                 fmt.pad_id, ctx, init_state=backbone_state(base), strict_init=False)
+    result = train_stage("reward_model", cfg.train, lambda: build_model(args, "scorer", 1), PairwiseRanking(),
+                         Examples(examples, fmt.pad_id, seed=cfg.train.seed), ctx, init_state=backbone_state(base),
+                         strict_init=False)
     rm = result.model.eval()
     save_model(rm, out, extra={"stage": "reward_model"})
     return {

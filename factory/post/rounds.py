@@ -25,18 +25,19 @@ from typing import Any
 
 from pydantic import Field
 
-from factory.post.task_accuracy import evaluate, heldout_prompts
+from factory.core.stage import StageConfig, StageContext
 from factory.model.chat_format import load_chat_format
 from factory.post.annotator import AnnotatorConfig, annotate
 from factory.post.encode import preference_example, sft_example
-from factory.post.fit import fit
 from factory.post.preference import ranking_counts, read_rankings
 from factory.post.qc import QCConfig, clean
 from factory.post.rejection import rejection_sample
 from factory.post.sampling import SamplingConfig, load_policy, sample_responses
 from factory.post.sft_data import rejection_records, synthetic_records
+from factory.post.task_accuracy import evaluate, heldout_prompts
 from factory.post.tasks import sample_prompts
-from factory.core.stage import StageConfig, StageContext
+from factory.train.data import Examples
+from factory.train.stage_training import train_stage
 from factory.train.trainer import TrainConfig, describe
 
 SFT_DATA_FILE = "sft_data.jsonl"
@@ -115,8 +116,8 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     base = inputs["annealed_checkpoint"]
     args = load_args(base)
     examples = [e for r in records if (e := sft_example(fmt, r["prompt"], r["response"], args.max_seq_len))]
-    result = fit("sft", cfg.train, lambda: build_model(args), LanguageModeling(), examples, fmt.pad_id, ctx,
-                 init_state=load_state(base))
+    result = train_stage("sft", cfg.train, lambda: build_model(args), LanguageModeling(),
+                         Examples(examples, fmt.pad_id, seed=cfg.train.seed), ctx, init_state=load_state(base))
     save_model(result.model, out, extra={"stage": f"sft_round_{round}", "policy_sampled": policy_key(round)})
     _write_jsonl(out / SFT_DATA_FILE, records)
 
@@ -127,11 +128,12 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
             "samples_per_prompt": cfg.rs_samples,
             "accepted": len(rs),
             "acceptance_rate": _mean([1.0] * len(rs) + [0.0] * (len(candidates) - len(rs))),
-            "mean_reward_chosen": _mean([c.rewards[b] for c, b in zip(candidates, chosen)]),
+            "mean_reward_chosen": _mean([c.rewards[b] for c, b in zip(candidates, chosen, strict=False)]),
             "mean_reward_all": _mean([x for c in candidates for x in c.rewards]),
-            "mean_task_score_chosen": _mean([c.task_scores[b] for c, b in zip(candidates, chosen)]),
+            "mean_task_score_chosen": _mean([c.task_scores[b] for c, b in zip(candidates, chosen, strict=False)]),
             "mean_task_score_all": _mean([x for c in candidates for x in c.task_scores]),
-            "chosen_correct_rate": _mean([float(c.task_scores[b] == 1.0) for c, b in zip(candidates, chosen)]),
+            "chosen_correct_rate": _mean([float(c.task_scores[b] == 1.0)
+                                          for c, b in zip(candidates, chosen, strict=False)]),
         },
         "synthetic_examples": len(synthetic),
         "qc": qc_counts,
@@ -155,7 +157,7 @@ def run_dpo_round(cfg: DPOConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     ctx.log(f"on-policy pairs: {len(prompts)} prompts x 2 from sft_round_{round}")
     responses = sample_responses(load_policy(sft), fmt, prompts, 2, cfg.sampling, seed)
     rng = random.Random(seed)
-    onpolicy = [r for p, (a, b) in zip(prompts, responses)
+    onpolicy = [r for p, (a, b) in zip(prompts, responses, strict=False)
                 if (r := annotate(p, (a, f"sft_round_{round}"), (b, f"sft_round_{round}"), cfg.annotator, rng))]
     offline = read_rankings(inputs["preference_data"])
     pairs = [(r.prompt.prompt, good.text, bad.text) for r in onpolicy + offline for good, bad in r.pairs()]
@@ -168,8 +170,8 @@ def run_dpo_round(cfg: DPOConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     for i, run in enumerate(cfg.runs):
         train_cfg = cfg.train.model_copy(update={"seed": run.seed})
         objective = DirectPreference(load_policy(sft), run.beta, cfg.nll_coef)
-        result = fit(f"run_{i}", train_cfg, lambda: build_model(args), objective, examples, fmt.pad_id, ctx,
-                     init_state=load_state(sft))
+        result = train_stage(f"run_{i}", train_cfg, lambda: build_model(args), objective,
+                             Examples(examples, fmt.pad_id, seed=train_cfg.seed), ctx, init_state=load_state(sft))
         save_model(result.model, out / RUNS_DIR / f"run_{i}",
                    extra={"stage": f"dpo_round_{round}", "run": i, "seed": run.seed, "beta": run.beta})
         hist = result.history

@@ -1,6 +1,7 @@
-"""``annealed_checkpoint``: the LR falls linearly to 0 on a mix that upsamples high-quality data, at
-the long-context length (recipe: "Annealing"); optionally the same annealing values a small dataset
-(30 % new data / 70 % default mix against an anneal on the default mix alone).
+"""``annealed_checkpoint`` (recipe: "Annealing"; docs/architecture.md, "The recipe, stage by
+stage"): continued pre-training from the long-context checkpoint, at its length, with the LR falling
+linearly to 0 on a mix that upsamples high-quality data; optionally the same annealing values a small
+dataset (30 % new data / 70 % default mix against an anneal on the default mix alone).
 """
 
 from __future__ import annotations
@@ -10,16 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import Field, model_validator
 
 from factory.core.stage import StageConfig, StageContext
 from factory.eval.perplexity import val_losses
-from factory.model.checkpoint_io import save_model
-from factory.model.llama import ModelArgs, Transformer
-from factory.pretrain.continued import branch_from, stage_inputs, write_history
-from factory.train.lm_runs import load_streams, mix_data, normalize, run_summary, scratch_dir, train_lm
-from factory.train.token_shards import HIGH_QUALITY
+from factory.pretrain.continued import Continued, continue_pretraining
+from factory.train.lm_runs import mix_data, normalize, train_lm
+from factory.train.token_shards import HIGH_QUALITY, read_mix
 from factory.train.trainer import TrainConfig
 
 
@@ -39,7 +37,7 @@ class AnnealConfig(StageConfig):
     value_steps: int = Field(0, description="Steps of each valuation anneal; 0 means train.steps.")
 
     @model_validator(mode="after")
-    def _check(self) -> "AnnealConfig":
+    def _check(self) -> AnnealConfig:
         if self.train.schedule != "linear_to_zero":
             raise ValueError(f"annealing needs schedule linear_to_zero, got {self.train.schedule}")
         if not 0.0 <= self.high_quality_weight < 1.0:
@@ -47,9 +45,8 @@ class AnnealConfig(StageConfig):
         return self
 
 
-
-
-def anneal_mix(base: Mapping[str, float], upsample: Mapping[str, float], high_quality_weight: float) -> dict[str, float]:
+def anneal_mix(base: Mapping[str, float], upsample: Mapping[str, float],
+               high_quality_weight: float) -> dict[str, float]:
     """The chosen mix with domain multipliers applied (domains absent from it are skipped: a small
     corpus may lack one), plus a high-quality share."""
     mix = normalize({k: w * upsample.get(k, 1.0) for k, w in base.items()})
@@ -60,58 +57,43 @@ def anneal_mix(base: Mapping[str, float], upsample: Mapping[str, float], high_qu
 
 
 def run_annealed_checkpoint(cfg: AnnealConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
-    info, mix = stage_inputs(inputs)
-    args, state = branch_from(inputs["long_context_checkpoint"], cfg.seq_len)
-    seq_len = args.max_seq_len
-    weights = anneal_mix(mix["weights"], cfg.upsample, cfg.high_quality_weight)
-    names = sorted(set(weights) | set(mix["weights"]) | ({cfg.value_dataset} - {""}))
-    train_streams = load_streams(inputs["data_mix"], names, "train")
-    val_streams = load_streams(inputs["data_mix"], list(mix["weights"]), "validation")
-    ctx.log(f"annealing at length {seq_len} on {weights}")
-
-    start = Transformer(args)
-    start.load_state_dict(state)
-    before = val_losses(start, val_streams, seq_len, info.eot_id, cfg.eval_windows)
-    data = mix_data(train_streams, weights, seq_len, info.eot_id, cfg.train.seed)
-    with scratch_dir(ctx, "anneal") as ckpt:
-        result = train_lm(cfg.train, args, data, init_state=state, checkpoint_dir=ckpt, log=ctx.log,
-                          on_metrics=ctx.log_metrics)
-    after = val_losses(result.model, val_streams, seq_len, info.eot_id, cfg.eval_windows)
+    base_mix = read_mix(inputs["data_mix"])["weights"]
+    weights = anneal_mix(base_mix, cfg.upsample, cfg.high_quality_weight)
+    train_streams = sorted(set(weights) | set(base_mix) | ({cfg.value_dataset} - {""}))
+    run = continue_pretraining("anneal", cfg, cfg.seq_len, inputs, out, ctx, upstream="long_context_checkpoint",
+                               weights=weights, train_streams=train_streams, val_streams=list(base_mix),
+                               model_extra={"stage": "annealed_checkpoint"})
     meta: dict[str, Any] = {
-        "seq_len": seq_len,
+        "seq_len": run.seq_len,
         "mix": weights,
-        "upsample_skipped": sorted(set(cfg.upsample) - set(mix["weights"])),
-        **run_summary(result, cfg.train, seq_len),
-        "val_loss_before": before,
-        "val_loss": after,
-        "val_perplexity": round(float(np.exp(after["mean"])), 3),
+        "upsample_skipped": sorted(set(cfg.upsample) - set(base_mix)),
+        **run.summary,
+        "val_loss_before": run.val_loss_before,
+        "val_loss": run.val_loss,
+        "val_perplexity": run.val_perplexity,
     }
     if cfg.value_dataset:
-        meta["dataset_valuation"] = _value_dataset(cfg, args, state, mix["weights"], train_streams, val_streams,
-                                                   info.eot_id, ctx)
-    save_model(result.model, out, extra={"stage": "annealed_checkpoint", "seq_len": seq_len, "mix": weights})
-    write_history(out, result.history)
+        meta["dataset_valuation"] = _value_dataset(cfg, run, base_mix, ctx)
     (out / "anneal.json").write_text(json.dumps(meta, indent=1))
     return meta
 
 
-def _value_dataset(cfg: AnnealConfig, args: ModelArgs, state, default_mix: Mapping[str, float],
-                   train_streams: Mapping[str, np.ndarray], val_streams: Mapping[str, np.ndarray], eot_id: int,
+def _value_dataset(cfg: AnnealConfig, run: Continued, default_mix: Mapping[str, float],
                    ctx: StageContext) -> dict[str, Any]:
     """Recipe: anneal on value_weight of the new dataset + the rest default mix, and compare with
     the same anneal on the default mix alone; the val-loss delta is the dataset's value."""
-    name = cfg.value_dataset
-    if name not in train_streams or len(train_streams[name]) <= args.max_seq_len:
+    name, args, streams = cfg.value_dataset, run.args, run.streams
+    if name not in streams.train or len(streams.train[name]) <= args.max_seq_len:
         raise ValueError(f"value_dataset {name!r} has no training window of {args.max_seq_len} tokens")
     vcfg = cfg.train.model_copy(update={"steps": cfg.value_steps or cfg.train.steps, "checkpoint_every": 0})
     with_new = {k: w * (1.0 - cfg.value_weight) for k, w in normalize(default_mix).items()}
     with_new[name] = with_new.get(name, 0.0) + cfg.value_weight
     runs = {}
     for label, weights in (("default_mix", dict(default_mix)), ("with_dataset", with_new)):
-        data = mix_data(train_streams, weights, args.max_seq_len, eot_id, vcfg.seed)
-        res = train_lm(vcfg, args, data, init_state=state, log=ctx.log)
+        data = mix_data(streams.train, weights, args.max_seq_len, run.eot_id, vcfg.seed)
+        res = train_lm(vcfg, args, data, init_state=run.init_state, log=ctx.log)
         runs[label] = {"mix": normalize(weights),
-                       "val_loss": val_losses(res.model, val_streams, args.max_seq_len, eot_id, cfg.eval_windows)}
+                       "val_loss": val_losses(res.model, streams.val, args.max_seq_len, run.eot_id, cfg.eval_windows)}
     delta = {k: round(runs["with_dataset"]["val_loss"][k] - runs["default_mix"]["val_loss"][k], 5)
              for k in runs["default_mix"]["val_loss"]}
     ctx.log(f"valuing {name!r}: val-loss delta {delta}")

@@ -1,7 +1,7 @@
-"""``base_checkpoint``: initial pre-training from scratch on the chosen data mix (recipe:
-"Initial Pre-Training"): AdamW, linear warmup + cosine decay to a floor, batch-size ramp, packed
-sequences with document masking, GQA and RoPE θ = 500 000; the model size comes from the config or
-from the scaling-law fit.
+"""``base_checkpoint`` (recipe: "Initial Pre-Training"; docs/architecture.md, "The recipe, stage by
+stage"): pre-training from scratch on the chosen data mix: AdamW, linear warmup + cosine decay to a
+floor, batch-size ramp, packed sequences with document masking, GQA and RoPE θ = 500 000; the model
+size comes from the config or from the scaling-law fit.
 """
 
 from __future__ import annotations
@@ -10,17 +10,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-import torch
 from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
-from factory.eval.perplexity import val_losses
-from factory.model.checkpoint_io import save_model
 from factory.model.flavors import model_args
-from factory.model.llama import Transformer
-from factory.pretrain.continued import stage_inputs, write_history
-from factory.train.lm_runs import load_streams, mix_data, run_summary, scratch_dir, train_lm
+from factory.pretrain.continued import Streams, stage_inputs, train_on_mix
 from factory.train.trainer import TrainConfig
 
 
@@ -47,25 +41,17 @@ def run_base_checkpoint(cfg: PretrainConfig, inputs: dict[str, Path], out: Path,
     flavor = cfg.flavor if cfg.size_from == "config" else _recommended_flavor(inputs["scaling_law_fit"])
     args = model_args(flavor, info.vocab_size, rope_theta=cfg.rope_theta, max_seq_len=cfg.seq_len)
     weights = mix["weights"]
-    train_streams = load_streams(inputs["data_mix"], list(weights), "train")
-    val_streams = load_streams(inputs["data_mix"], list(weights), "validation")
-    data = mix_data(train_streams, weights, cfg.seq_len, info.eot_id, cfg.train.seed)
+    streams = Streams.load(inputs["data_mix"], list(weights), list(weights))
     ctx.log(f"base pre-training: flavor {flavor} ({cfg.size_from}), mix {weights}, {cfg.train.steps} steps")
-    torch.manual_seed(cfg.train.seed)  # the trainer seeds the same way: this is the run's initial model
-    init_loss = val_losses(Transformer(args), val_streams, cfg.seq_len, info.eot_id, cfg.eval_windows)["mean"]
-    with scratch_dir(ctx, "base") as ckpt:
-        result = train_lm(cfg.train, args, data, checkpoint_dir=ckpt, log=ctx.log, on_metrics=ctx.log_metrics)
-    val = val_losses(result.model, val_streams, cfg.seq_len, info.eot_id, cfg.eval_windows)
-    save_model(result.model, out, extra={"stage": "base_checkpoint", "flavor": flavor, "seq_len": cfg.seq_len,
-                                         "mix": weights})
-    write_history(out, result.history)
+    run = train_on_mix("base", cfg, args, None, weights, streams, info.eot_id, out, ctx,
+                       model_extra={"stage": "base_checkpoint", "flavor": flavor})
     return {
         "flavor": flavor,
         "size_from": cfg.size_from,
         "seq_len": cfg.seq_len,
-        **run_summary(result, cfg.train, cfg.seq_len),
-        "init_val_loss": init_loss,
-        "val_loss": val,
-        "val_perplexity": round(float(np.exp(val["mean"])), 3),
+        **run.summary,
+        "init_val_loss": run.val_loss_before["mean"],
+        "val_loss": run.val_loss,
+        "val_perplexity": run.val_perplexity,
         "mix": weights,
     }

@@ -1,5 +1,6 @@
-"""``code_expert`` / ``multilingual_expert``: continued pre-training branched from the base run on a
-mix shifted towards one domain (recipe: "Code expert", "Multilingual expert").
+"""``code_expert`` / ``multilingual_expert`` (recipe: "Code expert", "Multilingual expert";
+docs/architecture.md, "The recipe, stage by stage"): continued pre-training branched from the base
+checkpoint on a mix shifted towards one domain.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from typing import Any
 from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
-from factory.eval.perplexity import val_losses
-from factory.model.checkpoint_io import save_model
-from factory.model.llama import Transformer
-from factory.pretrain.continued import branch_from, stage_inputs, write_history
-from factory.train.lm_runs import load_streams, mix_data, run_summary, scratch_dir, shifted_mix, train_lm
+from factory.pretrain.continued import continue_pretraining
+from factory.train.lm_runs import shifted_mix
+from factory.train.token_shards import read_mix
 from factory.train.trainer import TrainConfig
 
 
@@ -29,31 +28,18 @@ class ExpertConfig(StageConfig):
 
 
 def run_expert_checkpoint(cfg: ExpertConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
-    info, mix = stage_inputs(inputs)
-    args, state = branch_from(inputs["base_checkpoint"], cfg.seq_len)
-    seq_len = args.max_seq_len
-    names = sorted(set(mix["weights"]) | {cfg.domain})
-    train_streams = load_streams(inputs["data_mix"], names, "train")
-    val_streams = {k: v for k, v in load_streams(inputs["data_mix"], names, "validation").items() if len(v)}
-    if len(train_streams[cfg.domain]) <= seq_len:
-        raise ValueError(f"expert domain {cfg.domain!r} has no training window of {seq_len} tokens")
-    weights = shifted_mix(mix["weights"], cfg.domain, cfg.domain_weight)
-    ctx.log(f"{cfg.domain} expert: continued pre-training on {weights}")
-    start = Transformer(args)
-    start.load_state_dict(state)
-    before = val_losses(start, val_streams, seq_len, info.eot_id, cfg.eval_windows)
-    data = mix_data(train_streams, weights, seq_len, info.eot_id, cfg.train.seed)
-    with scratch_dir(ctx, f"expert-{cfg.domain}") as ckpt:
-        result = train_lm(cfg.train, args, data, init_state=state, checkpoint_dir=ckpt, log=ctx.log,
-                          on_metrics=ctx.log_metrics)
-    after = val_losses(result.model, val_streams, seq_len, info.eot_id, cfg.eval_windows)
-    save_model(result.model, out, extra={"stage": f"{cfg.domain}_expert", "seq_len": seq_len, "mix": weights})
-    write_history(out, result.history)
+    base_mix = read_mix(inputs["data_mix"])["weights"]
+    weights = shifted_mix(base_mix, cfg.domain, cfg.domain_weight)
+    names = sorted(set(base_mix) | {cfg.domain})
+    run = continue_pretraining(f"expert-{cfg.domain}", cfg, cfg.seq_len, inputs, out, ctx, upstream="base_checkpoint",
+                               weights=weights, train_streams=names, val_streams=names,
+                               model_extra={"stage": f"{cfg.domain}_expert"})
+    before, after = run.val_loss_before, run.val_loss
     return {
         "domain": cfg.domain,
         "mix": weights,
-        "seq_len": seq_len,
-        **run_summary(result, cfg.train, seq_len),
+        "seq_len": run.seq_len,
+        **run.summary,
         "val_loss_before": before,
         "val_loss": after,
         "domain_val_loss_delta": round(after.get(cfg.domain, float("nan")) - before.get(cfg.domain, float("nan")), 5),

@@ -1,7 +1,9 @@
-"""``long_context_checkpoint``: the context is raised in increments (recipe: "Long Context
-Pre-Training"); each increment trains until its gates pass (short-context loss recovered to within a
-tolerance of the base model's, and needle-in-a-haystack solved at the new length) or its step budget
-runs out.
+"""``long_context_checkpoint`` (recipe: "Long Context Pre-Training"; docs/architecture.md, "The
+recipe, stage by stage"): the context of the base model is raised in increments; each increment is a
+training run of its own (checkpoints in ``ctx.checkpoint_dir("long_context/len-NNNNNN")``) that
+trains in chunks of ``check_every`` steps until its gates pass (short-context loss recovered to
+within a tolerance of the base model's, and needle-in-a-haystack solved at the new length) or its
+step budget runs out.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from factory.eval.niah import NeedleSource, NiahBuilder, niah_table
 from factory.eval.perplexity import val_losses
 from factory.model.checkpoint_io import load_args, load_state, save_model
 from factory.model.llama import Transformer
-from factory.pretrain.continued import stage_inputs
+from factory.pretrain.continued import pretrain_run, stage_inputs
 from factory.train.checkpoint import latest_checkpoint, load_checkpoint
-from factory.train.lm_runs import load_streams, mix_data, scratch_dir, train_lm
+from factory.train.lm_runs import load_streams, mix_data
 from factory.train.trainer import TrainConfig
 
 
@@ -44,7 +46,7 @@ class LongContextConfig(StageConfig):
     eval_windows: int = Field(description="Validation windows per domain for the recovery gate.")
 
     @model_validator(mode="after")
-    def _check(self) -> "LongContextConfig":
+    def _check(self) -> LongContextConfig:
         if not self.lengths or sorted(set(self.lengths)) != list(self.lengths):
             raise ValueError(f"lengths must be a non-empty ascending list, got {self.lengths}")
         if not 0.0 <= self.niah_rate < 1.0:
@@ -105,46 +107,45 @@ def run_long_context_checkpoint(cfg: LongContextConfig, inputs: dict[str, Path],
     tcfg = cfg.train.model_copy(update={"checkpoint_every": cfg.check_every})
     mixed = {k: w * (1.0 - cfg.niah_rate) for k, w in weights.items()}
     increments, args, model = [], base_args, base_model
-    with scratch_dir(ctx, "long_context") as scratch:
-        for length in cfg.lengths:
-            args = replace(base_args, max_seq_len=length)
-            ckdir = scratch / f"len-{length:06d}"
-            done_file = ckdir / INCREMENT_FILE
-            if done_file.exists():  # finished before an interruption: reload, don't retrain
-                record = json.loads(done_file.read_text())
-                model = Transformer(args)
-                model.load_state_dict(load_checkpoint(latest_checkpoint(ckdir))["model"])
-                state = model.state_dict()
-                increments.append(record)
-                continue
-            needles = length in needle_lengths and cfg.niah_rate > 0
-            data = mix_data(train_streams, {**mixed, "niah": cfg.niah_rate} if needles else weights, length,
-                            info.eot_id, tcfg.seed,
-                            extra_sources={"niah": NeedleSource(train_builder, length, seed=tcfg.seed)} if needles else None)
-            checks: list[dict[str, Any]] = []
-            latest = latest_checkpoint(ckdir)
-            step = int(latest.name.split("-")[-1]) if latest is not None else 0
-            while True:
-                stop = min(step + cfg.check_every, tcfg.steps)
-                result = train_lm(tcfg, args, data, init_state=state, checkpoint_dir=ckdir, log=ctx.log,
-                                  on_metrics=ctx.log_metrics, stop_after=stop)
-                step, model = stop, result.model
-                gate = _gates(model, cfg, length, short_len, base_short, val_streams, val_builder, info.eot_id,
-                              seed=cfg.train.seed + step)
-                checks.append({"step": step, **gate})
-                ctx.log(f"len {length} step {step}: short loss {gate['short_val_loss']:.4f} "
-                        f"(base {base_short:.4f}), NIAH {gate['niah_accuracy']} -> "
-                        f"{'pass' if gate['passed'] else 'not yet'}")
-                curves = {f"len{length}/short_val_loss": gate["short_val_loss"]}
-                if gate["niah_accuracy"] is not None:
-                    curves[f"len{length}/niah_accuracy"] = gate["niah_accuracy"]
-                ctx.log_metrics(curves, step)
-                if gate["passed"] or step >= tcfg.steps:
-                    break
-            record = {"length": length, "steps": step, "passed": checks[-1]["passed"], "checks": checks}
-            done_file.write_text(json.dumps(record))
-            increments.append(record)
+    for length in cfg.lengths:
+        args = replace(base_args, max_seq_len=length)
+        run = f"long_context/len-{length:06d}"
+        ckdir = ctx.checkpoint_dir(run)
+        done_file = ckdir / INCREMENT_FILE
+        if done_file.exists():  # finished before an interruption: reload, don't retrain
+            record = json.loads(done_file.read_text())
+            model = Transformer(args)
+            model.load_state_dict(load_checkpoint(latest_checkpoint(ckdir))["model"])
             state = model.state_dict()
+            increments.append(record)
+            continue
+        needles = length in needle_lengths and cfg.niah_rate > 0
+        needle_source = {"niah": NeedleSource(train_builder, length, seed=tcfg.seed)} if needles else None
+        data = mix_data(train_streams, {**mixed, "niah": cfg.niah_rate} if needles else weights, length,
+                        info.eot_id, tcfg.seed, extra_sources=needle_source)
+        checks: list[dict[str, Any]] = []
+        latest = latest_checkpoint(ckdir)
+        step = int(latest.name.split("-")[-1]) if latest is not None else 0
+        while True:
+            stop = min(step + cfg.check_every, tcfg.steps)
+            result = pretrain_run(run, tcfg, args, data, ctx, init_state=state, stop_after=stop)
+            step, model = stop, result.model
+            gate = _gates(model, cfg, length, short_len, base_short, val_streams, val_builder, info.eot_id,
+                          seed=cfg.train.seed + step)
+            checks.append({"step": step, **gate})
+            ctx.log(f"len {length} step {step}: short loss {gate['short_val_loss']:.4f} "
+                    f"(base {base_short:.4f}), NIAH {gate['niah_accuracy']} -> "
+                    f"{'pass' if gate['passed'] else 'not yet'}")
+            curves = {f"len{length}/short_val_loss": gate["short_val_loss"]}
+            if gate["niah_accuracy"] is not None:
+                curves[f"len{length}/niah_accuracy"] = gate["niah_accuracy"]
+            ctx.log_metrics(curves, step)
+            if gate["passed"] or step >= tcfg.steps:
+                break
+        record = {"length": length, "steps": step, "passed": checks[-1]["passed"], "checks": checks}
+        done_file.write_text(json.dumps(record))
+        increments.append(record)
+        state = model.state_dict()
 
     final_len = cfg.lengths[-1]
     # The base length joins the final table when it can hold a needle at all.

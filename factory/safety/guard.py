@@ -28,17 +28,18 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from factory.model import tokenizer_files as T
+from factory.core.stage import StageConfig, StageContext
 from factory.eval.guard_eval import binary_metrics, per_label_recall
 from factory.model import checkpoint_io
+from factory.model import tokenizer_files as T
 from factory.model.chat_format import ChatFormat, load_chat_format
 from factory.model.llama import SequenceScorer
 from factory.safety.seed_prompts import GuardExample, guard_examples, split
 from factory.safety.taxonomy import CODES, policy_text
-from factory.core.stage import StageConfig, StageContext
-from factory.train.data import Examples
+from factory.train.data import Examples, score_sequences
 from factory.train.losses import Classification
-from factory.train.trainer import TrainConfig, describe, train
+from factory.train.stage_training import train_stage
+from factory.train.trainer import TrainConfig, describe
 
 LABELS: tuple[str, ...] = ("unsafe", *CODES)  # output index 0 = unsafe flag, 1..14 = S1..S14
 TOKENIZER_DIR = "tokenizer"
@@ -99,7 +100,7 @@ class LlamaGuard:
         self.threshold, self.max_len, self.with_policy, self.batch_size = threshold, max_len, with_policy, batch_size
 
     @classmethod
-    def load(cls, folder: Path, batch_size: int = 32, model: torch.nn.Module | None = None) -> "LlamaGuard":
+    def load(cls, folder: Path, batch_size: int = 32, model: torch.nn.Module | None = None) -> LlamaGuard:
         """The guard saved in ``folder``; ``model`` swaps in other weights of the same scorer (e.g. the
         INT8 release of this guard), keeping the folder's tokenizer, threshold and prompt format."""
         extra = checkpoint_io.read_meta(folder)["extra"]
@@ -113,17 +114,11 @@ class LlamaGuard:
     def probabilities(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None) -> np.ndarray:
         """[N, 15] sigmoid outputs: column 0 unsafe, columns 1..14 S1..S14."""
         responses = responses if responses is not None else [None] * len(prompts)
-        ids = [encode_guard_prompt(self.chat, p, r, self.max_len, self.with_policy) for p, r in zip(prompts, responses)]
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(ids), self.batch_size):
-                chunk = ids[i : i + self.batch_size]
-                lengths = torch.tensor([len(x) for x in chunk])
-                tokens = torch.full((len(chunk), int(lengths.max())), self.chat.pad_id, dtype=torch.long)
-                for j, x in enumerate(chunk):
-                    tokens[j, : len(x)] = torch.tensor(x)
-                out.append(torch.sigmoid(self.model(tokens, lengths).float()).numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(LABELS)), dtype=np.float32)
+        ids = [encode_guard_prompt(self.chat, p, r, self.max_len, self.with_policy)
+               for p, r in zip(prompts, responses, strict=False)]
+        if not ids:
+            return np.zeros((0, len(LABELS)), dtype=np.float32)
+        return torch.sigmoid(score_sequences(self.model, ids, self.chat.pad_id, self.batch_size)).numpy()
 
     def classify(self, texts: Sequence[str], responses: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
         """One verdict per input: ``unsafe`` (bool), ``p_unsafe`` and the fired ``categories``."""
@@ -132,7 +127,8 @@ class LlamaGuard:
             {
                 "unsafe": bool(p[0] > self.threshold),
                 "p_unsafe": round(float(p[0]), 4),
-                "categories": [c for c, q in zip(CODES, p[1:]) if q > self.threshold] if p[0] > self.threshold else [],
+                "categories": [c for c, q in zip(CODES, p[1:], strict=False) if q > self.threshold]
+                if p[0] > self.threshold else [],
             }
             for p in probs
         ]
@@ -153,7 +149,8 @@ def evaluate(guard: LlamaGuard, examples: Sequence[GuardExample]) -> dict[str, A
     # Share flagged unsafe per kind: on look-alikes, refusals and helpful answers it is a false refusal rate.
     kinds = sorted({e.kind for e in examples})
     metrics["flagged_by_kind"] = {
-        k: round(float(np.mean([v["unsafe"] for e, v in zip(examples, verdicts) if e.kind == k])), 4) for k in kinds}
+        k: round(float(np.mean([v["unsafe"] for e, v in zip(examples, verdicts, strict=False) if e.kind == k])), 4)
+        for k in kinds}
     return metrics
 
 
@@ -170,17 +167,9 @@ def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: S
     for e in train_set:
         ids = encode_guard_prompt(chat, e.prompt, e.response, max_len, cfg.include_policy)
         rows.append({"input_ids": ids, "lengths": len(ids), "labels": torch.tensor(label_vector(e))})
-    result = train(
-        cfg.train,
-        lambda: SequenceScorer(args, len(LABELS)),
-        Classification(),
-        Examples(rows, chat.pad_id, seed=cfg.train.seed),
-        init_state=checkpoint_io.backbone_state(base),
-        strict_init=False,
-        checkpoint_dir=ctx.work_dir / "checkpoints" if ctx.work_dir is not None else None,
-        log=ctx.log,
-        on_metrics=lambda m, step: ctx.log_metrics(m, step),
-    )
+    result = train_stage("llama_guard", cfg.train, lambda: SequenceScorer(args, len(LABELS)), Classification(),
+                         Examples(rows, chat.pad_id, seed=cfg.train.seed), ctx,
+                         init_state=checkpoint_io.backbone_state(base), strict_init=False, metrics_prefix="")
     guard = LlamaGuard(result.model, chat, threshold=cfg.threshold, max_len=max_len, with_policy=cfg.include_policy,
                        batch_size=cfg.eval_batch_size)
     held_metrics = evaluate(guard, held_out)

@@ -15,7 +15,6 @@ head shape, max length); ``load_prompt_guard(folder).score(texts)`` rebuilds the
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,13 @@ from pydantic import Field
 from torch import nn
 
 from factory.core.environment import apply_env
+from factory.core.stage import StageConfig, StageContext
 from factory.eval.guard_eval import binary_metrics
 from factory.safety.seed_prompts import ATTACK_LABELS, attack_examples, split
-from factory.core.stage import StageConfig, StageContext
-from factory.train.data import Examples
+from factory.train.data import Examples, score_sequences
 from factory.train.losses import Classification
-from factory.train.trainer import TrainConfig, describe, train
+from factory.train.stage_training import train_stage
+from factory.train.trainer import TrainConfig, describe
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "prompt_guard.json"
@@ -73,7 +73,7 @@ class EncoderClassifier(nn.Module):
         self.encoder = encoder.eval().requires_grad_(False)
         self.head = head
 
-    def train(self, mode: bool = True) -> "EncoderClassifier":
+    def train(self, mode: bool = True) -> EncoderClassifier:
         # The frozen encoder stays in eval mode (no dropout) while the head trains.
         super().train(mode)
         self.encoder.eval()
@@ -102,21 +102,15 @@ class PromptGuard:
     def probabilities(self, texts: Sequence[str]) -> torch.Tensor:
         """[N, n_labels] softmax probabilities."""
         ids = self.encode(texts)
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(ids), self.batch_size):
-                chunk = ids[i : i + self.batch_size]
-                lengths = torch.tensor([len(x) for x in chunk])
-                tokens = torch.full((len(chunk), int(lengths.max())), self.tokenizer.pad_token_id, dtype=torch.long)
-                for j, x in enumerate(chunk):
-                    tokens[j, : len(x)] = torch.tensor(x)
-                out.append(torch.softmax(self.model(tokens, lengths).float(), dim=-1))
-        return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+        if not ids:
+            return torch.zeros(0, len(self.labels))
+        return torch.softmax(score_sequences(self.model, ids, self.tokenizer.pad_token_id, self.batch_size), dim=-1)
 
     def score(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         probs = self.probabilities(texts)
         return [
-            {"label": self.labels[int(p.argmax())], **{k: round(float(v), 4) for k, v in zip(self.labels, p)}}
+            {"label": self.labels[int(p.argmax())],
+             **{k: round(float(v), 4) for k, v in zip(self.labels, p, strict=False)}}
             for p in probs
         ]
 
@@ -145,7 +139,7 @@ def evaluate(guard: PromptGuard, texts: Sequence[str], labels: Sequence[str]) ->
     predicted = [s["label"] for s in guard.score(texts)]
     out: dict[str, Any] = {
         "attack": binary_metrics([t != "benign" for t in labels], [p != "benign" for p in predicted]),
-        "accuracy": round(sum(t == p for t, p in zip(labels, predicted)) / max(len(labels), 1), 4),
+        "accuracy": round(sum(t == p for t, p in zip(labels, predicted, strict=False)) / max(len(labels), 1), 4),
     }
     for name in guard.labels:
         out[name] = binary_metrics([t == name for t in labels], [p == name for p in predicted])
@@ -161,16 +155,12 @@ def run_prompt_guard(cfg: PromptGuardConfig, inputs: dict[str, Path], out: Path,
     dim = encoder.config.hidden_size
     labels = list(ATTACK_LABELS)
     ids = tokenizer([e.text for e in train_set], truncation=True, max_length=cfg.max_len)["input_ids"]
-    rows = [{"input_ids": x, "lengths": len(x), "labels": labels.index(e.label)} for x, e in zip(ids, train_set)]
-    result = train(
-        cfg.train,
-        lambda: EncoderClassifier(encoder, build_head(dim, cfg.hidden_dim, len(labels))),
-        Classification(),
-        Examples(rows, tokenizer.pad_token_id, seed=cfg.train.seed),
-        checkpoint_dir=ctx.work_dir / "checkpoints" if ctx.work_dir is not None else None,
-        log=ctx.log,
-        on_metrics=lambda m, step: ctx.log_metrics(m, step),
-    )
+    rows = [{"input_ids": x, "lengths": len(x), "labels": labels.index(e.label)}
+            for x, e in zip(ids, train_set, strict=False)]
+    result = train_stage("prompt_guard", cfg.train,
+                         lambda: EncoderClassifier(encoder, build_head(dim, cfg.hidden_dim, len(labels))),
+                         Classification(), Examples(rows, tokenizer.pad_token_id, seed=cfg.train.seed), ctx,
+                         metrics_prefix="")
     guard = PromptGuard(result.model, tokenizer, labels, cfg.max_len, cfg.eval_batch_size)
     held = evaluate(guard, [e.text for e in held_out], [e.label for e in held_out])
     out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,8 @@ uninterrupted run would have read.
   annealing upsampling); each sample's domain is drawn from a generator seeded by its position.
 - ``Examples``: a list of variable-length examples (SFT dialogs, preference pairs, classifier
   inputs) reshuffled each epoch and padded per batch.
+
+``score_sequences`` batches the same way for inference: the reward model's and the guards' scores.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class PackedTokens:
         return ids, doc
 
     def batch(self, offset: int, batch_size: int) -> dict[str, torch.Tensor]:
-        ids, docs = zip(*(self.window(offset + i) for i in range(batch_size)))
+        ids, docs = zip(*(self.window(offset + i) for i in range(batch_size)), strict=False)
         input_ids = torch.from_numpy(np.stack(ids))
         return {"input_ids": input_ids, "labels": input_ids.clone(), "doc_ids": torch.from_numpy(np.stack(docs))}
 
@@ -100,6 +102,21 @@ def _pad(values: list[torch.Tensor], fill: int) -> torch.Tensor:
     for i, v in enumerate(values):
         out[i, : v.shape[0]] = v
     return out
+
+
+@torch.no_grad()
+def score_sequences(model: torch.nn.Module, sequences: Sequence[Sequence[int]], pad_id: int,
+                    batch_size: int = 32) -> torch.Tensor:
+    """``model(tokens, lengths)`` of a sequence scorer or classifier over token-id sequences,
+    right-padded in batches of ``batch_size`` (as ``pad_collate`` pads training batches): the
+    outputs, float32, one row per sequence ([N, ...]; an empty ``[0]`` tensor for no sequences).
+    The model's train/eval mode is the caller's."""
+    out = []
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        batch = pad_collate([{"input_ids": s, "lengths": len(s)} for s in chunk], pad_id)
+        out.append(model(batch["input_ids"], batch["lengths"]).float())
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 class Examples:

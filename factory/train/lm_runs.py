@@ -1,16 +1,14 @@
 """Language-model runs as a toolkit (recipe: "Scaling Laws", "Determining the data mix",
-"Pre-Training Recipe"): one next-token run of the one trainer, token-stream mixes, and a map of
-independent runs over Ray tasks.
+"Pre-Training Recipe"; docs/architecture.md, "Model and trainer"): one short next-token run
+through the stage training call, token-stream mixes, and a map of independent runs over Ray tasks.
 
-Used by the data-mix experiments, the IsoFLOP grid and every pre-training stage; validation
-losses live in ``factory.eval.perplexity.val_losses``.
+Used by the data-mix experiments, the IsoFLOP grid and the pre-training stages; validation losses
+live in ``factory.eval.perplexity.val_losses``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,9 @@ from factory.model.llama import ModelArgs, Transformer
 from factory.train.data import MixedTokens
 from factory.train.losses import LanguageModeling
 from factory.train.schedules import samples_before
+from factory.train.stage_training import train_stage
 from factory.train.token_shards import SPLITS, load_stream, packed_sources
-from factory.train.trainer import TrainConfig, TrainResult, flops_per_token, train
+from factory.train.trainer import TrainConfig, TrainResult, flops_per_token
 
 
 def train_lm(
@@ -31,14 +30,13 @@ def train_lm(
     data,
     *,
     init_state: Mapping[str, Any] | None = None,
-    checkpoint_dir: Path | None = None,
     log: Callable[[str], None] = print,
-    on_metrics: Callable[[dict[str, float], int], None] | None = None,
-    stop_after: int | None = None,
 ) -> TrainResult:
-    """One next-token-prediction run of the one trainer on a ``Transformer`` of shape ``args``."""
-    return train(cfg, lambda: Transformer(args), LanguageModeling(), data, init_state=init_state,
-                 checkpoint_dir=checkpoint_dir, log=log, on_metrics=on_metrics, stop_after=stop_after)
+    """One short next-token-prediction run on a ``Transformer`` of shape ``args``, through
+    ``train_stage`` without checkpoints: the many runs of the mix experiments and the IsoFLOP grid
+    (inside Ray tasks, where no stage context exists) and the annealing valuation runs."""
+    return train_stage("lm", cfg, lambda: Transformer(args), LanguageModeling(), data, StageContext(log=log),
+                       init_state=init_state, checkpoints=False)
 
 
 def map_runs(fn: Callable[..., Any], items: Sequence[Any], **shared: Any) -> list[Any]:
@@ -53,18 +51,6 @@ def map_runs(fn: Callable[..., Any], items: Sequence[Any], **shared: Any) -> lis
         refs = {k: ray.put(v) for k, v in shared.items()}
         return ray.get([remote.remote(item, **refs) for item in items])
     return [fn(item, **shared) for item in items]
-
-
-@contextlib.contextmanager
-def scratch_dir(ctx: StageContext, name: str) -> Iterator[Path]:
-    """A resumable scratch folder under ``ctx.work_dir``, or a temporary one in ad-hoc calls."""
-    if ctx.work_dir is not None:
-        path = Path(ctx.work_dir) / name
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-    else:
-        with tempfile.TemporaryDirectory(prefix=f"factory-{name}-") as tmp:
-            yield Path(tmp)
 
 
 def load_streams(mix_dir: Path, names: Sequence[str], split: str) -> dict[str, np.ndarray]:

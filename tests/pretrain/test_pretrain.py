@@ -27,13 +27,11 @@ def T(**kw) -> TrainConfig:
     return TrainConfig(**{"steps": 4, "batch_size": 4, "lr": 3e-3, "log_every": 2, **kw})
 
 
-QUIET = StageContext(log=lambda _: None)
-
-
-def _stage(root: Path, name: str, fn, cfg, inputs, ctx=QUIET):
+def _stage(root: Path, name: str, fn, cfg, inputs):
     out = root / name
     out.mkdir()
-    return out, fn(cfg, inputs, out, ctx)
+    # One context per stage run, as the artifact store makes them (its checkpoint folders are its own).
+    return out, fn(cfg, inputs, out, StageContext(log=lambda _: None))
 
 
 @pytest.fixture(scope="module")
