@@ -40,8 +40,8 @@ class AnnealConfig(StageConfig):
 
     @model_validator(mode="after")
     def _check(self) -> "AnnealConfig":
-        if self.train.schedule != "linear_to_zero":
-            raise ValueError(f"annealing needs schedule linear_to_zero, got {self.train.schedule}")
+        if self.train.schedule.kind != "linear_to_zero":
+            raise ValueError(f"annealing needs schedule linear_to_zero, got {self.train.schedule.kind}")
         if not 0.0 <= self.high_quality_weight < 1.0:
             raise ValueError("high_quality_weight must be in [0, 1)")
         return self
@@ -103,7 +103,8 @@ def _value_dataset(cfg: AnnealConfig, args: ModelArgs, state, default_mix: Mappi
     name = cfg.value_dataset
     if name not in train_streams or len(train_streams[name]) <= args.max_seq_len:
         raise ValueError(f"value_dataset {name!r} has no training window of {args.max_seq_len} tokens")
-    vcfg = cfg.train.model_copy(update={"steps": cfg.value_steps or cfg.train.steps, "checkpoint_every": 0})
+    vcfg = cfg.train.model_copy(update={"steps": cfg.value_steps or cfg.train.steps,
+                                        "checkpoint": cfg.train.checkpoint.model_copy(update={"every": 0})})
     with_new = {k: w * (1.0 - cfg.value_weight) for k, w in normalize(default_mix).items()}
     with_new[name] = with_new.get(name, 0.0) + cfg.value_weight
     runs = {}

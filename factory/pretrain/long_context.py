@@ -102,7 +102,8 @@ def run_long_context_checkpoint(cfg: LongContextConfig, inputs: dict[str, Path],
                            n_distractors=cfg.niah_distractors, seed=cfg.train.seed)
     ctx.log(f"base model: short-context val loss {base_short:.4f}, NIAH {base_niah['per_length']}")
 
-    tcfg = cfg.train.model_copy(update={"checkpoint_every": cfg.check_every})
+    tcfg = cfg.train.model_copy(
+        update={"checkpoint": cfg.train.checkpoint.model_copy(update={"every": cfg.check_every})})
     mixed = {k: w * (1.0 - cfg.niah_rate) for k, w in weights.items()}
     increments, args, model = [], base_args, base_model
     with scratch_dir(ctx, "long_context") as scratch:

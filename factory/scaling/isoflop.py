@@ -88,8 +88,9 @@ def grid_point(item: dict[str, Any], train_streams, val_streams, proxy: ClozeTas
     args = model_args(item["flavor"], settings["vocab_size"], rope_theta=settings["rope_theta"],
                       max_seq_len=settings["seq_len"])
     cfg = TrainConfig(steps=item["steps"], batch_size=settings["batch_size"], lr=settings["lr"],
-                      min_lr=settings["lr"] * settings["min_lr_ratio"],
-                      warmup_steps=int(settings["warmup_fraction"] * item["steps"]), seed=settings["seed"],
+                      schedule={"min_lr": settings["lr"] * settings["min_lr_ratio"],
+                                "warmup_steps": int(settings["warmup_fraction"] * item["steps"])},
+                      seed=settings["seed"],
                       log_every=max(1, item["steps"]))
     data = mix_data(train_streams, settings["weights"], settings["seq_len"], settings["eot_id"], settings["seed"])
     result = train_lm(cfg, args, data, log=lambda _: None)

@@ -104,7 +104,7 @@ def shifted_mix(base: Mapping[str, float], domain: str, share: float) -> dict[st
 def run_summary(result: TrainResult, cfg: TrainConfig, seq_len: int) -> dict[str, Any]:
     """Params, FLOPs per token and tokens of a whole run (resumed or not) for stage metadata."""
     model = result.model
-    tokens = samples_before(cfg.steps, cfg.batch_size, cfg.batch_ramp) * seq_len
+    tokens = samples_before(cfg.steps, cfg.batch_size, cfg.schedule.batch_ramp) * seq_len
     fpt = flops_per_token(model, seq_len)
     return {
         "params": model.num_params(),
