@@ -23,7 +23,7 @@ RUNS_DIR = "runs"  # the layout dpo_round_k writes (factory.post.rounds)
 class AverageConfig(StageConfig):
     """Evaluation of the averaged chat model."""
 
-    eval_prompts: int = Field(description="Held-out prompts for the task accuracy of the average and of each run.")
+    eval_prompts: int = Field(200, description="Held-out prompts for the task accuracy of the average and of each run.")
     eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
 
 

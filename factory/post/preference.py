@@ -36,9 +36,12 @@ MODELS = ("annealed_checkpoint", "code_expert", "multilingual_expert")
 class PreferenceConfig(StageConfig):
     """Prompts, decoding and annotation of the preference data collection."""
 
-    prompts: int = Field(description="Training-split prompts to collect preferences on.")
-    task_weights: dict[str, float] = Field(description="Relative frequency of each task family among the prompts.")
-    sampling: SamplingConfig = Field(description="How each model samples its response.")
+    prompts: int = Field(200, description="Training-split prompts to collect preferences on.")
+    task_weights: dict[str, float] = Field(
+        {"arithmetic": 0.55, "uppercase": 0.15, "word_count": 0.15, "code": 0.15},
+        description="Relative frequency of each task family among the prompts.")
+    sampling: SamplingConfig = Field(
+        SamplingConfig(top_p=0.95, batch_size=64), description="How each model samples its response.")
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig, description="Strength levels and edits.")
     seed: int = Field(0, description="Seed of prompts, sampling and annotator edits.")
 

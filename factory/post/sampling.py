@@ -21,8 +21,8 @@ from factory.core.stage import StageConfig
 class SamplingConfig(StageConfig):
     """Decoding settings for sampled responses."""
 
-    max_new_tokens: int = Field(description="Most tokens of one response.")
-    temperature: float = Field(description="Softmax temperature; 0 is greedy.")
+    max_new_tokens: int = Field(16, description="Most tokens of one response.")
+    temperature: float = Field(1.0, description="Softmax temperature; 0 is greedy.")
     top_p: float = Field(1.0, description="Nucleus mass kept when sampling.")
     batch_size: int = Field(32, description="Sequences decoded together.")
 

@@ -26,13 +26,15 @@ from factory.train.trainer import TrainConfig
 class AnnealConfig(StageConfig):
     """LR annealed linearly to 0 on a mix that upsamples high-quality data."""
 
-    train: TrainConfig = Field(description="Run settings; schedule must be linear_to_zero.")
+    train: TrainConfig = Field(
+        TrainConfig(steps=50, batch_size=4, lr=1.0e-3, log_every=25, schedule={"kind": "linear_to_zero"}),
+        description="Run settings; schedule must be linear_to_zero.")
     seq_len: int = Field(0, description="Training length; 0 keeps the long-context model's length.")
     upsample: dict[str, float] = Field(
         default_factory=dict, description="Multipliers on the chosen mix's domain weights (e.g. math: 2).")
     high_quality_weight: float = Field(
-        description="Share of the anneal mix drawn from the high-quality stream (top quality scores).")
-    eval_windows: int = Field(description="Validation windows per domain.")
+        0.25, description="Share of the anneal mix drawn from the high-quality stream (top quality scores).")
+    eval_windows: int = Field(16, description="Validation windows per domain.")
     value_dataset: str = Field(
         "", description="Stream to value by annealing (empty: skip): new_weight of it vs the default mix alone.")
     value_weight: float = Field(0.3, description="Share of the valued dataset in its anneal (recipe: 30%).")

@@ -35,15 +35,16 @@ from factory.core.files import MANIFEST
 class ReleaseConfig(StageConfig):
     """How the chat model and its safety tools are packaged and quantized."""
 
-    name: str = Field(..., description="Release name, the model card's title.")
-    license: str = Field(..., description="License named in the model card.")
+    name: str = Field("factory-chat", description="Release name, the model card's title.")
+    license: str = Field("Apache-2.0", description="License named in the model card.")
     hf_dtype: Literal["bfloat16", "float32"] = Field(
-        ..., description="Dtype of the Hugging Face bundle and of the tensors the FP8 folder leaves unquantized.")
+        "bfloat16",
+        description="Dtype of the Hugging Face bundle and of the tensors the FP8 folder leaves unquantized.")
     fp8_scale_ub: float = Field(1200.0, gt=0, description="Upper bound of the FP8 quantizing multiplier per row (Llama 3: 1200).")
     fp8_keep_edge_layers: int = Field(
         1, ge=0, description="Layers kept in high precision at each end of the stack (Llama 3 keeps the first and last).")
-    eval_sequences: int = Field(..., ge=1, description="Random token sequences used to measure output deltas.")
-    eval_seq_len: int = Field(..., ge=2, description="Length of those sequences.")
+    eval_sequences: int = Field(8, ge=1, description="Random token sequences used to measure output deltas.")
+    eval_seq_len: int = Field(64, ge=2, description="Length of those sequences.")
     seed: int = Field(0, description="Seed of the random sequences.")
 
 

@@ -55,9 +55,10 @@ class CodeShieldConfig(StageConfig):
     """The policy plus the scan of the chat model's code generations."""
 
     policy: CodeShieldPolicy = Field(default_factory=CodeShieldPolicy, description="Blocking policy.")
-    prompts: int = Field(description="Coding prompts (from the fixed list) the chat model answers.")
+    prompts: int = Field(
+        12, description="Coding prompts (from the fixed list) the chat model answers (12: every one once).")
     samples_per_prompt: int = Field(1, description="Generations per prompt.")
-    max_new_tokens: int = Field(description="Most tokens per generation.")
+    max_new_tokens: int = Field(96, description="Most tokens per generation.")
     temperature: float = Field(0.7, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(0.95, description="Nucleus mass for sampling.")
     batch_size: int = Field(8, description="Prompts decoded together.")
