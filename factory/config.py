@@ -2,8 +2,12 @@
 
 A profile has a ``runtime`` section (where artifacts, MLflow and Ray live) and one section per
 asset, named by the asset key, holding that stage's config. Stage configs are typed pydantic
-models declared beside their stage (see ``factory.stages``); unknown keys fail loudly. Profiles
-differ only in values, never in code paths.
+models declared beside their stage (see ``factory.stages``); unknown keys and sections fail
+loudly. Every field has a default where one makes sense (the ``demo`` profile's small-scale
+values), so a profile states only what differs from the defaults and may leave a stage's section
+out. A nested section in a profile (``train: {...}``) replaces the field's default as a whole: the
+keys it leaves out take the nested config class's defaults. Profiles differ only in values, never
+in code paths.
 """
 
 from __future__ import annotations
@@ -65,14 +69,13 @@ class Profile:
         return os.environ.get("RAY_ADDRESS") or self.runtime.ray_address
 
     def section(self, asset: str) -> dict[str, Any]:
-        """A stage's raw config section, with ``{home}`` in string values replaced by the absolute home.
+        """A stage's raw config section, with ``{home}`` in string values replaced by the absolute home;
+        empty (all defaults) when the profile has none.
 
         Stages run in Ray workers whose working directory is not the caller's, so every path a
         stage receives must be absolute; ``{home}`` is how a profile names paths inside home.
         """
-        if asset not in self.sections:
-            raise KeyError(f"profile {self.name!r} has no section for {asset!r}")
-        return _substitute_home(self.sections[asset], str(self.home))
+        return _substitute_home(self.sections.get(asset, {}), str(self.home))
 
 
 def _substitute_home(value: Any, home: str) -> Any:

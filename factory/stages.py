@@ -152,9 +152,16 @@ def post_training_rounds(profile: Profile) -> int:
 
 
 def stage_specs(profile: Profile) -> list[StageSpec]:
-    """Every stage of the graph for this profile, in a topological order."""
+    """Every stage of the graph for this profile, in a topological order.
+
+    Raises if the profile has a section no stage reads (a misspelt section would otherwise leave
+    its stage on the defaults without a word)."""
     rounds = post_training_rounds(profile)
-    return _CORE + _round_specs(rounds) + _tail_specs(rounds)
+    specs = _CORE + _round_specs(rounds) + _tail_specs(rounds)
+    unknown = set(profile.sections) - {spec.config_section for spec in specs} - {"posttraining"}
+    if unknown:
+        raise ValueError(f"profile {profile.name!r} has sections no stage reads: {', '.join(sorted(unknown))}")
+    return specs
 
 
 def stage_config(spec: StageSpec, profile: Profile) -> StageConfig:

@@ -21,9 +21,10 @@ import numpy as np
 
 from factory.model.flavors import model_args
 from factory.model.llama import Transformer
+from factory.train.config import CheckpointConfig, ParallelismConfig, ScheduleConfig, TrainConfig
 from factory.train.data import PackedTokens
 from factory.train.losses import LanguageModeling
-from factory.train.trainer import TrainConfig, train
+from factory.train.trainer import train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +57,10 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
     data = PackedTokens(tokens, a.seq_len, eot_id=1, seed=0)
     kills = kill_steps(a.steps, a.kills, a.checkpoint_every)
     cfg = TrainConfig(
-        steps=a.steps, batch_size=a.batch, lr=1e-3, warmup_steps=2, log_every=a.checkpoint_every,
-        checkpoint_every=a.checkpoint_every, backend=a.backend, num_workers=a.workers,
-        zero_stage=2 if a.backend == "deepspeed" else 0, max_failures=len(kills),
+        steps=a.steps, batch_size=a.batch, lr=1e-3, log_every=a.checkpoint_every,
+        schedule=ScheduleConfig(warmup_steps=2), checkpoint=CheckpointConfig(every=a.checkpoint_every),
+        parallelism=ParallelismConfig(backend=a.backend, num_workers=a.workers,
+                                      zero_stage=2 if a.backend == "deepspeed" else 0, max_failures=len(kills)),
     )
     build = functools.partial(Transformer, model_args(a.flavor, vocab, max_seq_len=a.seq_len))
     t0 = time.perf_counter()

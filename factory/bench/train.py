@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import time
 from typing import Any
 
@@ -30,9 +29,10 @@ import torch
 from factory.core.environment import apply_env
 from factory.model.flavors import model_args
 from factory.model.llama import ModelArgs, Transformer
+from factory.train.config import OptimizerConfig, ParallelismConfig, ScheduleConfig, TrainConfig
 from factory.train.data import PackedTokens
 from factory.train.losses import LanguageModeling
-from factory.train.trainer import TrainConfig, bf16_native, train
+from factory.train.trainer import bf16_native, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +88,7 @@ def _factory_row(name: str, cfg: TrainConfig, args_: ModelArgs, data: Any, a: ar
     return {
         "name": name,
         "tokens_per_s": tps,
-        "mfu": fpt * tps / (cfg.peak_flops * cfg.num_workers),
+        "mfu": fpt * tps / (cfg.peak_flops * cfg.parallelism.num_workers),
         "final_loss": result.history[-1]["loss"],
         "wall_s": wall,
     }
@@ -129,8 +129,8 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
     args_ = model_args(a.flavor, a.vocab, max_seq_len=a.seq_len)
     packed = PackedTokens(_stream(a.vocab, 200_000), a.seq_len, eot_id=1, seed=0)
     data = packed if a.doc_mask else _NoDocIds(packed)
-    base = dict(steps=a.warmup + a.steps, batch_size=a.batch, lr=3e-4, warmup_steps=1, log_every=1,
-                precision=a.precision, grad_clip=1.0)
+    base = dict(steps=a.warmup + a.steps, batch_size=a.batch, lr=3e-4, log_every=1, precision=a.precision,
+                schedule=ScheduleConfig(warmup_steps=1), optimizer=OptimizerConfig(grad_clip=1.0))
     rows = [
         _factory_row("factory", TrainConfig(**base, compile=not a.no_compile), args_, data, a),
         _factory_row("factory-eager", TrainConfig(**base), args_, data, a),
@@ -144,9 +144,10 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append(_factory_row("single-1t", TrainConfig(**base), args_, data, a))
         torch.set_num_threads(a.threads)
     if "ddp" in backends:
-        rows.append(_factory_row("ddp-2", TrainConfig(**base, backend="ddp", num_workers=2), args_, data, a))
+        cfg = TrainConfig(**base, parallelism=ParallelismConfig(backend="ddp", num_workers=2))
+        rows.append(_factory_row("ddp-2", cfg, args_, data, a))
     if "deepspeed" in backends:
-        cfg = TrainConfig(**base, backend="deepspeed", num_workers=2, zero_stage=2)
+        cfg = TrainConfig(**base, parallelism=ParallelismConfig(backend="deepspeed", num_workers=2, zero_stage=2))
         rows.append(_factory_row("deepspeed-zero2-2", cfg, args_, data, a))
     params = Transformer(args_).num_params()
     for row in rows:

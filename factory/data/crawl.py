@@ -24,9 +24,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from factory.core.stage import StageConfig, StageContext
 from factory.data.sample_crawl import LANGUAGES, SOURCES, sample_captures, sample_documents
 from factory.data.warc import WarcShardWriter, encode_record, iter_records, response_record
-from factory.core.stage import StageConfig, StageContext
 
 WARC_SUFFIXES = (".warc", ".warc.gz")
 

@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from factory.core.stage import StageConfig, StageContext
+from factory.core.steps import Steps
 from factory.data.documents import Executor, map_shards, read_docs, write_docs
 from factory.data.filters import (
     FilterThresholds,
@@ -58,8 +60,6 @@ from factory.data.quality import (
 )
 from factory.data.routing import RoutingConfig, route, train_router
 from factory.data.topics import TopicConfig, assign_topics, topic_centroids
-from factory.core.stage import StageConfig, StageContext
-from factory.core.steps import Steps
 
 DROPPED_FILE = "dropped_samples.parquet"
 CLASSIFIERS_FILE = "classifiers.npz"

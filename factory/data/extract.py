@@ -27,12 +27,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 
+from factory.core.stage import StageConfig, StageContext
 from factory.data.documents import DOC_COLUMNS
 from factory.data.langid import detect_languages
 from factory.data.main_content import extract
 from factory.data.page_routing import PageRoutingConfig
 from factory.data.warc import iter_pages
-from factory.core.stage import StageConfig, StageContext
 
 DROP_TOO_SHORT = "text_too_short"
 DROP_TOO_DEEP = "nesting_too_deep"

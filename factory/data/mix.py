@@ -36,9 +36,9 @@ from factory.core.steps import Steps
 from factory.eval.perplexity import val_losses
 from factory.model.flavors import model_args
 from factory.model.tokenizer_files import TokenizerInfo, tokenizer_info
+from factory.train.config import TrainConfig
 from factory.train.lm_runs import map_runs, mix_data, normalize, train_lm
 from factory.train.token_shards import HIGH_QUALITY, MIX_FILE, encode_documents, save_stream
-from factory.train.trainer import TrainConfig
 
 DOMAINS = ("general", "code", "math", "multilingual")
 # Recipe: ~50% general knowledge, 25% math and reasoning, 17% code, 8% multilingual tokens.
@@ -49,24 +49,28 @@ NATURAL = "natural"
 class DataMixConfig(StageConfig):
     """Topic downsampling, tokenized domain streams, and the mix experiments that pick the mix."""
 
-    topic_max_share: float = Field(description="Largest share of documents one topic may keep after downsampling.")
+    topic_max_share: float = Field(0.3, description="Largest share of documents one topic may keep after downsampling.")
     topic_min_keep: float = Field(
-        description="Fraction of an over-represented topic always kept: downsampling, never removal of a topic.")
-    val_fraction: float = Field(description="Share of each domain's documents held out for validation.")
-    shard_tokens: int = Field(description="Tokens per .npy shard.")
-    high_quality_fraction: float = Field(description="Top share of documents by quality forming the high_quality stream.")
+        0.7, description="Fraction of an over-represented topic always kept: downsampling, never removal of a topic.")
+    val_fraction: float = Field(0.05, description="Share of each domain's documents held out for validation.")
+    shard_tokens: int = Field(1_000_000, description="Tokens per .npy shard.")
+    high_quality_fraction: float = Field(
+        0.2, description="Top share of documents by quality forming the high_quality stream (the annealing stream).")
     quality_column: str = Field("quality_transformer", description="Quality score column ranking documents.")
     candidates: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {"llama3": dict(LLAMA3_MIX)},
         description="Candidate mixes: name -> domain weights (renormalized over the domains present).")
     include_natural: bool = Field(True, description="Also try the natural mix (weights = train token counts).")
-    experiment_flavors: list[str] = Field(description="Model flavors of the mix experiments (>= 2 to extrapolate).")
+    experiment_flavors: list[str] = Field(
+        ["debug", "nano"], description="Model flavors of the mix experiments (>= 2 to extrapolate).")
     predict_flavor: str = Field(
         "", description="Flavor whose size each mix's loss is extrapolated to (needs >= 2 experiment flavors).")
-    seq_len: int = Field(description="Sequence length of the mix experiments.")
+    seq_len: int = Field(64, description="Sequence length of the mix experiments.")
     rope_theta: float = Field(500_000.0, description="RoPE base frequency of the experiment models.")
-    train: TrainConfig = Field(description="Run settings of every mix experiment.")
-    eval_windows: int = Field(description="Validation windows per domain when scoring a mix.")
+    train: TrainConfig = Field(
+        TrainConfig(steps=100, batch_size=16, lr=3.0e-3, log_every=50, schedule={"warmup_steps": 10, "min_lr": 3.0e-4}),
+        description="Run settings of every mix experiment.")
+    eval_windows: int = Field(16, description="Validation windows per domain when scoring a mix.")
     target: str = Field("mean", description="Score: 'mean' over domains or one domain's validation NLL.")
     seed: int = Field(0, description="Seed of downsampling and the train/validation split.")
 

@@ -38,8 +38,8 @@ import numpy as np
 from pydantic import Field
 
 from factory.core.environment import apply_env
-from factory.data.filters import STOP_WORDS, ngram_fracs, tokens
 from factory.core.stage import StageConfig
+from factory.data.filters import STOP_WORDS, ngram_fracs, tokens
 
 _BOILERPLATE = (
     "Home | Products | Blog | Contact us | Login | Register",

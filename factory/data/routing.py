@@ -21,7 +21,6 @@ import numpy as np
 from pydantic import Field
 
 from factory.core.stage import StageConfig
-from factory.data.page_routing import DOMAINS
 from factory.data.quality import QualityConfig, fasttext_probs, train_fasttext
 
 # A line that reads as source code: a keyword, comment, decorator or prompt at its start, an

@@ -40,15 +40,16 @@ _SPLIT_PATTERN = (
 class TokenizerConfig(StageConfig):
     """Byte-level BPE training on a sample of the filtered corpus."""
 
-    vocab_size: int = Field(description="Total vocabulary size, special tokens included (Llama 3: 128256).")
+    vocab_size: int = Field(4096, description="Total vocabulary size, special tokens included (Llama 3: 128256).")
     num_special_tokens: int = Field(
         256, description="Special tokens after the BPE vocabulary: the named ones plus reserved ones (Llama 3: 256)."
     )
     digit_group: int = Field(
-        1, description="Most digits per pre-token: 1 splits digits individually (Llama 2), 3 is Llama 3's rule."
+        1, description="Most digits per pre-token: 1 splits digits individually (Llama 2; tiny models learn arithmetic "
+        "from one token per digit), 3 is Llama 3's rule (at real model sizes)."
     )
-    train_docs: int = Field(description="Documents sampled from the corpus to train the BPE merges.")
-    heldout_docs: int = Field(description="Other documents sampled to measure characters per token.")
+    train_docs: int = Field(2000, description="Documents sampled from the corpus to train the BPE merges.")
+    heldout_docs: int = Field(200, description="Other documents sampled to measure characters per token.")
     min_frequency: int = Field(2, description="Minimum pair count for a merge.")
     seed: int = Field(0, description="Seed of the document sample.")
 

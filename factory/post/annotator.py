@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from factory.post.tasks import TaskPrompt, score
 from factory.core.stage import StageConfig
+from factory.post.tasks import TaskPrompt, score
 
 STRENGTHS = ("significantly better", "better", "slightly better", "marginally better")
 EDITED = "annotator_edit"

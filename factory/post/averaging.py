@@ -23,7 +23,7 @@ RUNS_DIR = "runs"  # the layout dpo_round_k writes (factory.post.rounds)
 class AverageConfig(StageConfig):
     """Evaluation of the averaged chat model."""
 
-    eval_prompts: int = Field(description="Held-out prompts for the task accuracy of the average and of each run.")
+    eval_prompts: int = Field(200, description="Held-out prompts for the task accuracy of the average and of each run.")
     eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
 
 
@@ -49,10 +49,10 @@ def last_round_key(inputs: dict[str, Path]) -> str:
 
 
 def run_chat_model(cfg: AverageConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
-    from factory.post.task_accuracy import evaluate, heldout_prompts
     from factory.model.chat_format import load_chat_format
     from factory.model.checkpoint_io import load_args, load_state, save_model
     from factory.model.llama import Transformer
+    from factory.post.task_accuracy import evaluate, heldout_prompts
 
     key = last_round_key(inputs)
     run_dirs = sorted((inputs[key] / RUNS_DIR).iterdir(), key=lambda p: int(p.name.rsplit("_", 1)[1]))

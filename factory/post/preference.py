@@ -23,11 +23,11 @@ from typing import Any
 
 from pydantic import Field
 
+from factory.core.stage import StageConfig, StageContext
 from factory.model.chat_format import load_chat_format
 from factory.post.annotator import STRENGTHS, AnnotatorConfig, Ranking, annotate
 from factory.post.sampling import SamplingConfig, load_policy, sample_responses
 from factory.post.tasks import sample_prompts
-from factory.core.stage import StageConfig, StageContext
 
 PREFERENCES_FILE = "preferences.jsonl"
 MODELS = ("annealed_checkpoint", "code_expert", "multilingual_expert")
@@ -36,9 +36,12 @@ MODELS = ("annealed_checkpoint", "code_expert", "multilingual_expert")
 class PreferenceConfig(StageConfig):
     """Prompts, decoding and annotation of the preference data collection."""
 
-    prompts: int = Field(description="Training-split prompts to collect preferences on.")
-    task_weights: dict[str, float] = Field(description="Relative frequency of each task family among the prompts.")
-    sampling: SamplingConfig = Field(description="How each model samples its response.")
+    prompts: int = Field(200, description="Training-split prompts to collect preferences on.")
+    task_weights: dict[str, float] = Field(
+        {"arithmetic": 0.55, "uppercase": 0.15, "word_count": 0.15, "code": 0.15},
+        description="Relative frequency of each task family among the prompts.")
+    sampling: SamplingConfig = Field(
+        SamplingConfig(top_p=0.95, batch_size=64), description="How each model samples its response.")
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig, description="Strength levels and edits.")
     seed: int = Field(0, description="Seed of prompts, sampling and annotator edits.")
 

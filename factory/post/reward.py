@@ -22,15 +22,18 @@ from factory.model.chat_format import ChatFormat, load_chat_format
 from factory.post.annotator import Ranking
 from factory.post.encode import ranking_example, scored_ids
 from factory.post.preference import read_rankings
+from factory.train.config import TrainConfig
 from factory.train.data import Examples, score_sequences
 from factory.train.stage_training import train_stage
-from factory.train.trainer import TrainConfig, describe
+from factory.train.trainer import describe
 
 
 class RewardConfig(StageConfig):
     """Reward-model training on the preference rankings."""
 
-    train: TrainConfig = Field(description="Optimization of the reward model.")
+    train: TrainConfig = Field(
+        TrainConfig(steps=60, batch_size=32, lr=5.0e-4, log_every=10, schedule={"warmup_steps": 6}),
+        description="Optimization of the reward model.")
     val_fraction: float = Field(0.2, description="Share of rankings held out for pairwise accuracy.")
     seed: int = Field(0, description="Seed of the held-out split.")
     score_batch_size: int = Field(32, description="Sequences scored together at evaluation.")

@@ -36,9 +36,10 @@ from factory.post.sampling import SamplingConfig, load_policy, sample_responses
 from factory.post.sft_data import rejection_records, synthetic_records
 from factory.post.task_accuracy import evaluate, heldout_prompts
 from factory.post.tasks import sample_prompts
+from factory.train.config import TrainConfig
 from factory.train.data import Examples
 from factory.train.stage_training import train_stage
-from factory.train.trainer import TrainConfig, describe
+from factory.train.trainer import describe
 
 SFT_DATA_FILE = "sft_data.jsonl"
 ONPOLICY_FILE = "onpolicy_preferences.jsonl"
@@ -48,17 +49,24 @@ RUNS_DIR = "runs"
 class SFTConfig(StageConfig):
     """One round's rejection sampling, synthetic data, QC and supervised fine-tuning."""
 
-    task_weights: dict[str, float] = Field(description="Relative frequency of each task family in the round's prompts.")
-    rs_prompts: int = Field(description="Training prompts answered by rejection sampling.")
-    rs_samples: int = Field(description="K: samples per prompt from the latest policy (recipe: 10-30).")
+    task_weights: dict[str, float] = Field(
+        {"arithmetic": 0.55, "uppercase": 0.15, "word_count": 0.15, "code": 0.15},
+        description="Relative frequency of each task family in the round's prompts.")
+    rs_prompts: int = Field(200, description="Training prompts answered by rejection sampling.")
+    rs_samples: int = Field(4, description="K: samples per prompt from the latest policy (recipe: 10-30).")
     rs_min_task_score: float = Field(
         0.0, description="Checker score the RM-best sample needs to be kept (0 keeps every RM pick)."
     )
-    sampling: SamplingConfig = Field(description="Decoding of the rejection samples.")
-    synthetic_examples: int = Field(description="Verified-correct synthetic capability examples added to the mix.")
+    sampling: SamplingConfig = Field(
+        SamplingConfig(temperature=0.8, top_p=0.95, batch_size=64), description="Decoding of the rejection samples.")
+    synthetic_examples: int = Field(
+        4000, description="Verified-correct synthetic capability examples added to the mix.")
     qc: QCConfig = Field(default_factory=QCConfig, description="Rule-based cleaning of the mix.")
-    train: TrainConfig = Field(description="Optimization of the SFT run.")
-    eval_prompts: int = Field(description="Held-out prompts for the task accuracy after SFT.")
+    train: TrainConfig = Field(
+        TrainConfig(steps=800, batch_size=64, lr=2.0e-3, log_every=100,
+                    schedule={"warmup_steps": 50, "min_lr": 1.0e-4}),
+        description="Optimization of the SFT run.")
+    eval_prompts: int = Field(200, description="Held-out prompts for the task accuracy after SFT.")
     eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
     seed: int = Field(0, description="Seed of prompts and sampling; the round number is added to it.")
 
@@ -73,14 +81,21 @@ class DPORunConfig(StageConfig):
 class DPOConfig(StageConfig):
     """One round's on-policy preference collection and DPO runs."""
 
-    task_weights: dict[str, float] = Field(description="Relative frequency of each task family among on-policy prompts.")
-    onpolicy_prompts: int = Field(description="Prompts answered twice by the SFT model and annotated.")
-    sampling: SamplingConfig = Field(description="Decoding of the on-policy responses.")
+    task_weights: dict[str, float] = Field(
+        {"arithmetic": 0.55, "uppercase": 0.15, "word_count": 0.15, "code": 0.15},
+        description="Relative frequency of each task family among on-policy prompts.")
+    onpolicy_prompts: int = Field(300, description="Prompts answered twice by the SFT model and annotated.")
+    sampling: SamplingConfig = Field(
+        SamplingConfig(top_p=0.95, batch_size=64), description="Decoding of the on-policy responses.")
     annotator: AnnotatorConfig = Field(default_factory=AnnotatorConfig, description="Strength levels and edits.")
-    runs: list[DPORunConfig] = Field(min_length=1, description="DPO runs (seeds/betas) to train and average.")
+    runs: list[DPORunConfig] = Field(
+        [DPORunConfig(seed=0, beta=0.1), DPORunConfig(seed=1, beta=0.2)], min_length=1,
+        description="DPO runs (seeds/betas) to train and average.")
     nll_coef: float = Field(0.2, description="Weight of the NLL of the chosen response (recipe: 0.2).")
-    train: TrainConfig = Field(description="Optimization of each DPO run (its seed is the run's).")
-    eval_prompts: int = Field(description="Held-out prompts for the task accuracy of each run.")
+    train: TrainConfig = Field(
+        TrainConfig(steps=80, batch_size=16, lr=2.0e-5, log_every=10, schedule={"warmup_steps": 8}),
+        description="Optimization of each DPO run (its seed is the run's).")
+    eval_prompts: int = Field(200, description="Held-out prompts for the task accuracy of each run.")
     eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
     seed: int = Field(0, description="Seed of prompts, sampling and annotation; the round number is added to it.")
 

@@ -12,17 +12,17 @@ from pathlib import Path
 
 from pydantic import Field
 
+from factory.core.stage import StageConfig
 from factory.model.chat_format import ChatFormat
 from factory.post.encode import prompt_ids
 from factory.post.tasks import TaskPrompt
-from factory.core.stage import StageConfig
 
 
 class SamplingConfig(StageConfig):
     """Decoding settings for sampled responses."""
 
-    max_new_tokens: int = Field(description="Most tokens of one response.")
-    temperature: float = Field(description="Softmax temperature; 0 is greedy.")
+    max_new_tokens: int = Field(16, description="Most tokens of one response.")
+    temperature: float = Field(1.0, description="Softmax temperature; 0 is greedy.")
     top_p: float = Field(1.0, description="Nucleus mass kept when sampling.")
     batch_size: int = Field(32, description="Sequences decoded together.")
 

@@ -16,21 +16,23 @@ from pydantic import Field, model_validator
 from factory.core.stage import StageConfig, StageContext
 from factory.eval.perplexity import val_losses
 from factory.pretrain.continued import Continued, continue_pretraining
+from factory.train.config import TrainConfig
 from factory.train.lm_runs import mix_data, normalize, train_lm
 from factory.train.token_shards import HIGH_QUALITY, read_mix
-from factory.train.trainer import TrainConfig
 
 
 class AnnealConfig(StageConfig):
     """LR annealed linearly to 0 on a mix that upsamples high-quality data."""
 
-    train: TrainConfig = Field(description="Run settings; schedule must be linear_to_zero.")
+    train: TrainConfig = Field(
+        TrainConfig(steps=50, batch_size=4, lr=1.0e-3, log_every=25, schedule={"kind": "linear_to_zero"}),
+        description="Run settings; schedule must be linear_to_zero.")
     seq_len: int = Field(0, description="Training length; 0 keeps the long-context model's length.")
     upsample: dict[str, float] = Field(
         default_factory=dict, description="Multipliers on the chosen mix's domain weights (e.g. math: 2).")
     high_quality_weight: float = Field(
-        description="Share of the anneal mix drawn from the high-quality stream (top quality scores).")
-    eval_windows: int = Field(description="Validation windows per domain.")
+        0.25, description="Share of the anneal mix drawn from the high-quality stream (top quality scores).")
+    eval_windows: int = Field(16, description="Validation windows per domain.")
     value_dataset: str = Field(
         "", description="Stream to value by annealing (empty: skip): new_weight of it vs the default mix alone.")
     value_weight: float = Field(0.3, description="Share of the valued dataset in its anneal (recipe: 30%).")
@@ -38,8 +40,8 @@ class AnnealConfig(StageConfig):
 
     @model_validator(mode="after")
     def _check(self) -> AnnealConfig:
-        if self.train.schedule != "linear_to_zero":
-            raise ValueError(f"annealing needs schedule linear_to_zero, got {self.train.schedule}")
+        if self.train.schedule.kind != "linear_to_zero":
+            raise ValueError(f"annealing needs schedule linear_to_zero, got {self.train.schedule.kind}")
         if not 0.0 <= self.high_quality_weight < 1.0:
             raise ValueError("high_quality_weight must be in [0, 1)")
         return self
@@ -85,7 +87,8 @@ def _value_dataset(cfg: AnnealConfig, run: Continued, default_mix: Mapping[str, 
     name, args, streams = cfg.value_dataset, run.args, run.streams
     if name not in streams.train or len(streams.train[name]) <= args.max_seq_len:
         raise ValueError(f"value_dataset {name!r} has no training window of {args.max_seq_len} tokens")
-    vcfg = cfg.train.model_copy(update={"steps": cfg.value_steps or cfg.train.steps, "checkpoint_every": 0})
+    vcfg = cfg.train.model_copy(update={"steps": cfg.value_steps or cfg.train.steps,
+                                        "checkpoint": cfg.train.checkpoint.model_copy(update={"every": 0})})
     with_new = {k: w * (1.0 - cfg.value_weight) for k, w in normalize(default_mix).items()}
     with_new[name] = with_new.get(name, 0.0) + cfg.value_weight
     runs = {}

@@ -15,19 +15,24 @@ from pydantic import Field
 from factory.core.stage import StageConfig, StageContext
 from factory.model.flavors import model_args
 from factory.pretrain.continued import Streams, stage_inputs, train_on_mix
-from factory.train.trainer import TrainConfig
+from factory.train.config import TrainConfig
 
 
 class PretrainConfig(StageConfig):
     """Initial pre-training of the base model on the chosen data mix."""
 
-    flavor: str = Field(description="Model flavor (factory.model.flavors) used when size_from is 'config'.")
+    flavor: str = Field(
+        "tiny", description="Model flavor (factory.model.flavors) used when size_from is 'config' (tiny: ~1.8M params "
+        "with a 4096 vocab); fit.json's recommendation is recorded beside it either way.")
     size_from: Literal["config", "scaling_law_fit"] = Field(
         "config", description="Take the flavor from this config or from scaling_law_fit's recommendation.")
     rope_theta: float = Field(500_000.0, description="RoPE base frequency (Llama 3: 500 000).")
-    seq_len: int = Field(description="Training sequence length (packed windows, document-masked).")
-    train: TrainConfig = Field(description="Optimizer, cosine schedule, batch ramp and run control.")
-    eval_windows: int = Field(description="Validation windows per domain for the final losses.")
+    seq_len: int = Field(128, description="Training sequence length (packed windows, document-masked).")
+    train: TrainConfig = Field(
+        TrainConfig(steps=600, batch_size=16, lr=3.0e-3, log_every=50, checkpoint={"every": 200},
+                    schedule={"warmup_steps": 30, "min_lr": 3.0e-4, "batch_ramp": [(100, 8)]}),
+        description="Optimizer, cosine schedule, batch ramp and run control.")
+    eval_windows: int = Field(32, description="Validation windows per domain for the final losses.")
 
 
 def _recommended_flavor(fit_dir: Path) -> str:

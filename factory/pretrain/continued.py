@@ -20,11 +20,12 @@ from factory.eval.perplexity import val_losses
 from factory.model.checkpoint_io import load_args, load_state, save_model
 from factory.model.llama import ModelArgs, Transformer
 from factory.model.tokenizer_files import TokenizerInfo, tokenizer_info
+from factory.train.config import TrainConfig
 from factory.train.lm_runs import load_streams, mix_data, run_summary
 from factory.train.losses import LanguageModeling
 from factory.train.stage_training import train_stage
 from factory.train.token_shards import read_mix
-from factory.train.trainer import TrainConfig, TrainResult
+from factory.train.trainer import TrainResult
 
 HISTORY_FILE = "train_history.json"
 

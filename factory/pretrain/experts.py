@@ -12,9 +12,9 @@ from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
 from factory.pretrain.continued import continue_pretraining
+from factory.train.config import TrainConfig
 from factory.train.lm_runs import shifted_mix
 from factory.train.token_shards import read_mix
-from factory.train.trainer import TrainConfig
 
 
 class ExpertConfig(StageConfig):
@@ -22,9 +22,11 @@ class ExpertConfig(StageConfig):
 
     domain: str = Field(description="Domain stream the expert specializes in (code, multilingual, ...).")
     domain_weight: float = Field(description="Share of that domain in the expert's mix (e.g. 0.85 code).")
-    train: TrainConfig = Field(description="Run settings of the continued pre-training.")
+    train: TrainConfig = Field(
+        TrainConfig(steps=60, batch_size=16, lr=1.0e-3, log_every=20, schedule={"warmup_steps": 5, "min_lr": 1.0e-4}),
+        description="Run settings of the continued pre-training.")
     seq_len: int = Field(0, description="Training length; 0 keeps the base model's length.")
-    eval_windows: int = Field(description="Validation windows per domain.")
+    eval_windows: int = Field(16, description="Validation windows per domain.")
 
 
 def run_expert_checkpoint(cfg: ExpertConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:

@@ -24,26 +24,30 @@ from factory.model.checkpoint_io import load_args, load_state, save_model
 from factory.model.llama import Transformer
 from factory.pretrain.continued import pretrain_run, stage_inputs
 from factory.train.checkpoint import latest_checkpoint, load_checkpoint
+from factory.train.config import TrainConfig
 from factory.train.lm_runs import load_streams, mix_data
-from factory.train.trainer import TrainConfig
 
 
 class LongContextConfig(StageConfig):
     """Context raised in increments, each gated by short-context recovery and needle-in-a-haystack."""
 
-    lengths: list[int] = Field(description="Context lengths of the increments, ascending, above the base length.")
-    train: TrainConfig = Field(description="Run settings of each increment; steps is its step budget.")
-    check_every: int = Field(description="Steps between gate evaluations inside an increment.")
+    lengths: list[int] = Field(
+        [256, 512], description="Context lengths of the increments, ascending, above the base length.")
+    train: TrainConfig = Field(
+        TrainConfig(steps=90, batch_size=4, lr=1.0e-3, log_every=30, schedule={"kind": "constant", "warmup_steps": 5}),
+        description="Run settings of each increment; steps is its step budget.")
+    check_every: int = Field(30, description="Steps between gate evaluations inside an increment.")
     recovery_tolerance: float = Field(
-        description="Gate 1: mean val NLL at the base length may exceed the base model's by at most this (nats).")
-    niah_threshold: float = Field(description="Gate 2: NIAH retrieval accuracy required at the new length.")
-    niah_depths: list[float] = Field(description="Needle depths (0 = start of the haystack, 1 = end).")
-    niah_trials: int = Field(description="Needle examples per depth x length cell.")
-    niah_distractors: int = Field(description="Random keys the true key is ranked against.")
-    niah_rate: float = Field(description="Share of training windows that are synthetic needle examples.")
+        0.05, description="Gate 1: mean val NLL at the base length may exceed the base model's by at most this (nats).")
+    niah_threshold: float = Field(0.9, description="Gate 2: NIAH retrieval accuracy required at the new length.")
+    niah_depths: list[float] = Field(
+        [0.0, 0.25, 0.5, 0.75, 1.0], description="Needle depths (0 = start of the haystack, 1 = end).")
+    niah_trials: int = Field(4, description="Needle examples per depth x length cell.")
+    niah_distractors: int = Field(3, description="Random keys the true key is ranked against.")
+    niah_rate: float = Field(0.25, description="Share of training windows that are synthetic needle examples.")
     key_digits: int = Field(4, description="Digits of a pass key.")
     filler_stream: str = Field("general", description="Token stream the haystack filler comes from.")
-    eval_windows: int = Field(description="Validation windows per domain for the recovery gate.")
+    eval_windows: int = Field(16, description="Validation windows per domain for the recovery gate.")
 
     @model_validator(mode="after")
     def _check(self) -> LongContextConfig:
@@ -104,7 +108,8 @@ def run_long_context_checkpoint(cfg: LongContextConfig, inputs: dict[str, Path],
                            n_distractors=cfg.niah_distractors, seed=cfg.train.seed)
     ctx.log(f"base model: short-context val loss {base_short:.4f}, NIAH {base_niah['per_length']}")
 
-    tcfg = cfg.train.model_copy(update={"checkpoint_every": cfg.check_every})
+    tcfg = cfg.train.model_copy(
+        update={"checkpoint": cfg.train.checkpoint.model_copy(update={"every": cfg.check_every})})
     mixed = {k: w * (1.0 - cfg.niah_rate) for k, w in weights.items()}
     increments, args, model = [], base_args, base_model
     for length in cfg.lengths:

@@ -22,28 +22,29 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from factory.core.files import MANIFEST
+from factory.core.stage import StageConfig, StageContext
 from factory.model.checkpoint_io import load_model, read_meta
 from factory.model.hf import export_hf, import_hf
 from factory.quant.fp8 import emulate_fp8_activations, quantize_fp8
 from factory.quant.int8 import quantize_int8
-from factory.release.model_card import render_model_card
 from factory.quant.rowwise import load_quantized
-from factory.core.stage import StageConfig, StageContext
-from factory.core.files import MANIFEST
+from factory.release.model_card import render_model_card
 
 
 class ReleaseConfig(StageConfig):
     """How the chat model and its safety tools are packaged and quantized."""
 
-    name: str = Field(..., description="Release name, the model card's title.")
-    license: str = Field(..., description="License named in the model card.")
+    name: str = Field("factory-chat", description="Release name, the model card's title.")
+    license: str = Field("Apache-2.0", description="License named in the model card.")
     hf_dtype: Literal["bfloat16", "float32"] = Field(
-        ..., description="Dtype of the Hugging Face bundle and of the tensors the FP8 folder leaves unquantized.")
+        "bfloat16",
+        description="Dtype of the Hugging Face bundle and of the tensors the FP8 folder leaves unquantized.")
     fp8_scale_ub: float = Field(1200.0, gt=0, description="Upper bound of the FP8 quantizing multiplier per row (Llama 3: 1200).")
     fp8_keep_edge_layers: int = Field(
         1, ge=0, description="Layers kept in high precision at each end of the stack (Llama 3 keeps the first and last).")
-    eval_sequences: int = Field(..., ge=1, description="Random token sequences used to measure output deltas.")
-    eval_seq_len: int = Field(..., ge=2, description="Length of those sequences.")
+    eval_sequences: int = Field(8, ge=1, description="Random token sequences used to measure output deltas.")
+    eval_seq_len: int = Field(64, ge=2, description="Length of those sequences.")
     seed: int = Field(0, description="Seed of the random sequences.")
 
 

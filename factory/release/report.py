@@ -38,15 +38,17 @@ PRETRAINED = ("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint
 class EvalConfig(StageConfig):
     """Sizes of each evaluation; the same values give the same prompts and windows for every model."""
 
-    ppl_seq_len: int = Field(description="Window length of the perplexity evaluation (capped at each model's context).")
-    ppl_max_windows: int = Field(description="Most validation windows per stream.")
-    niah_lengths: list[int] = Field(description="Prompt lengths of the needle-in-a-haystack table.")
-    niah_depths: list[float] = Field(description="Relative needle depths (0 = start, 1 = end).")
-    niah_trials: int = Field(description="Needle examples per cell.")
+    ppl_seq_len: int = Field(
+        128, description="Window length of the perplexity evaluation (capped at each model's context).")
+    ppl_max_windows: int = Field(32, description="Most validation windows per stream.")
+    niah_lengths: list[int] = Field([128, 256, 512], description="Prompt lengths of the needle-in-a-haystack table.")
+    niah_depths: list[float] = Field(
+        [0.0, 0.25, 0.5, 0.75, 1.0], description="Relative needle depths (0 = start, 1 = end).")
+    niah_trials: int = Field(4, description="Needle examples per cell.")
     niah_distractors: int = Field(9, description="Wrong keys each true key is ranked against.")
     niah_key_digits: int = Field(4, description="Digits of a pass key.")
-    task_prompts: int = Field(description="Held-out verifiable prompts per model (split evenly over tasks).")
-    quant_windows: int = Field(description="Validation windows for the FP8-vs-chat logit comparison.")
+    task_prompts: int = Field(100, description="Held-out verifiable prompts per model (split evenly over tasks).")
+    quant_windows: int = Field(8, description="Validation windows for the FP8-vs-chat logit comparison.")
     guard_batch_size: int = Field(32, description="Inputs per forward pass of the guards.")
     seed: int = Field(0, description="Seed of NIAH keys and task prompts.")
 
@@ -278,8 +280,8 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_eval_report(cfg: EvalConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
-    from factory.model.tokenizer_files import tokenizer_info
     from factory.model.checkpoint_io import load_model
+    from factory.model.tokenizer_files import tokenizer_info
 
     info = tokenizer_info(inputs["tokenizer"])
     streams = _validation_streams(inputs["data_mix"])

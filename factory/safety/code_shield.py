@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from factory.eval.guard_eval import binary_metrics
 from factory.core.stage import StageConfig, StageContext
+from factory.eval.guard_eval import binary_metrics
 
 Level = Literal["LOW", "MEDIUM", "HIGH"]
 Verdict = Literal["allow", "warn", "block"]
@@ -55,9 +55,10 @@ class CodeShieldConfig(StageConfig):
     """The policy plus the scan of the chat model's code generations."""
 
     policy: CodeShieldPolicy = Field(default_factory=CodeShieldPolicy, description="Blocking policy.")
-    prompts: int = Field(description="Coding prompts (from the fixed list) the chat model answers.")
+    prompts: int = Field(
+        12, description="Coding prompts (from the fixed list) the chat model answers (12: every one once).")
     samples_per_prompt: int = Field(1, description="Generations per prompt.")
-    max_new_tokens: int = Field(description="Most tokens per generation.")
+    max_new_tokens: int = Field(96, description="Most tokens per generation.")
     temperature: float = Field(0.7, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(0.95, description="Nucleus mass for sampling.")
     batch_size: int = Field(8, description="Prompts decoded together.")

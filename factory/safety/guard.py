@@ -36,10 +36,11 @@ from factory.model.chat_format import ChatFormat, load_chat_format
 from factory.model.llama import SequenceScorer
 from factory.safety.seed_prompts import GuardExample, guard_examples, split
 from factory.safety.taxonomy import CODES, policy_text
+from factory.train.config import TrainConfig
 from factory.train.data import Examples, score_sequences
 from factory.train.losses import Classification
 from factory.train.stage_training import train_stage
-from factory.train.trainer import TrainConfig, describe
+from factory.train.trainer import describe
 
 LABELS: tuple[str, ...] = ("unsafe", *CODES)  # output index 0 = unsafe flag, 1..14 = S1..S14
 TOKENIZER_DIR = "tokenizer"
@@ -49,16 +50,21 @@ HELD_OUT_FILE = "held_out.jsonl"  # the examples the reported metrics were measu
 class GuardConfig(StageConfig):
     """Seed-set size, prompt length, decision threshold and the fine-tuning run of the guard."""
 
-    per_category: int = Field(description="Unsafe prompts per hazard category (and as many safe look-alikes).")
-    responses_per_category: int = Field(description="Judged agent responses per category (compliance, refusal, helpful).")
+    per_category: int = Field(
+        24, description="Unsafe prompts per hazard category (and as many safe look-alikes); 24 gives 14 x (24 unsafe "
+        "+ 24 look-alike) prompts.")
+    responses_per_category: int = Field(
+        8, description="Judged agent responses per category (compliance, refusal, helpful).")
     held_out_fraction: float = Field(0.2, description="Share of the seed set held out for the reported metrics.")
-    max_len: int = Field(description="Most tokens of a guard prompt; longer conversations are cut at their end.")
+    max_len: int = Field(256, description="Most tokens of a guard prompt; longer conversations are cut at their end.")
     include_policy: bool = Field(True, description="List the hazard categories in the prompt (as Llama Guard does); "
                                  "off saves ~100 identical tokens per example on small runs.")
     threshold: float = Field(0.5, description="Probability above which the unsafe flag or a category fires.")
     eval_batch_size: int = Field(32, description="Prompts per forward pass when scoring.")
     seed: int = Field(0, description="Seed of the seed-set composition.")
-    train: TrainConfig = Field(description="Fine-tuning run (steps, batch, LR schedule).")
+    train: TrainConfig = Field(
+        TrainConfig(steps=120, batch_size=16, lr=2.0e-3, log_every=20, schedule={"warmup_steps": 10}),
+        description="Fine-tuning run (steps, batch, LR schedule).")
 
 
 def guard_prompt_parts(prompt: str, response: str | None, with_policy: bool = True) -> tuple[str, str, str]:

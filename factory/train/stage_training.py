@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from factory.core.stage import StageContext
+from factory.train.config import TrainConfig
 from factory.train.data import Examples
-from factory.train.trainer import BatchSource, Objective, TrainConfig, TrainResult, train
+from factory.train.trainer import BatchSource, Objective, TrainResult, train
 
 
 def train_stage(

@@ -4,7 +4,8 @@
 Every training stage — pre-training, long context, annealing, experts, reward model, SFT, DPO,
 guard classifiers, scaling-law grid runs — is a configuration of ``train``: a model builder, an
 objective (``factory.train.losses``), a batch source (``factory.train.data``) and a
-``TrainConfig`` (schedule, batch ramp, clipping, precision, checkpointing, backend). Nothing else
+``TrainConfig`` (``factory.train.config``: optimizer, schedule and batch ramp, checkpointing,
+parallelism). Nothing else
 loops. The backend (one process, Ray Train DDP, DeepSpeed ZeRO) is an engine beside the loop
 (``factory.train.engines``); the loop is the same for all of them.
 
@@ -29,68 +30,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
-from factory.core.stage import StageConfig
 from factory.train.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
-from factory.train.schedules import ScheduleKind, batch_size_at, learning_rate, samples_before
+from factory.train.config import TrainConfig
+from factory.train.schedules import batch_size_at, learning_rate, samples_before
 
 JOURNAL = "journal.jsonl"  # per-step record of a distributed run, written by rank 0 next to its checkpoints
-
-
-class TrainConfig(StageConfig):
-    """Optimization and run-control settings of one training run."""
-
-    steps: int = Field(description="Optimizer steps of the run.")
-    batch_size: int = Field(description="Global batch size (samples per optimizer step) after any ramp.")
-    micro_batch_size: int = Field(0, description="Samples per forward/backward on one worker; 0 means its whole share of the batch at once.")
-    lr: float = Field(description="Peak learning rate.")
-    min_lr: float = Field(0.0, description="Floor of the cosine schedule.")
-    warmup_steps: int = Field(0, description="Linear warmup steps.")
-    schedule: ScheduleKind = Field("cosine", description="cosine (to min_lr), linear_to_zero (annealing) or constant.")
-    batch_ramp: list[tuple[int, int]] = Field(
-        default_factory=list, description="Batch-size ramp: [(until_step, batch_size), ...], then batch_size."
-    )
-    weight_decay: float = Field(0.1, description="AdamW decoupled weight decay on matrices.")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
-    grad_clip: float = Field(1.0, description="Global gradient-norm clip; 0 disables it.")
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16: autocast with fp32 master weights where the device has native bf16 (else fp32, logged); fp32."
-    )
-    seed: int = Field(0, description="Seed of model init and of the sample order.")
-    log_every: int = Field(10, description="Steps between metric reports.")
-    checkpoint_every: int = Field(0, description="Steps between checkpoints; 0 = only at the end.")
-    keep_last: int = Field(2, description="Checkpoints kept on disk.")
-    async_checkpoint: bool = Field(False, description="Write checkpoints on a background thread from a CPU copy (single/ddp).")
-    kernels: bool = Field(
-        False, description="Swap RMSNorm/SwiGLU for the Triton kernels (factory.model.convert); needs CUDA."
-    )
-    compile: bool = Field(
-        False, description="torch.compile the model and objective (fuses elementwise work; costs a one-off compile of tens of seconds)."
-    )
-    peak_flops: float = Field(150e9, description="Peak FLOP/s of one worker's device, for MFU.")
-    backend: Literal["single", "ddp", "deepspeed"] = Field(
-        "single", description="single process; Ray Train DDP; or DeepSpeed ZeRO inside Ray Train workers."
-    )
-    num_workers: int = Field(1, ge=1, description="Data-parallel workers; 1 runs in the calling process, never through Ray Train.")
-    use_gpu: bool = Field(False, description="One GPU per worker (nccl) instead of CPU workers (gloo).")
-    zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also parameters.")
-    cpu_offload: bool = Field(False, description="DeepSpeed: keep optimizer state and step on the CPU (ZeRO-Offload).")
-    max_failures: int = Field(0, ge=-1, description="Worker-group restarts Ray Train allows after failures (-1 = unlimited).")
-
-    @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
-        if self.num_workers > 1 and self.backend == "single":
-            raise ValueError("backend=single runs one worker; use backend=ddp or deepspeed for num_workers > 1")
-        sizes = [self.batch_size] + [size for _, size in self.batch_ramp]
-        if any(size % self.num_workers for size in sizes):
-            raise ValueError(f"every batch size {sizes} must be divisible by num_workers={self.num_workers}")
-        return self
 
 
 class Objective(Protocol):
@@ -195,8 +145,9 @@ def _loop(job: _Job, log: Callable[[str], None], on_metrics: Callable[[dict[str,
 
         log(f"Triton kernels swapped into {apply_kernels(model, True)} modules")
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    first_local = batch_size_at(0, cfg.batch_size, cfg.batch_ramp) // world
-    engine = make_engine(cfg, model, job.objective, min(cfg.micro_batch_size or first_local, first_local))
+    first_local = batch_size_at(0, cfg.batch_size, cfg.schedule.batch_ramp) // world
+    micro = cfg.parallelism.micro_batch_size
+    engine = make_engine(cfg, model, job.objective, min(micro or first_local, first_local))
     rank, lead = engine.rank, engine.rank == 0
     say = log if lead else (lambda _msg: None)
 
@@ -224,14 +175,15 @@ def _loop(job: _Job, log: Callable[[str], None], on_metrics: Callable[[dict[str,
     done = start
     for step in range(start, cfg.steps):
         step_t0 = time.perf_counter()
-        lr = learning_rate(step, kind=cfg.schedule, peak=cfg.lr, floor=cfg.min_lr, warmup=cfg.warmup_steps, total=cfg.steps)
+        lr = learning_rate(step, kind=cfg.schedule.kind, peak=cfg.lr, floor=cfg.schedule.min_lr,
+                           warmup=cfg.schedule.warmup_steps, total=cfg.steps)
         engine.set_lr(lr)
-        bsz = batch_size_at(step, cfg.batch_size, cfg.batch_ramp)
+        bsz = batch_size_at(step, cfg.batch_size, cfg.schedule.batch_ramp)
         local = bsz // engine.world_size
-        batch = job.data.batch(samples_before(step, cfg.batch_size, cfg.batch_ramp) + rank * local, local)
+        batch = job.data.batch(samples_before(step, cfg.batch_size, cfg.schedule.batch_ramp) + rank * local, local)
         if engine.device.type != "cpu":
             batch = {k: v.to(engine.device, non_blocking=True) for k, v in batch.items()}
-        parts = _split(batch, min(cfg.micro_batch_size or local, local))
+        parts = _split(batch, min(micro or local, local))
         metrics_sum: dict[str, float] = {}
         for i, part in enumerate(parts):
             weight = next(iter(part.values())).shape[0] / local
@@ -243,7 +195,7 @@ def _loop(job: _Job, log: Callable[[str], None], on_metrics: Callable[[dict[str,
                 engine.backward(loss * weight)
             for k, v in metrics.items():
                 metrics_sum[k] = metrics_sum.get(k, 0.0) + v * weight
-        grad_norm = engine.step(cfg.grad_clip)
+        grad_norm = engine.step(cfg.optimizer.grad_clip)
         tokens = count_tokens(batch) * engine.world_size
         window_tokens += tokens
         total_tokens += tokens
@@ -278,16 +230,16 @@ def _loop(job: _Job, log: Callable[[str], None], on_metrics: Callable[[dict[str,
         if journal is not None:
             journal.flush()
         if job.checkpoint_dir is not None and (
-            done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+            done == cfg.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0)
         ):
             meta = {
                 "step": done,
-                "samples_seen": samples_before(done, cfg.batch_size, cfg.batch_ramp),
+                "samples_seen": samples_before(done, cfg.batch_size, cfg.schedule.batch_ramp),
                 "lr": lr,
                 "world_size": engine.world_size,
-                "rng": _rng_state(cfg.use_gpu),
+                "rng": _rng_state(cfg.parallelism.use_gpu),
             }
-            engine.save(job.checkpoint_dir, done, meta, cfg.keep_last)
+            engine.save(job.checkpoint_dir, done, meta, cfg.checkpoint.keep_last)
         if done in job.kill_at and rank == engine.world_size - 1 and job.checkpoint_dir is not None:
             _kill_once(job.checkpoint_dir, done)
         if job.stop_after is not None and done >= job.stop_after:
@@ -320,7 +272,7 @@ def _worker(job: _Job) -> None:
     """Entry point of each Ray Train worker."""
     from factory.core.environment import apply_env, training_env
 
-    apply_env(training_env(job.cfg.use_gpu))
+    apply_env(training_env(job.cfg.parallelism.use_gpu))
     _loop(job, _rank0_print, None)
 
 
@@ -344,14 +296,14 @@ def train(
     lets a scorer head start from a decoder's weights). ``checkpoint_dir`` enables checkpoints and
     resumption. ``stop_after`` ends the run early after that step (to simulate an interruption).
 
-    With ``num_workers > 1`` the loop runs on Ray Train workers: ``build_model``, ``objective``
+    With ``parallelism.num_workers > 1`` the loop runs on Ray Train workers: ``build_model``, ``objective``
     and ``data`` must pickle, workers print progress (Ray forwards it to this console), and
     ``on_metrics`` receives the records once the run is done. ``kill_at`` (distributed only, for
     fault-tolerance tests and ``factory bench faults``) makes the last worker SIGKILL itself the
     first time the run completes each of those steps.
     """
     job = _Job(cfg, build_model, objective, data, init_state, strict_init, checkpoint_dir, stop_after, tuple(kill_at))
-    if cfg.num_workers == 1:
+    if cfg.parallelism.num_workers == 1:
         if kill_at:
             raise ValueError("kill_at needs a distributed run (num_workers > 1): it kills a worker process")
         t0 = time.perf_counter()
@@ -370,16 +322,16 @@ def _train_distributed(
 ) -> TrainResult:
     from factory.train.engines import run_on_ray
 
-    cfg = job.cfg
+    par = job.cfg.parallelism
     root.mkdir(parents=True, exist_ok=True)
     job.checkpoint_dir = root
     before = latest_checkpoint(root)
     resumed_from = checkpoint_step(before) if before is not None else None
     (root / JOURNAL).unlink(missing_ok=True)
-    log(f"training on {cfg.num_workers} Ray Train workers ({cfg.backend}"
-        f"{f', ZeRO-{cfg.zero_stage}' if cfg.backend == 'deepspeed' else ''})")
+    log(f"training on {par.num_workers} Ray Train workers ({par.backend}"
+        f"{f', ZeRO-{par.zero_stage}' if par.backend == 'deepspeed' else ''})")
     t0 = time.perf_counter()
-    run_on_ray(cfg, functools.partial(_worker, job), root / "ray")
+    run_on_ray(par, functools.partial(_worker, job), root / "ray")
     wall = time.perf_counter() - t0
 
     steps_dt: dict[int, float] = {}

@@ -11,8 +11,8 @@ import pytest
 from factory.core.stage import StageContext
 from factory.data import mix as M
 from factory.model.tokenizer_files import tokenizer_info
+from factory.train.config import TrainConfig
 from factory.train.token_shards import load_stream, read_mix, stream_names
-from factory.train.trainer import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
 from synthetic_corpus import write_inputs  # noqa: E402

@@ -7,9 +7,10 @@ import torch
 
 from factory.model.flavors import model_args
 from factory.model.llama import Transformer
+from factory.train.config import TrainConfig
 from factory.train.data import PackedTokens
 from factory.train.losses import LanguageModeling
-from factory.train.trainer import TrainConfig, train
+from factory.train.trainer import train
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")

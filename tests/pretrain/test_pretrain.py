@@ -16,8 +16,8 @@ from factory.pretrain.continued import HISTORY_FILE
 from factory.pretrain.experts import ExpertConfig, run_expert_checkpoint
 from factory.pretrain.long_context import LongContextConfig, run_long_context_checkpoint
 from factory.scaling.isoflop import FIT_FILE, ScalingConfig, run_scaling_law_fit
+from factory.train.config import TrainConfig
 from factory.train.lm_runs import shifted_mix
-from factory.train.trainer import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "train"))
 from synthetic_corpus import write_inputs  # noqa: E402
@@ -47,13 +47,14 @@ def chain(tmp_path_factory):
         eval_windows=2, target_budget=1e10, recommend_flavors=["debug"], recommend_batch_size=4,
         recommend_seq_len=32, proxy_items=4, proxy_prompt_len=8, proxy_answer_len=2, proxy_choices=4), inputs)
     base_cfg = PretrainConfig(flavor="nano", size_from="scaling_law_fit", seq_len=32, eval_windows=4,
-                                train=T(steps=16, warmup_steps=2, batch_ramp=[(4, 2)], lr=1e-2, min_lr=1e-3))
+                                train=T(steps=16, lr=1e-2,
+                                        schedule={"warmup_steps": 2, "batch_ramp": [(4, 2)], "min_lr": 1e-3}))
     inputs["base_checkpoint"], meta["base"] = _stage(root, "base", run_base_checkpoint, base_cfg, inputs)
     long_cfg = LongContextConfig(
-        lengths=[64, 96], train=T(steps=4, schedule="constant"), check_every=2, recovery_tolerance=0.5,
+        lengths=[64, 96], train=T(steps=4, schedule={"kind": "constant"}), check_every=2, recovery_tolerance=0.5,
         niah_threshold=0.5, niah_depths=[0.0, 1.0], niah_trials=2, niah_distractors=3, niah_rate=0.2, eval_windows=2)
     inputs["long_context_checkpoint"], meta["long"] = _stage(root, "long", run_long_context_checkpoint, long_cfg, inputs)
-    anneal_cfg = AnnealConfig(train=T(steps=3, schedule="linear_to_zero"), upsample={"math": 2.0},
+    anneal_cfg = AnnealConfig(train=T(steps=3, schedule={"kind": "linear_to_zero"}), upsample={"math": 2.0},
                                 high_quality_weight=0.2, eval_windows=2, value_dataset="math", value_steps=2)
     _, meta["anneal"] = _stage(root, "anneal", run_annealed_checkpoint, anneal_cfg, inputs)
     _, meta["code"] = _stage(root, "code", run_expert_checkpoint,

@@ -43,7 +43,8 @@ def test_prompt_keeps_instruction_and_cuts_long_conversations(tokenizer_dir):
 
 def _train(tmp_path, tokenizer_dir, lm_dir, steps, per_category, responses) -> tuple[dict, Path]:
     cfg = GuardConfig(per_category=per_category, responses_per_category=responses, max_len=256, include_policy=False,
-                      train={"steps": steps, "batch_size": 16, "lr": 5e-3, "warmup_steps": 5, "log_every": 20})
+                      train={"steps": steps, "batch_size": 16, "lr": 5e-3, "schedule": {"warmup_steps": 5},
+                             "log_every": 20})
     out = tmp_path / "guard"
     meta = run_llama_guard(cfg, {"annealed_checkpoint": lm_dir, "tokenizer": tokenizer_dir}, out, StageContext(log=lambda m: None))
     return meta, out

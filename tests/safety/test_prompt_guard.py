@@ -16,7 +16,8 @@ from factory.safety.prompt_guard import (
 @pytest.mark.slow
 def test_head_on_minilm_detects_attacks_and_reloads(tmp_path):
     cfg = PromptGuardConfig(per_class=36, hidden_dim=32, max_len=64,
-                            train={"steps": 40, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.0, "log_every": 20})
+                            train={"steps": 40, "batch_size": 32, "lr": 3e-3, "optimizer": {"weight_decay": 0.0},
+                                   "log_every": 20})
     out = tmp_path / "pg"
     meta = run_prompt_guard(cfg, {}, out, StageContext(log=lambda m: None))
     assert (out / HEAD_FILE).exists()

@@ -7,8 +7,9 @@ same global batches.
 
 import pytest
 
+from factory.train.config import TrainConfig
 from factory.train.losses import LanguageModeling
-from factory.train.trainer import TrainConfig, train
+from factory.train.trainer import train
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,8 @@ def _ray_cluster():
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(steps=8, batch_size=4, lr=3e-3, warmup_steps=2, log_every=1, checkpoint_every=3, seed=0)
+    base = dict(steps=8, batch_size=4, lr=3e-3, schedule={"warmup_steps": 2}, log_every=1, checkpoint={"every": 3},
+                seed=0)
     return TrainConfig(**{**base, **kw})
 
 
@@ -37,7 +39,7 @@ def _quiet(_msg: str) -> None:
 
 def test_ddp_run_survives_a_killed_worker_and_continues_the_same_curve(packed, build_lm, tmp_path):
     reference = train(_cfg(), build_lm, LanguageModeling(), packed, log=_quiet)
-    cfg = _cfg(backend="ddp", num_workers=2, max_failures=1)
+    cfg = _cfg(parallelism={"backend": "ddp", "num_workers": 2, "max_failures": 1})
     result = train(cfg, build_lm, LanguageModeling(), packed, checkpoint_dir=tmp_path, kill_at=[4])
     print(f"DDP with one killed worker: goodput {result.final['goodput']:.1%} over {result.wall_s:.1f}s wall, "
           f"{result.restarts} restart, {result.lost_steps} lost step")
@@ -53,7 +55,7 @@ def test_ddp_run_survives_a_killed_worker_and_continues_the_same_curve(packed, b
 
 def test_deepspeed_zero2_run_completes(packed, build_lm, tmp_path):
     reference = train(_cfg(steps=4), build_lm, LanguageModeling(), packed, log=_quiet)
-    cfg = _cfg(steps=4, backend="deepspeed", num_workers=2, zero_stage=2)
+    cfg = _cfg(steps=4, parallelism={"backend": "deepspeed", "num_workers": 2, "zero_stage": 2})
     result = train(cfg, build_lm, LanguageModeling(), packed, checkpoint_dir=tmp_path)
     assert result.steps == 4 and result.restarts == 0
     assert (tmp_path / "step-00000004" / "deepspeed").is_dir()  # ZeRO shards beside the full weights

@@ -9,10 +9,10 @@ import torch
 from factory.core.stage import StageContext
 from factory.model.flavors import model_args
 from factory.model.llama import SequenceScorer
+from factory.train.config import TrainConfig
 from factory.train.data import score_sequences
 from factory.train.losses import LanguageModeling
 from factory.train.stage_training import train_stage
-from factory.train.trainer import TrainConfig
 
 
 def _quiet(**kw) -> StageContext:

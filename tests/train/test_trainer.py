@@ -5,13 +5,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from factory.train.config import TrainConfig
 from factory.train.data import PackedTokens
 from factory.train.losses import LanguageModeling
-from factory.train.trainer import TrainConfig, bf16_native, describe, train
+from factory.train.trainer import bf16_native, describe, train
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(steps=8, batch_size=4, lr=3e-3, warmup_steps=2, log_every=1, seed=0)
+    base = dict(steps=8, batch_size=4, lr=3e-3, schedule={"warmup_steps": 2}, log_every=1, seed=0)
     return TrainConfig(**{**base, **kw})
 
 
@@ -20,7 +21,7 @@ def _quiet(_msg: str) -> None:
 
 
 def test_resume_continues_the_same_loss_curve(packed, build_lm, tmp_path):
-    cfg = _cfg(checkpoint_every=3, async_checkpoint=True)
+    cfg = _cfg(checkpoint={"every": 3, "async": True})
     full = train(cfg, build_lm, LanguageModeling(), packed, log=_quiet)
     first = train(cfg, build_lm, LanguageModeling(), packed, checkpoint_dir=tmp_path, stop_after=5, log=_quiet)
     assert first.steps == 5
@@ -48,7 +49,8 @@ class RecordingSource:
 
 
 def test_batch_ramp_reads_consecutive_sample_positions_and_resumes_there(packed, build_lm, tmp_path):
-    cfg = _cfg(steps=6, batch_size=8, batch_ramp=[(2, 2), (4, 4)], checkpoint_every=3)
+    cfg = _cfg(steps=6, batch_size=8, schedule={"warmup_steps": 2, "batch_ramp": [(2, 2), (4, 4)]},
+               checkpoint={"every": 3})
     source = RecordingSource(packed)
     train(cfg, build_lm, LanguageModeling(), source, checkpoint_dir=tmp_path, stop_after=4, log=_quiet)
     assert source.calls == [(0, 2), (2, 2), (4, 4), (8, 4)]
@@ -60,7 +62,7 @@ def test_batch_ramp_reads_consecutive_sample_positions_and_resumes_there(packed,
 
 def test_micro_batches_accumulate_to_the_full_batch_gradient(packed, build_lm):
     whole = train(_cfg(steps=3), build_lm, LanguageModeling(), packed, log=_quiet)
-    micro = train(_cfg(steps=3, micro_batch_size=1), build_lm, LanguageModeling(), packed, log=_quiet)
+    micro = train(_cfg(steps=3, parallelism={"micro_batch_size": 1}), build_lm, LanguageModeling(), packed, log=_quiet)
     for a, b in zip(whole.history, micro.history):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
 
@@ -77,9 +79,9 @@ def test_bf16_trains_and_reports_throughput(packed, build_lm):
 
 def test_config_rejects_batches_that_do_not_split_across_workers():
     with pytest.raises(ValueError, match="divisible by num_workers"):
-        TrainConfig(steps=1, batch_size=6, lr=1e-3, backend="ddp", num_workers=4)
+        TrainConfig(steps=1, batch_size=6, lr=1e-3, parallelism={"backend": "ddp", "num_workers": 4})
     with pytest.raises(ValueError, match="backend=single"):
-        TrainConfig(steps=1, batch_size=4, lr=1e-3, num_workers=2)
+        TrainConfig(steps=1, batch_size=4, lr=1e-3, parallelism={"num_workers": 2})
 
 
 def test_kill_injection_needs_a_distributed_run(packed, build_lm, tmp_path: Path):

@@ -1,0 +1,86 @@
+"""Every profile validates every stage section, and states only what differs from the defaults.
+
+A profile key that restates its default is noise that hides what a profile changes (and would
+silently pin the value if the default moved), so every key must differ from what leaving it out
+gives. A nested section (``train: {...}``) replaces its field's default as a whole, so inside it
+a key is compared with the nested config class's own default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from factory.config import PROFILES_DIR, Profile, RuntimeConfig, available_profiles, load_profile
+from factory.stages import post_training_rounds, stage_config, stage_specs
+
+PROFILES = available_profiles()
+
+
+def _field(cls: type[BaseModel], key: str) -> tuple[str, Any]:
+    for name, info in cls.model_fields.items():
+        if key in (name, info.alias):
+            return name, info
+    raise KeyError(f"{cls.__name__} has no field {key!r}")
+
+
+def restated_defaults(cls: type[BaseModel], section: dict[str, Any], where: str) -> list[str]:
+    """Keys of ``section`` (validated by ``cls``) whose value is what leaving the key out gives."""
+    config = cls(**section)
+    found = []
+    for key, raw in section.items():
+        name, info = _field(cls, key)
+        if info.is_required():
+            continue
+        value = getattr(config, name)
+        if value == info.get_default(call_default_factory=True):
+            found.append(f"{where}.{key}")
+        elif isinstance(raw, dict) and isinstance(value, BaseModel):
+            found += restated_defaults(type(value), raw, f"{where}.{key}")
+    return found
+
+
+def _raw(name: str) -> dict[str, Any]:
+    return yaml.safe_load((PROFILES_DIR / f"{name}.yaml").read_text()) or {}
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_stage_section_validates(name):
+    profile = load_profile(name)
+    specs = stage_specs(profile)  # raises on a section no stage reads
+    for spec in specs:
+        stage_config(spec, profile)
+    assert set(profile.sections) <= {spec.config_section for spec in specs} | {"posttraining"}
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_no_profile_key_restates_its_default(name):
+    profile = load_profile(name)
+    raw = _raw(name)
+    found = restated_defaults(RuntimeConfig, raw.get("runtime") or {}, "runtime")
+    if "rounds" in profile.sections.get("posttraining", {}):
+        default_rounds = post_training_rounds(Profile("defaults", {}))
+        if post_training_rounds(profile) == default_rounds:
+            found.append("posttraining.rounds")
+    classes = {spec.config_section: spec.load_config_class() for spec in stage_specs(profile)}
+    for section, cls in classes.items():
+        if section in profile.sections:
+            found += restated_defaults(cls, profile.section(section), section)
+    assert not found, f"profile {name!r} restates defaults: {found}"
+
+
+def test_the_checker_sees_restated_and_nested_defaults():
+    from factory.pretrain.base import PretrainConfig
+
+    default_train = PretrainConfig().train.model_dump()
+    assert restated_defaults(PretrainConfig, {"seq_len": 128, "train": default_train}, "base") == [
+        "base.seq_len", "base.train"]
+    # Inside a nested section the nested class's defaults count: 10 is TrainConfig's log_every.
+    nested = {"steps": 5, "batch_size": 4, "lr": 1e-3, "log_every": 10, "schedule": {"kind": "cosine"}}
+    assert restated_defaults(PretrainConfig, {"train": nested}, "base") == [
+        "base.train.log_every", "base.train.schedule"]
+    changed = {**nested, "log_every": 5, "schedule": {"kind": "constant"}}
+    assert restated_defaults(PretrainConfig, {"flavor": "nano", "train": changed}, "base") == []
