@@ -6,10 +6,9 @@ A failed suite fails the check and, being blocking, keeps every downstream asset
 
 import dagster as dg
 
+from assets.resources import FactoryResource
 from factory.expectations import SUITES, load_frame, validate
 from factory.store import ArtifactStore
-
-from assets.resources import FactoryResource
 
 
 def _check_for(asset: str) -> dg.AssetChecksDefinition:

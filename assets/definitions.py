@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from factory.config import load_profile
-
 from assets.automation import new_warc_files, rebuild_job, rebuild_stale_nightly
 from assets.checks import build_checks
 from assets.graph import build_assets
 from assets.resources import FactoryResource, default_profile_name
+from factory.config import load_profile
 
 _profile = load_profile(default_profile_name())
 

@@ -78,7 +78,7 @@ class Manifest:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
         return cls(**data)
 
     def ref(self) -> dict[str, str]:
@@ -89,7 +89,7 @@ class ArtifactIntegrityError(RuntimeError):
     """A stored artifact no longer matches its manifest."""
 
 
-def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, "Manifest"]) -> str:
+def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, Manifest]) -> str:
     payload = {
         "stage": stage,
         "config": config,

@@ -99,7 +99,7 @@ class KVCache:
     values: list[torch.Tensor | None]
 
     @classmethod
-    def empty(cls, n_layers: int) -> "KVCache":
+    def empty(cls, n_layers: int) -> KVCache:
         return cls([None] * n_layers, [None] * n_layers)
 
     @property

@@ -71,7 +71,7 @@ class Ranking:
                 "responses": [vars(r) for r in self.responses]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Ranking":
+    def from_dict(cls, d: dict[str, Any]) -> Ranking:
         return cls(TaskPrompt.from_dict(d["prompt"]), [Response(**r) for r in d["responses"]], d["strength"])
 
 

@@ -82,7 +82,7 @@ class ScalingConfig(StageConfig):
     seed: int = Field(0, description="Seed of model init, data order and proxy items.")
 
     @model_validator(mode="after")
-    def _check(self) -> "ScalingConfig":
+    def _check(self) -> ScalingConfig:
         if len(self.budgets) < 2 or len(self.flavors) < 2:
             raise ValueError("an IsoFLOP grid needs at least two budgets and two model sizes")
         return self

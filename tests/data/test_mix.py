@@ -15,7 +15,7 @@ from factory.train.config import TrainConfig
 from factory.train.token_shards import load_stream, read_mix, stream_names
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
-from synthetic_corpus import write_inputs  # noqa: E402
+from synthetic_corpus import write_inputs
 
 
 def test_topic_cap_is_the_largest_count_within_the_share():

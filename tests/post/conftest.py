@@ -15,7 +15,7 @@ MODEL_KEYS = ("annealed_checkpoint", "code_expert", "multilingual_expert")
 
 
 def _corpus() -> list[str]:
-    prompts = sample_prompts(200, 0, "train", {t: 1.0 for t in TASKS})
+    prompts = sample_prompts(200, 0, "train", dict.fromkeys(TASKS, 1.0))
     return [f"{p.prompt}\n{p.reference}" for p in prompts]
 
 

@@ -14,7 +14,7 @@ from factory.post.reward import RewardConfig, run_reward_model
 from factory.post.rounds import DPOConfig, SFTConfig, run_dpo_round, run_sft_round
 from factory.post.tasks import TASKS
 
-WEIGHTS = {t: 1.0 for t in TASKS}
+WEIGHTS = dict.fromkeys(TASKS, 1.0)
 SAMPLING = {"max_new_tokens": 8, "temperature": 1.0}
 TRAIN = {"steps": 2, "batch_size": 4, "lr": 1e-3, "log_every": 1}
 

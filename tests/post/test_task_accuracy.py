@@ -9,7 +9,7 @@ from factory.post.tasks import TASKS, split_of
 def test_heldout_prompts_are_eval_split_and_balanced():
     prompts = heldout_prompts(12, 0)
     assert len(prompts) == 12 and all(split_of(p.key) == "eval" for p in prompts)
-    assert {t: sum(p.task == t for p in prompts) for t in TASKS} == {t: 3 for t in TASKS}
+    assert {t: sum(p.task == t for p in prompts) for t in TASKS} == dict.fromkeys(TASKS, 3)
     assert heldout_prompts(12, 0) == prompts
 
 

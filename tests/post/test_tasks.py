@@ -8,7 +8,7 @@ from factory.post.tasks import TASKS, TaskPrompt, sample_prompts, score, split_o
 
 def test_every_reference_scores_one_and_prompts_are_in_their_split():
     for split in ("train", "eval"):
-        prompts = sample_prompts(40, 3, split, {t: 1.0 for t in TASKS})
+        prompts = sample_prompts(40, 3, split, dict.fromkeys(TASKS, 1.0))
         assert len(prompts) == 40 and {p.task for p in prompts} == set(TASKS)
         for p in prompts:
             assert split_of(p.key) == split

@@ -20,7 +20,7 @@ from factory.train.config import TrainConfig
 from factory.train.lm_runs import shifted_mix
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "train"))
-from synthetic_corpus import write_inputs  # noqa: E402
+from synthetic_corpus import write_inputs
 
 
 def T(**kw) -> TrainConfig:

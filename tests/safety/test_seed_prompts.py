@@ -16,7 +16,7 @@ def test_guard_seed_set_is_balanced_per_category():
     assert len(examples) == 14 * (20 + 4)
     prompts_only = [e for e in examples if e.response is None]
     unsafe_by_cat = Counter(e.categories[0] for e in prompts_only if e.unsafe)
-    assert unsafe_by_cat == {c: 10 for c in CODES}
+    assert unsafe_by_cat == dict.fromkeys(CODES, 10)
     assert sum(not e.unsafe for e in prompts_only) == 14 * 10
     kinds = Counter(e.kind for e in examples)
     assert kinds == {"unsafe_prompt": 140, "lookalike_prompt": 140, "compliance": 28, "refusal": 14, "helpful": 14}
@@ -35,7 +35,7 @@ def test_seed_set_is_deterministic_and_seeded():
 
 def test_attack_examples_balanced():
     examples = attack_examples(per_class=20)
-    assert Counter(e.label for e in examples) == {label: 20 for label in ATTACK_LABELS}
+    assert Counter(e.label for e in examples) == dict.fromkeys(ATTACK_LABELS, 20)
     injections = [e.text for e in examples if e.label == "injection"]
     assert all("\n" in t or ":" in t for t in injections)  # embedded in a document, not a bare command
 
