@@ -44,7 +44,7 @@ def test_failed_stage_leaves_no_artifact(tmp_path):
 
     with pytest.raises(RuntimeError):
         store.build("a", {}, {}, boom)
-    assert list((tmp_path / "a").glob("*")) == [p for p in (tmp_path / "a").glob(".work-*")]
+    assert list((tmp_path / "a").glob("*")) == list((tmp_path / "a").glob(".work-*"))
     # The work folder survives a crash so a training stage can resume from its checkpoints.
     assert len(list((tmp_path / "a").glob(".work-*"))) == 1
 

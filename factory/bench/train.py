@@ -129,8 +129,9 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
     args_ = model_args(a.flavor, a.vocab, max_seq_len=a.seq_len)
     packed = PackedTokens(_stream(a.vocab, 200_000), a.seq_len, eot_id=1, seed=0)
     data = packed if a.doc_mask else _NoDocIds(packed)
-    base = dict(steps=a.warmup + a.steps, batch_size=a.batch, lr=3e-4, log_every=1, precision=a.precision,
-                schedule=ScheduleConfig(warmup_steps=1), optimizer=OptimizerConfig(grad_clip=1.0))
+    base = {"steps": a.warmup + a.steps, "batch_size": a.batch, "lr": 3e-4, "log_every": 1,
+            "precision": a.precision, "schedule": ScheduleConfig(warmup_steps=1),
+            "optimizer": OptimizerConfig(grad_clip=1.0)}
     rows = [
         _factory_row("factory", TrainConfig(**base, compile=not a.no_compile), args_, data, a),
         _factory_row("factory-eager", TrainConfig(**base), args_, data, a),

@@ -202,7 +202,8 @@ def _token_streams(cfg: DataMixConfig, docs: pd.DataFrame, info: TokenizerInfo, 
     """Tokenize every domain (and the high_quality stream) per split and save the shards:
     (split -> stream -> token ids, per-stream report)."""
     streams: dict[str, dict[str, np.ndarray]] = {"train": {}, "validation": {}}
-    groups: dict[str, pd.DataFrame] = {d: g for d, g in docs.groupby("mix_domain")}
+    # iter(): dict() would take the GroupBy for a mapping (it has a .keys attribute)
+    groups: dict[str, pd.DataFrame] = dict(iter(docs.groupby("mix_domain")))
     quality = quality_scores(docs, cfg.quality_column)
     if quality is not None and cfg.high_quality_fraction > 0:
         top = quality >= quality.quantile(1.0 - cfg.high_quality_fraction)

@@ -144,9 +144,9 @@ def train_fasttext(texts: Sequence[str], labels: Sequence[str], path: Path, cfg:
         for i in order:
             f.write(f"__label__{labels[i]} {fasttext_line(texts[i], cfg.fasttext_max_chars)}\n")
         train_file = f.name
-    params = dict(input=train_file, epoch=cfg.fasttext_epoch, lr=cfg.fasttext_lr, dim=cfg.fasttext_dim,
-                  wordNgrams=cfg.fasttext_word_ngrams, bucket=cfg.fasttext_bucket, minCount=1, thread=1,
-                  seed=cfg.seed, verbose=0)
+    params = {"input": train_file, "epoch": cfg.fasttext_epoch, "lr": cfg.fasttext_lr, "dim": cfg.fasttext_dim,
+              "wordNgrams": cfg.fasttext_word_ngrams, "bucket": cfg.fasttext_bucket, "minCount": 1, "thread": 1,
+              "seed": cfg.seed, "verbose": 0}
     try:
         done = subprocess.run([sys.executable, "-c", _TRAIN_IN_CHILD, json.dumps(params), str(path)],
                               capture_output=True, text=True)

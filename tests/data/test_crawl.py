@@ -14,7 +14,7 @@ from factory.data.crawl import CrawlConfig, run_raw_crawl
 from factory.data.warc import iter_pages, response_record
 
 CTX = StageContext(log=lambda msg: None)
-SMALL = dict(max_pages_per_source=3, languages=["en", "ja"], recapture_fraction=0.5)
+SMALL = {"max_pages_per_source": 3, "languages": ["en", "ja"], "recapture_fraction": 0.5}
 
 needs_docs = pytest.mark.skipif(not sample_crawl.PYTHON_DOCS_DIR.is_dir(), reason="Debian docs not installed")
 

@@ -34,7 +34,7 @@ def test_digits_split_individually_or_in_groups_of_three():
     one = T.train_bpe(TEXTS, 300, num_special_tokens=16, digit_group=1)
     assert one.encode("x 12345").tokens[-5:] == ["1", "2", "3", "4", "5"]
     three = T.train_bpe(TEXTS * 4 + ["123 45"] * 20, 320, num_special_tokens=16, digit_group=3)
-    assert [t for t in three.encode("12345").tokens] == ["123", "45"]
+    assert list(three.encode("12345").tokens) == ["123", "45"]
     with pytest.raises(ValueError):
         T.split_pattern(0)
 

@@ -17,7 +17,7 @@ def _ours(seed: int = 0) -> Transformer:
     torch.manual_seed(seed)
     model = Transformer(ARGS).eval()
     with torch.no_grad():  # non-trivial norm weights, so a swapped norm would show
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             if p.dim() == 1:
                 p.uniform_(0.5, 1.5)
     return model

@@ -19,9 +19,9 @@ def test_tokens_are_derived_from_the_budget():
 
 
 def test_grid_needs_two_budgets_and_two_sizes():
-    kw = dict(seq_len=16, batch_size=2, lr=1e-3, min_steps=1, eval_windows=1, target_budget=1e12,
-              recommend_batch_size=2, recommend_seq_len=16, proxy_items=2, proxy_prompt_len=4,
-              proxy_answer_len=1, proxy_choices=2)
+    kw = {"seq_len": 16, "batch_size": 2, "lr": 1e-3, "min_steps": 1, "eval_windows": 1, "target_budget": 1e12,
+          "recommend_batch_size": 2, "recommend_seq_len": 16, "proxy_items": 2, "proxy_prompt_len": 4,
+          "proxy_answer_len": 1, "proxy_choices": 2}
     with pytest.raises(ValueError, match="two budgets"):
         ScalingConfig(budgets=[1e9], flavors=["debug", "nano"], **kw)
     assert ScalingConfig(budgets=[1e9, 2e9], flavors=["debug", "nano"], **kw).min_lr_ratio == 0.1

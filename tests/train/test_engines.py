@@ -28,8 +28,8 @@ def _ray_cluster():
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(steps=8, batch_size=4, lr=3e-3, schedule={"warmup_steps": 2}, log_every=1, checkpoint={"every": 3},
-                seed=0)
+    base = {"steps": 8, "batch_size": 4, "lr": 3e-3, "schedule": {"warmup_steps": 2}, "log_every": 1,
+            "checkpoint": {"every": 3}, "seed": 0}
     return TrainConfig(**{**base, **kw})
 
 

@@ -8,7 +8,7 @@ from factory.train.schedules import batch_size_at, learning_rate, samples_before
 
 
 def test_cosine_hits_warmup_peak_and_floor():
-    kw = dict(kind="cosine", peak=8e-5, floor=8e-7, warmup=10, total=100)
+    kw = {"kind": "cosine", "peak": 8e-5, "floor": 8e-7, "warmup": 10, "total": 100}
     assert learning_rate(0, **kw) == pytest.approx(8e-6)  # linear warmup from peak / warmup
     assert learning_rate(9, **kw) == pytest.approx(8e-5)  # peak at the end of warmup
     assert learning_rate(10, **kw) == pytest.approx(8e-5)

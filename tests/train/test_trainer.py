@@ -12,7 +12,7 @@ from factory.train.trainer import bf16_native, describe, train
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(steps=8, batch_size=4, lr=3e-3, schedule={"warmup_steps": 2}, log_every=1, seed=0)
+    base = {"steps": 8, "batch_size": 4, "lr": 3e-3, "schedule": {"warmup_steps": 2}, "log_every": 1, "seed": 0}
     return TrainConfig(**{**base, **kw})
 
 
