@@ -136,7 +136,8 @@ def preference_frame(path: Path) -> pd.DataFrame:
             "task": record["prompt"]["task"],
             "strength": record["strength"],
             "n_responses": len(responses),
-            "ranked_best_first": all(a >= b for a, b in zip(scores, scores[1:])),
+            # consecutive pairs: scores[1:] is one shorter by design
+            "ranked_best_first": all(a >= b for a, b in zip(scores, scores[1:], strict=False)),
             "chosen_differs_from_rejected": responses[0]["text"] != responses[-1]["text"],
         })
     return pd.DataFrame(rows)

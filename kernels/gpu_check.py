@@ -34,7 +34,7 @@ def _autograd_row(name, kernel, ref, inputs, grad_inputs, dy, tol, timer) -> dic
     """Compare kernel vs reference on ``inputs`` (grads for those flagged in ``grad_inputs``)."""
 
     def run(fn):
-        leaves = [t.detach().clone().requires_grad_(g) for t, g in zip(inputs, grad_inputs)]
+        leaves = [t.detach().clone().requires_grad_(g) for t, g in zip(inputs, grad_inputs, strict=True)]
         out = fn(*leaves)
         out.backward(dy)
         return out.detach(), [t.grad for t in leaves if t.requires_grad], leaves
@@ -44,7 +44,7 @@ def _autograd_row(name, kernel, ref, inputs, grad_inputs, dy, tol, timer) -> dic
     scale = out_r.float().abs().max().item() or 1.0
     out_err = (out_k.float() - out_r.float()).abs().max().item()
     grad_err = max(((a.float() - b.float()).abs().max() / (b.float().abs().max() + 1e-12)).item()
-                   for a, b in zip(grads_k, grads_r))
+                   for a, b in zip(grads_k, grads_r, strict=True))
 
     def step(fn, leaves):
         return lambda: fn(*leaves).backward(dy)

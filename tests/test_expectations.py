@@ -34,7 +34,7 @@ def test_filtered_corpus_suite_checks_language_codes_and_score_ranges():
 def test_preference_suite_rejects_misordered_and_identical_pairs(tmp_path):
     def record(scores, texts, strength="better"):
         return {"prompt": {"prompt": "What is 1 + 2?", "task": "arithmetic"}, "strength": strength,
-                "responses": [{"text": t, "score": s} for t, s in zip(texts, scores)]}
+                "responses": [{"text": t, "score": s} for t, s in zip(texts, scores, strict=True)]}
 
     (tmp_path / "preferences.jsonl").write_text(json.dumps(record([1.0, 0.0], ["3", "4"])) + "\n")
     assert validate("preference_data", load_frame("preference_data", tmp_path)).success

@@ -48,7 +48,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             line.append(text)
         cells.append(line)
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(columns))]
-    out = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)) for line in cells]
+    out = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
 

@@ -209,7 +209,7 @@ def _datasketch_pairs(df: pd.DataFrame, threshold: float, num_perm: int, shingle
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     found = set()
-    for doc_id, text in zip(df["id"], df["text"]):
+    for doc_id, text in zip(df["id"], df["text"], strict=True):
         m = MinHash(num_perm=num_perm, seed=1)
         for s in shingles(text, shingle):
             m.update(s)

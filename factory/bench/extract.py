@@ -94,7 +94,7 @@ def score(fns: dict[str, Callable[[str], str]], pages: list[tuple[str, str, str]
             best[name] = min(best[name], time.perf_counter() - start)
     rows = []
     for name in fns:
-        prs = [precision_recall(out, truth) for out, (_, _, truth) in zip(outputs[name], pages)]
+        prs = [precision_recall(out, truth) for out, (_, _, truth) in zip(outputs[name], pages, strict=True)]
         precision = sum(p for p, _ in prs) / len(prs)
         recall = sum(r for _, r in prs) / len(prs)
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0

@@ -150,7 +150,7 @@ def _holdout_accuracy(texts: list[str], labels: list[str], scratch: Path, q: Qua
     if not test:
         return path, float("nan")
     p = fasttext_probs(path, [texts[i] for i in test], q.fasttext_max_chars)["hq"]
-    acc = float(np.mean([(pi >= 0.5) == (labels[i] == "hq") for pi, i in zip(p, test)]))
+    acc = float(np.mean([(pi >= 0.5) == (labels[i] == "hq") for pi, i in zip(p, test, strict=True)]))
     return path, acc
 
 

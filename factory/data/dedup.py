@@ -167,7 +167,7 @@ def line_key(line: str) -> bytes | None:
 def count_lines(shard: pd.DataFrame) -> pd.DataFrame:
     """Occurrences of each (bucket, group, line hash) in a shard with columns text, _bucket, _group."""
     counts: Counter = Counter()
-    for text, bucket, group in zip(shard["text"], shard["_bucket"], shard["_group"]):
+    for text, bucket, group in zip(shard["text"], shard["_bucket"], shard["_group"], strict=True):
         for line in text.split("\n"):
             key = line_key(line)
             if key is not None:

@@ -53,7 +53,8 @@ def split_shards(df: pd.DataFrame, num_shards: int) -> list[pd.DataFrame]:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")
     n = max(1, min(num_shards, len(df)))
     bounds = np.linspace(0, len(df), n + 1).astype(int)
-    return [df.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:]) if b > a or len(df) == 0]
+    return [df.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            if b > a or len(df) == 0]
 
 
 def ensure_ray(num_cpus: int) -> None:
@@ -84,8 +85,9 @@ def map_shards(
     ensure_ray(num_cpus)
     # Ray Data may reorder (or split) blocks: each batch carries the global position of its first
     # row, so sorting by (first position, row within the batch's output) restores shard order.
+    # The cumulative sum has one more entry (the total) than there are shards: strict=False drops it.
     tagged = [s.assign(_pos=np.arange(len(s)) + start)
-              for s, start in zip(shards, np.cumsum([0] + [len(s) for s in shards]))]
+              for s, start in zip(shards, np.cumsum([0] + [len(s) for s in shards]), strict=False)]
 
     def run(batch: pd.DataFrame) -> pd.DataFrame:
         start = int(batch["_pos"].min()) if len(batch) else -1

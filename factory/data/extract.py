@@ -102,7 +102,7 @@ def extract_shard(path: str, cfg: ExtractConfig) -> tuple[list[Doc], Counter, in
     languages, scores = detect_languages([r.text for _, r in kept], cfg.langid_max_chars)
     docs = [Doc(url_id(page.url), page.url, page.date, urlsplit(page.url).hostname or "", r.title, r.text,
                 r.n_code_blocks, r.n_math, r.domain, lang, score)
-            for (page, r), lang, score in zip(kept, languages, scores)]
+            for (page, r), lang, score in zip(kept, languages, scores, strict=True)]
     return docs, counts, pages, seconds
 
 

@@ -203,7 +203,7 @@ class LineRepetitionCleaner(_Filter):
             line_grams.append((w, grams))
             df.update(set(grams))
         kept, removed = [], 0
-        for line, (w, grams) in zip(lines, line_grams):
+        for line, (w, grams) in zip(lines, line_grams, strict=True):
             if grams:
                 covered = [False] * len(w)
                 for i, g in enumerate(grams):

@@ -51,7 +51,7 @@ def detect_languages(texts: list[str], max_chars: int = 2000) -> tuple[list[str]
     langs, scores = ["und"] * len(texts), [0.0] * len(texts)
     if idx:
         labels, probs = _model().predict([prepared[i] for i in idx], k=1)
-        for i, lab, p in zip(idx, labels, probs):
+        for i, lab, p in zip(idx, labels, probs, strict=True):
             langs[i] = lab[0].replace("__label__", "")
             scores[i] = min(float(p[0]), 1.0)
     return langs, scores

@@ -179,8 +179,8 @@ def fasttext_probs(path: Path, texts: Sequence[str], max_chars: int) -> dict[str
     if not texts:
         return out
     labels, probs = model.predict([fasttext_line(t, max_chars) for t in texts], k=len(names))
-    for i, (labs, ps) in enumerate(zip(labels, probs)):
-        for lab, p in zip(labs, ps):
+    for i, (labs, ps) in enumerate(zip(labels, probs, strict=True)):
+        for lab, p in zip(labs, ps, strict=True):
             out[lab.replace("__label__", "")][i] = min(float(p), 1.0)
     return out
 

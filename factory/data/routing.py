@@ -74,7 +74,7 @@ def weak_label(text: str, n_code_blocks: int, n_math: int, page_domain: str) -> 
 def train_router(texts: Sequence[str], n_code: Sequence[int], n_math: Sequence[int], page_domains: Sequence[str],
                  path: Path, qcfg: QualityConfig) -> Path | None:
     """fastText on weak labels; None when the corpus offers a single label (nothing to learn)."""
-    labels = [weak_label(t, c, m, d) for t, c, m, d in zip(texts, n_code, n_math, page_domains)]
+    labels = [weak_label(t, c, m, d) for t, c, m, d in zip(texts, n_code, n_math, page_domains, strict=True)]
     if len(set(labels)) < 2:
         return None
     return train_fasttext(texts, labels, path, qcfg)
@@ -83,7 +83,7 @@ def train_router(texts: Sequence[str], n_code: Sequence[int], n_math: Sequence[i
 def route(texts: Sequence[str], n_code: Sequence[int], n_math: Sequence[int], page_domains: Sequence[str],
           model: Path | None, cfg: RoutingConfig, max_chars: int) -> list[str]:
     """Domain per document: structural evidence first, then the fastText router."""
-    domains = [evidence_domain(t, c, m, d, cfg) for t, c, m, d in zip(texts, n_code, n_math, page_domains)]
+    domains = [evidence_domain(t, c, m, d, cfg) for t, c, m, d in zip(texts, n_code, n_math, page_domains, strict=True)]
     rest = [i for i, d in enumerate(domains) if d is None]
     if model is not None and rest:
         probs = fasttext_probs(model, [texts[i] for i in rest], max_chars)

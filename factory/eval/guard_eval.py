@@ -19,9 +19,9 @@ def binary_metrics(truth: Sequence[bool], predicted: Sequence[bool]) -> dict[str
     """Precision / recall / F1 / FPR of ``predicted`` positives against ``truth`` (0 where undefined)."""
     if len(truth) != len(predicted):
         raise ValueError(f"{len(truth)} labels but {len(predicted)} predictions")
-    tp = sum(t and p for t, p in zip(truth, predicted))
-    fp = sum((not t) and p for t, p in zip(truth, predicted))
-    fn = sum(t and not p for t, p in zip(truth, predicted))
+    tp = sum(t and p for t, p in zip(truth, predicted, strict=True))
+    fp = sum((not t) and p for t, p in zip(truth, predicted, strict=True))
+    fn = sum(t and not p for t, p in zip(truth, predicted, strict=True))
     tn = len(truth) - tp - fp - fn
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
@@ -41,7 +41,7 @@ def per_label_recall(truth: Iterable[Iterable[str]], predicted: Iterable[Iterabl
     """Recall of each label over the examples that carry it (labels never seen are left out)."""
     hits = dict.fromkeys(labels, 0)
     totals = dict.fromkeys(labels, 0)
-    for t, p in zip(truth, predicted):
+    for t, p in zip(truth, predicted, strict=True):
         p = set(p)
         for c in t:
             if c in totals:

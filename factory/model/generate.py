@@ -66,7 +66,8 @@ def generate(
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
                 tokens = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
-                for row, new in zip(chunk, _decode(model, tokens, budget, temperature, top_p, stops, generator)):
+                for row, new in zip(chunk, _decode(model, tokens, budget, temperature, top_p, stops, generator),
+                                    strict=True):
                     results[row] = new
     return results
 
@@ -91,7 +92,7 @@ def _decode(
     for step in range(budget):
         nxt = _pick(logits, temperature, top_p, generator)  # [B]
         done = torch.isin(nxt, stops)
-        for row, tok, stop in zip(alive.tolist(), nxt.tolist(), done.tolist()):
+        for row, tok, stop in zip(alive.tolist(), nxt.tolist(), done.tolist(), strict=True):
             if not stop:
                 out[row].append(tok)
         keep = ~done

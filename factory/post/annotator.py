@@ -76,7 +76,8 @@ class Ranking:
 
 
 def strength_of(gap: float, thresholds: tuple[float, float, float]) -> str:
-    for level, minimum in zip(STRENGTHS, thresholds):
+    # One threshold fewer than levels: a gap below every threshold gets the last level.
+    for level, minimum in zip(STRENGTHS, thresholds, strict=False):
         if gap >= minimum:
             return level
     return STRENGTHS[-1]

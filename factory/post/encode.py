@@ -31,12 +31,12 @@ def sft_example(fmt: ChatFormat, prompt: str, response: str, max_len: int) -> di
     ids, target = fmt.encode_dialog(dialog(prompt, response))
     if len(ids) > max_len:
         return None
-    return {"input_ids": ids, "labels": [i if t else IGNORE for i, t in zip(ids, target)]}
+    return {"input_ids": ids, "labels": [i if t else IGNORE for i, t in zip(ids, target, strict=True)]}
 
 
 def _response_without_formatting(fmt: ChatFormat, prompt: str, response: str) -> tuple[list[int], list[int]]:
     ids, target = fmt.encode_dialog(dialog(prompt, response))
-    return ids, [i if t and not fmt.is_special(i) else IGNORE for i, t in zip(ids, target)]
+    return ids, [i if t and not fmt.is_special(i) else IGNORE for i, t in zip(ids, target, strict=True)]
 
 
 def preference_example(fmt: ChatFormat, prompt: str, chosen: str, rejected: str, max_len: int) -> dict[str, Any] | None:

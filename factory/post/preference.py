@@ -73,12 +73,12 @@ def run_preference_data(cfg: PreferenceConfig, inputs: dict[str, Path], out: Pat
         ctx.log(f"sampling {len(mine)} responses from {name}")
         texts = sample_responses(load_policy(inputs[name]), fmt, [prompts[i] for i in mine], 1, cfg.sampling,
                                  seed=cfg.seed * len(MODELS) + m)
-        answers.update({(i, name): t[0] for i, t in zip(mine, texts)})
+        answers.update({(i, name): t[0] for i, t in zip(mine, texts, strict=True)})
 
     rng = random.Random(cfg.seed)
     rankings, rows, ties = [], [], 0
     model_scores: dict[str, list[float]] = {name: [] for name in MODELS}
-    for i, (p, (a, b)) in enumerate(zip(prompts, assignment)):
+    for i, (p, (a, b)) in enumerate(zip(prompts, assignment, strict=True)):
         ranking = annotate(p, (answers[i, a], a), (answers[i, b], b), cfg.annotator, rng)
         if ranking is None:
             ties += 1

@@ -38,10 +38,10 @@ class Candidate:
 def pick_best(prompts: Sequence[TaskPrompt], samples: Sequence[Sequence[str]], rm, fmt: ChatFormat,
               batch_size: int = 32) -> list[Candidate]:
     """Score every sample of every prompt with the RM and the checker."""
-    items = [(p.prompt, s) for p, ss in zip(prompts, samples) for s in ss]
+    items = [(p.prompt, s) for p, ss in zip(prompts, samples, strict=True) for s in ss]
     rewards = reward_scores(rm, fmt, items, batch_size)
     out, pos = [], 0
-    for p, ss in zip(prompts, samples):
+    for p, ss in zip(prompts, samples, strict=True):
         out.append(Candidate(p, list(ss), rewards[pos : pos + len(ss)], [score(p, s) for s in ss]))
         pos += len(ss)
     return out

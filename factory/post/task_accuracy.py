@@ -29,11 +29,11 @@ def evaluate(model, fmt: ChatFormat, prompts: list[TaskPrompt], batch_size: int 
     """Greedy answers scored by the checkers: overall and per-task accuracy and mean score."""
     cfg = SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, batch_size=batch_size)
     answers = [r[0] for r in sample_responses(model, fmt, prompts, 1, cfg, seed=0)]
-    scores = [score(p, a) for p, a in zip(prompts, answers)]
+    scores = [score(p, a) for p, a in zip(prompts, answers, strict=True)]
     result: dict[str, Any] = {"n": len(prompts), "accuracy": _mean([s == 1.0 for s in scores]),
                               "mean_score": _mean(scores)}
     for task in sorted({p.task for p in prompts}):
-        mine = [s for p, s in zip(prompts, scores) if p.task == task]
+        mine = [s for p, s in zip(prompts, scores, strict=True) if p.task == task]
         result[task] = {"n": len(mine), "accuracy": _mean([s == 1.0 for s in mine]), "mean_score": _mean(mine)}
     return result
 

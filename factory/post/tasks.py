@@ -159,7 +159,7 @@ def _score_arithmetic(p: TaskPrompt, response: str) -> float:
         return 0.0
     want, have = p.reference, str(got)
     width = max(len(want), len(have))
-    matches = sum(a == b for a, b in zip(want.rjust(width), have.rjust(width)))
+    matches = sum(a == b for a, b in zip(want.rjust(width), have.rjust(width), strict=True))
     return 0.5 * matches / width  # a wrong answer never reaches an exact answer's score
 
 

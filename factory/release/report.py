@@ -121,7 +121,8 @@ def guards_section(guard_dir: Path, prompt_guard_dir: Path, release_dir: Path, c
     out: dict[str, Any] = {
         "llama_guard": G.evaluate(fp32, held),
         "llama_guard_int8": G.evaluate(int8, held),
-        "int8_verdict_agreement": round(float(np.mean([a["unsafe"] == b["unsafe"] for a, b in zip(v32, v8)])), 4),
+        "int8_verdict_agreement": round(
+            float(np.mean([a["unsafe"] == b["unsafe"] for a, b in zip(v32, v8, strict=True)])), 4),
         "held_out_examples": len(held),
     }
     texts, labels = PG.read_held_out(prompt_guard_dir)
@@ -182,7 +183,7 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
     tables = {k: v for k, v in report["niah"].items() if "table" in v}
     if tables:
         fig, axes = plt.subplots(1, len(tables), figsize=(3.2 * len(tables), 3), squeeze=False)
-        for ax, (name, t) in zip(axes[0], tables.items()):
+        for ax, (name, t) in zip(axes[0], tables.items(), strict=True):
             depths, lengths = list(t["table"]), list(t["per_length"])
             grid = np.array([[t["table"][d][n] for n in lengths] for d in depths])
             ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")

@@ -197,13 +197,13 @@ def evaluate_regression(policy: CodeShieldPolicy) -> tuple[dict[str, Any], list[
     metrics = {
         "insecure_block_rate": m["recall"],
         "block_precision": m["precision"],
-        "safe_allow_rate": round(sum(r.verdict == "allow" for r, bad in zip(results, insecure) if not bad)
+        "safe_allow_rate": round(sum(r.verdict == "allow" for r, bad in zip(results, insecure, strict=True) if not bad)
                                  / max(1, insecure.count(False)), 4),
         "false_block_rate": m["fpr"],
         "insecure": insecure.count(True),
         "safe": insecure.count(False),
     }
-    rows = [{"name": n, "insecure": bad, **r.to_dict()} for n, bad, r in zip(names, insecure, results)]
+    rows = [{"name": n, "insecure": bad, **r.to_dict()} for n, bad, r in zip(names, insecure, results, strict=True)]
     return metrics, rows
 
 
@@ -227,7 +227,8 @@ def run_code_shield(cfg: CodeShieldConfig, inputs: dict[str, Path], out: Path, c
     answers = [chat.decode(t) for t in new]
     results = scan_many([extract_code(a) for a in answers], cfg.policy)
     (out / "generations.jsonl").write_text("".join(
-        json.dumps({"prompt": p, "answer": a, **r.to_dict()}) + "\n" for p, a, r in zip(prompts, answers, results)))
+        json.dumps({"prompt": p, "answer": a, **r.to_dict()}) + "\n"
+        for p, a, r in zip(prompts, answers, results, strict=True)))
     verdicts = Counter(r.verdict for r in results)
     tests = Counter(f.test_id for r in results for f in r.findings)
     generations = {

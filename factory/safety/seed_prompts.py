@@ -245,13 +245,13 @@ def guard_examples(per_category: int, responses_per_category: int, seed: int = 0
         n_refuse = (responses_per_category - n_bad + 1) // 2
         n_help = responses_per_category - n_bad - n_refuse
         for (f, x), r in zip(_pick(list(itertools.product(FRAMINGS, unsafe)), n_bad, rng),
-                             _pick(list(COMPLIANCE), n_bad, rng)):
+                             _pick(list(COMPLIANCE), n_bad, rng), strict=True):
             out.append(GuardExample(f.format(x=x), r.format(x=x), True, (code,), "compliance"))
         for (f, x), r in zip(_pick(list(itertools.product(FRAMINGS, unsafe)), n_refuse, rng),
-                             _pick(list(REFUSAL), n_refuse, rng)):
+                             _pick(list(REFUSAL), n_refuse, rng), strict=True):
             out.append(GuardExample(f.format(x=x), r, False, (), "refusal"))
         for (f, x), r in zip(_pick(list(itertools.product(FRAMINGS, safe)), n_help, rng),
-                             _pick(list(HELPFUL), n_help, rng)):
+                             _pick(list(HELPFUL), n_help, rng), strict=True):
             out.append(GuardExample(f.format(x=x), r.format(x=x), False, (), "helpful"))
     return out
 

@@ -273,7 +273,7 @@ def _all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     t /= dist.get_world_size()
-    return dict(zip(keys, t.tolist()))
+    return dict(zip(keys, t.tolist(), strict=True))
 
 
 def make_engine(cfg: TrainConfig, model: nn.Module, objective: Callable[..., Any], micro_batch: int) -> Engine:

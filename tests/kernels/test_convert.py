@@ -25,7 +25,7 @@ def test_converted_model_matches_eager_forward_and_backward():
         loss.backward()
         losses.append(loss)
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
-    for (name, p), q in zip(eager.named_parameters(), fused.parameters()):
+    for (name, p), q in zip(eager.named_parameters(), fused.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 

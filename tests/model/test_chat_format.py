@@ -40,7 +40,7 @@ def test_targets_are_assistant_content_and_its_eot(tok_dir):
     fmt = load_chat_format(tok_dir)
     ids, target = fmt.encode_dialog([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "12"}])
     assert len(ids) == len(target)
-    assert [i for i, t in zip(ids, target) if t] == [16, 17, fmt.eot_id]
+    assert [i for i, t in zip(ids, target, strict=True) if t] == [16, 17, fmt.eot_id]
     prompt = fmt.encode_dialog_prompt([{"role": "user", "content": "hi"}])
     assert ids[: len(prompt)] == prompt and not any(target[: len(prompt)])
     assert fmt.is_special(fmt.eot_id) and not fmt.is_special(16)

@@ -35,7 +35,7 @@ def test_greedy_batched_equals_no_cache_loop():
     model = _model()
     prompts = [[1, 5, 9], [2, 3], [1, 5, 9], [7, 8, 9], [4], [10, 11, 12, 13, 14]]
     out = generate(model, prompts, 12, batch_size=2)
-    for prompt, new in zip(prompts, out):
+    for prompt, new in zip(prompts, out, strict=True):
         assert new == _greedy_no_cache(model, prompt, 12)
         assert len(new) == 12
 
@@ -46,7 +46,7 @@ def test_stop_token_excluded_and_rows_finish_independently():
     free = generate(model, prompts, 10)
     stop = free[0][3]  # a token the first row emits at step 4
     out = generate(model, prompts, 10, stop_tokens={stop})
-    for prompt, new in zip(prompts, out):
+    for prompt, new in zip(prompts, out, strict=True):
         assert new == _greedy_no_cache(model, prompt, 10, stops={stop})
     assert out[0] == free[0][: free[0].index(stop)]
 

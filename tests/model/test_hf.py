@@ -71,5 +71,5 @@ def test_round_trip_is_exact_in_fp32(tmp_path):
     ours = _ours(2)
     export_hf(ours, tmp_path)
     back = import_hf(tmp_path)
-    for (k, a), (_, b) in zip(ours.state_dict().items(), back.state_dict().items()):
+    for (k, a), (_, b) in zip(ours.state_dict().items(), back.state_dict().items(), strict=True):
         assert torch.equal(a, b), k

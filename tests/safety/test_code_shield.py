@@ -13,7 +13,7 @@ from factory.safety.code_shield import (
 def test_blocks_every_insecure_snippet_and_allows_every_safe_one():
     names = list(REGRESSION_SET)
     results = scan_many([REGRESSION_SET[n][0] for n in names], CodeShieldPolicy())
-    for name, r in zip(names, results):
+    for name, r in zip(names, results, strict=True):
         expected = "block" if REGRESSION_SET[name][1] else "allow"
         assert r.verdict == expected, (name, r.to_dict())
     metrics, rows = evaluate_regression(CodeShieldPolicy())

@@ -46,7 +46,7 @@ def test_cloze_items_hold_the_true_continuation_first():
     tokens = np.arange(1000) % 97
     task = F.make_cloze(tokens, n=5, prompt_len=6, answer_len=3, n_choices=4, seed=0)
     assert task.prompts.shape == (5, 6) and task.choices.shape == (5, 4, 3) and task.chance == 0.25
-    for p, ch in zip(task.prompts, task.choices):
+    for p, ch in zip(task.prompts, task.choices, strict=True):
         assert ch[0].tolist() == [(p[-1] + k) % 97 for k in (1, 2, 3)]
         assert all(not np.array_equal(ch[0], d) for d in ch[1:])
     torch.manual_seed(0)

@@ -46,10 +46,10 @@ def test_ddp_run_survives_a_killed_worker_and_continues_the_same_curve(packed, b
     assert result.steps == 8 and result.restarts == 1
     assert result.lost_steps == 1  # step 4 ran, the worker died, the group resumed from step 3
     assert [h["step"] for h in result.history] == list(range(1, 9))
-    for h, ref in zip(result.history, reference.history):
+    for h, ref in zip(result.history, reference.history, strict=True):
         assert h["loss"] == pytest.approx(ref["loss"], abs=DISTRIBUTED_TOL)
     assert 0 < result.final["goodput"] < 1
-    for (name, a), b in zip(result.model.state_dict().items(), reference.model.state_dict().values()):
+    for (name, a), b in zip(result.model.state_dict().items(), reference.model.state_dict().values(), strict=True):
         assert (a - b).abs().max() < 1e-4, name
 
 
@@ -59,6 +59,6 @@ def test_deepspeed_zero2_run_completes(packed, build_lm, tmp_path):
     result = train(cfg, build_lm, LanguageModeling(), packed, checkpoint_dir=tmp_path)
     assert result.steps == 4 and result.restarts == 0
     assert (tmp_path / "step-00000004" / "deepspeed").is_dir()  # ZeRO shards beside the full weights
-    for h, ref in zip(result.history, reference.history):
+    for h, ref in zip(result.history, reference.history, strict=True):
         assert h["loss"] == pytest.approx(ref["loss"], abs=1e-4)
     assert result.history[-1]["loss"] < result.history[0]["loss"]

@@ -15,7 +15,7 @@ def test_cosine_hits_warmup_peak_and_floor():
     assert learning_rate(55, **kw) == pytest.approx(8e-7 + 0.5 * (8e-5 - 8e-7))  # half-way: mid-point
     assert learning_rate(100, **kw) == pytest.approx(8e-7)  # floor
     lrs = [learning_rate(s, **kw) for s in range(10, 101)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))  # consecutive pairs
 
 
 def test_linear_to_zero_and_constant():

@@ -28,10 +28,10 @@ def test_resume_continues_the_same_loss_curve(packed, build_lm, tmp_path):
     resumed = train(cfg, build_lm, LanguageModeling(), packed, checkpoint_dir=tmp_path, log=_quiet)
     assert resumed.resumed_from == 3  # the checkpoint at step 3; steps 4-5 are recomputed
     assert [h["step"] for h in resumed.history] == [4, 5, 6, 7, 8]
-    for h, ref in zip(resumed.history, full.history[3:]):
+    for h, ref in zip(resumed.history, full.history[3:], strict=True):
         assert h["loss"] == pytest.approx(ref["loss"], abs=1e-6)
     assert full.history[-1]["loss"] < full.history[0]["loss"]
-    for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values()):
+    for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
     summary = describe(resumed)
     assert summary["steps"] == 8 and 0 < summary["final_goodput"] <= 1
@@ -63,7 +63,7 @@ def test_batch_ramp_reads_consecutive_sample_positions_and_resumes_there(packed,
 def test_micro_batches_accumulate_to_the_full_batch_gradient(packed, build_lm):
     whole = train(_cfg(steps=3), build_lm, LanguageModeling(), packed, log=_quiet)
     micro = train(_cfg(steps=3, parallelism={"micro_batch_size": 1}), build_lm, LanguageModeling(), packed, log=_quiet)
-    for a, b in zip(whole.history, micro.history):
+    for a, b in zip(whole.history, micro.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
 
 
