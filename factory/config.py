@@ -32,7 +32,8 @@ class RuntimeConfig(StageConfig):
     home: str = Field(".factory", description="State folder; relative paths resolve against the working directory.")
     artifact_root: str = Field("artifacts", description="Artifact store root, relative to home, or an absolute path.")
     mlflow_tracking_uri: str = Field("", description="MLflow tracking URI; empty means sqlite:///<home>/mlflow.db.")
-    ray_address: str = Field("", description="Ray cluster address; empty means a local Ray started by the factory (RAY_ADDRESS overrides).")
+    ray_address: str = Field(
+        "", description="Ray cluster address; empty means a local Ray started by the factory (RAY_ADDRESS overrides).")
     num_cpus: int = Field(2, description="CPUs of the embedded local Ray.")
     torch_threads: int = Field(2, description="torch intra-op threads inside a stage.")
     accelerator: Literal["cpu", "cuda"] = Field("cpu", description="Device heavy stages train on.")
@@ -62,7 +63,8 @@ class Profile:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or self.runtime.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        return (os.environ.get("MLFLOW_TRACKING_URI") or self.runtime.mlflow_tracking_uri
+                or f"sqlite:///{self.home / 'mlflow.db'}")
 
     @property
     def ray_address(self) -> str:

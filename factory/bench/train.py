@@ -5,8 +5,8 @@ with AdamW and gradient clipping on the same batches of the same sequence length
 number of CPU threads, in this one command. ``hf`` is the plain loop everyone writes
 (``model(input_ids, labels=...)``, fp32, full logits); ``hf-bf16`` (only on devices with native
 bf16) is the same loop under bf16 autocast, so the table separates what precision buys from what
-the trainer's own work buys (fused chunked output-layer loss: no fp32 copy of the logits). ``factory`` is ``train()`` itself,
-timed by its own tokens/s records after warm-up steps (which
+the trainer's own work buys (fused chunked output-layer loss: no fp32 copy of the logits).
+``factory`` is ``train()`` itself, timed by its own tokens/s records after warm-up steps (which
 include the one-off ``torch.compile``; ``wall_s`` shows it); ``factory-eager`` is the same without
 ``torch.compile``.
 

@@ -34,14 +34,16 @@ WARC_SUFFIXES = (".warc", ".warc.gz")
 class CrawlConfig(StageConfig):
     """Where the crawl comes from and how it is sharded."""
 
-    warc_paths: list[str] = Field([], description="WARC files, globs or fsspec URIs to ingest; empty means the embedded sample crawl.")
+    warc_paths: list[str] = Field(
+        [], description="WARC files, globs or fsspec URIs to ingest; empty means the embedded sample crawl.")
     inbox: str = Field("", description="Folder whose *.warc[.gz] files are added to the crawl; empty means none.")
     sample_sources: list[Literal["python_docs", "debian_reference", "python_source"]] = Field(
         list(SOURCES), description="Sources of the embedded sample crawl.")
     languages: list[Literal["en", "de", "fr", "es", "it", "pt", "ja", "zh-cn"]] = Field(
         list(LANGUAGES), description="Debian Reference languages in the sample crawl.")
     max_pages_per_source: int = Field(100, ge=1, description="Sample crawl: documents taken from each source.")
-    recapture_fraction: float = Field(0.1, ge=0.0, le=1.0, description="Sample crawl: share of each source captured twice.")
+    recapture_fraction: float = Field(
+        0.1, ge=0.0, le=1.0, description="Sample crawl: share of each source captured twice.")
     crawl_start: str = Field("2024-06-01T00:00:00Z", description="Sample crawl: WARC-Date of the first capture.")
     recapture_days: int = Field(30, ge=1, description="Sample crawl: days between a page's two captures.")
     seed: int = Field(0, description="Sample crawl: seed of the document selection.")

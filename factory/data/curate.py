@@ -71,10 +71,14 @@ class FilterConfig(StageConfig):
 
     executor: Executor = Field("local", description="'local' runs shards in-process; 'ray' maps them with Ray Data.")
     num_shards: int = Field(4, ge=1, description="Shards the per-document work is split into.")
-    langid_max_chars: int = Field(2000, ge=50, description="Characters the language model reads of the quality head's negative pages (documents carry extracted_docs' language).")
+    langid_max_chars: int = Field(
+        2000, ge=50, description="Characters the language model reads of the quality head's negative pages (documents "
+        "carry extracted_docs' language).")
     languages: list[str] = Field([], description="Languages kept (lid.176 codes); empty keeps all.")
-    min_language_score: float = Field(0.3, ge=0.0, le=1.0, description="Min language-ID confidence of prose documents (code pages are exempt).")
-    heuristics: FilterThresholds = Field(FilterThresholds(), description="Base heuristic thresholds (Gopher's values by default).")
+    min_language_score: float = Field(
+        0.3, ge=0.0, le=1.0, description="Min language-ID confidence of prose documents (code pages are exempt).")
+    heuristics: FilterThresholds = Field(
+        FilterThresholds(), description="Base heuristic thresholds (Gopher's values by default).")
     heuristics_by_language: dict[str, dict[str, Any]] = Field(
         {"ja": {"min_mean_word_length": 1.0, "min_words": 100}, "zh": {"min_mean_word_length": 1.0, "min_words": 100}},
         description="Per-language threshold overrides (CJK tokens are single characters).",
@@ -86,8 +90,12 @@ class FilterConfig(StageConfig):
         description="Per-domain threshold overrides, applied after the language's.",
     )
     quality: QualityConfig = Field(QualityConfig(), description="Quality classifiers.")
-    quality_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Documents whose mean of quality_fasttext and quality_transformer is below this are dropped.")
-    quality_domains: list[str] = Field(["general", "math"], description="Domains the quality threshold applies to (code pages have their own pipeline in the recipe).")
+    quality_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Documents whose mean of quality_fasttext and quality_transformer is below "
+        "this are dropped.")
+    quality_domains: list[str] = Field(
+        ["general", "math"], description="Domains the quality threshold applies to (code pages have their own pipeline "
+        "in the recipe).")
     routing: RoutingConfig = Field(RoutingConfig(), description="Code/math router.")
     topics: TopicConfig = Field(TopicConfig(), description="Topic classifier.")
     dropped_samples_per_reason: int = Field(5, ge=0, description="Dropped documents kept per reason for audit.")

@@ -44,13 +44,21 @@ class DedupConfig(StageConfig):
 
     shingle_size: int = Field(5, ge=1, description="Words per shingle of the MinHash.")
     num_perm: int = Field(128, ge=8, description="Permutations (signature length) of the MinHash.")
-    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="Jaccard similarity above which two documents are near-duplicates; also the confirmation bar for LSH candidates.")
-    bands: int = Field(0, ge=0, description="LSH bands; 0 with rows 0 derives bands and rows from the threshold (datasketch's optimum).")
+    threshold: float = Field(
+        0.8, gt=0.0, lt=1.0, description="Jaccard similarity above which two documents are near-duplicates; also the "
+        "confirmation bar for LSH candidates.")
+    bands: int = Field(
+        0, ge=0, description="LSH bands; 0 with rows 0 derives bands and rows from the threshold (datasketch's "
+        "optimum).")
     rows: int = Field(0, ge=0, description="Rows per LSH band; bands * rows must not exceed num_perm.")
     seed: int = Field(1, description="MinHash permutation seed.")
-    line_max_repeats: int = Field(6, ge=1, description="A normalized line occurring more than this many times in a bucket is removed (recipe: 6).")
+    line_max_repeats: int = Field(
+        6, ge=1, description="A normalized line occurring more than this many times in a bucket is removed (recipe: "
+        "6).")
     line_bucket_docs: int = Field(30_000_000, ge=1, description="Documents per line-dedup bucket (recipe: 30M).")
-    per_language: bool = Field(True, description="Both dedup levels run within each language (the documents' language column); off: across all.")
+    per_language: bool = Field(
+        True, description="Both dedup levels run within each language (the documents' language column); off: across "
+        "all.")
     num_shards: int = Field(4, ge=1, description="Shards the per-document work is split into.")
     executor: Executor = Field("local", description="'local' runs shards in-process; 'ray' maps them with Ray Data.")
 

@@ -46,7 +46,8 @@ class ExtractConfig(StageConfig):
     executor: Literal["local", "ray"] = Field("local", description="Run shards in-process or as a Ray Data map.")
     max_page_bytes: int = Field(2 << 20, ge=1, description="Pages with a larger HTTP body are skipped and counted.")
     min_text_chars: int = Field(200, ge=0, description="Pages whose extracted text is shorter are dropped and counted.")
-    routing: PageRoutingConfig = Field(PageRoutingConfig(), description="Code/math page router choosing each page's extraction settings.")
+    routing: PageRoutingConfig = Field(
+        PageRoutingConfig(), description="Code/math page router choosing each page's extraction settings.")
     langid_max_chars: int = Field(2000, ge=50, description="Characters of a document the language model reads.")
 
 

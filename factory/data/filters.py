@@ -69,14 +69,19 @@ class FilterThresholds(StageConfig):
     """Heuristic thresholds (Gopher's values where it published one)."""
 
     line_ngram: int = Field(3, ge=1, description="n of the word n-grams of the line-level repetition cleaner.")
-    line_ngram_min_lines: int = Field(6, ge=2, description="An n-gram is 'repeated' when it occurs in at least this many lines of the document.")
-    line_max_repeated_coverage: float = Field(0.9, description="A line whose words are covered more than this by repeated n-grams is removed.")
+    line_ngram_min_lines: int = Field(
+        6, ge=2, description="An n-gram is 'repeated' when it occurs in at least this many lines of the document.")
+    line_max_repeated_coverage: float = Field(
+        0.9, description="A line whose words are covered more than this by repeated n-grams is removed.")
     max_dup_line_frac: float = Field(0.30, description="Max fraction of lines that duplicate another line.")
     max_dup_para_frac: float = Field(0.30, description="Max fraction of paragraphs that duplicate another.")
     max_dup_line_char_frac: float = Field(0.20, description="Max fraction of characters in duplicated lines.")
     max_dup_para_char_frac: float = Field(0.20, description="Max fraction of characters in duplicated paragraphs.")
-    max_top_ngram_frac: dict[int, float] = Field({2: 0.20, 3: 0.18, 4: 0.16}, description="n -> max character share of the most frequent n-gram.")
-    max_dup_ngram_frac: dict[int, float] = Field({5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}, description="n -> max character share covered by duplicated n-grams.")
+    max_top_ngram_frac: dict[int, float] = Field(
+        {2: 0.20, 3: 0.18, 4: 0.16}, description="n -> max character share of the most frequent n-gram.")
+    max_dup_ngram_frac: dict[int, float] = Field(
+        {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}, description="n -> max character share covered by "
+        "duplicated n-grams.")
     min_words: int = Field(50, ge=0, description="Min words (tokens) per document.")
     max_words: int = Field(100_000, ge=1, description="Max words per document.")
     min_mean_word_length: float = Field(3.0, description="Min mean word length in characters.")
@@ -89,7 +94,8 @@ class FilterThresholds(StageConfig):
     max_dirty_word_frac: float = Field(0.02, description="Max share of words from the adult-content list.")
     min_dirty_words: int = Field(3, ge=1, description="Dirty words needed before the share is checked.")
     max_token_kl: float = Field(4.0, description="Max KL(doc unigram || corpus unigram) in nats.")
-    kl_min_words: int = Field(100, ge=1, description="Documents shorter than this skip the KL check (its estimate is noise).")
+    kl_min_words: int = Field(
+        100, ge=1, description="Documents shorter than this skip the KL check (its estimate is noise).")
     kl_smoothing: float = Field(0.5, gt=0.0, description="Add-alpha smoothing of the corpus unigram distribution.")
 
 

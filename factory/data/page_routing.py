@@ -52,7 +52,8 @@ class PageRoutingConfig(StageConfig):
     enabled: bool = Field(True, description="Route pages to code/math settings; off: every page gets the general ones.")
     min_math: int = Field(2, ge=1, description="Formulas (MathML, MathJax TeX, formula images) that make a math page.")
     min_pre: int = Field(1, ge=0, description="<pre> blocks a code page needs.")
-    min_code_per_kchar: float = Field(1.0, gt=0.0, description="Code elements (pre/code/kbd/samp) per 1000 chars of text that make a code page.")
+    min_code_per_kchar: float = Field(
+        1.0, gt=0.0, description="Code elements (pre/code/kbd/samp) per 1000 chars of text that make a code page.")
 
 
 def page_domain(markup: dict[str, int], text_chars: int, cfg: PageRoutingConfig) -> str:

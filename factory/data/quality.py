@@ -57,7 +57,8 @@ class QualityConfig(StageConfig):
     """Quality classifiers: labeling, fastText and the MiniLM head."""
 
     reference_sources: list[str] = Field(
-        ["python_docs", "debian_reference"], description="Document sources taken as 'reference-like' positives (those that pass the heuristics)."
+        ["python_docs", "debian_reference"],
+        description="Document sources taken as 'reference-like' positives (those that pass the heuristics).",
     )
     negative_drop_groups: list[str] = Field(
         ["quality", "dirty_words", "token_kl", "line_repetition", "language"],
@@ -70,19 +71,24 @@ class QualityConfig(StageConfig):
     fasttext_lr: float = Field(1.0, gt=0.0, description="fastText learning rate.")
     fasttext_dim: int = Field(32, ge=2, description="fastText embedding size.")
     fasttext_word_ngrams: int = Field(2, ge=1, description="fastText word n-grams.")
-    fasttext_bucket: int = Field(200_000, ge=1000, description="fastText hash buckets for n-grams (memory: bucket x dim floats).")
+    fasttext_bucket: int = Field(
+        200_000, ge=1000, description="fastText hash buckets for n-grams (memory: bucket x dim floats).")
     fasttext_max_chars: int = Field(4000, ge=100, description="Characters of a document the fastText models read.")
     encoder_max_tokens: int = Field(256, ge=16, le=512, description="MiniLM max sequence length (tokens) per document.")
     encoder_batch_size: int = Field(32, ge=1, description="Documents per MiniLM batch.")
-    head_train_docs: int = Field(2000, ge=2, description="Documents the MiniLM head is fitted on (half at most from the negatives, the rest kept documents).")
+    head_train_docs: int = Field(
+        2000, ge=2, description="Documents the MiniLM head is fitted on (half at most from the negatives, the rest "
+        "kept documents).")
     head_steps: int = Field(300, ge=1, description="Full-batch optimizer steps of the logistic-regression head.")
     head_lr: float = Field(0.05, gt=0.0, description="Adam learning rate of the head.")
     head_weight_decay: float = Field(1e-3, ge=0.0, description="L2 penalty of the head.")
     heuristic_min_words: int = Field(200, ge=1, description="Heuristic score: words of a substantial document.")
     heuristic_min_stop_word_frac: float = Field(0.05, description="Heuristic score: stop-word share of fluent prose.")
     heuristic_min_alpha_frac: float = Field(0.9, description="Heuristic score: share of words with letters.")
-    heuristic_max_dup_5gram: float = Field(0.15, description="Heuristic score: duplicated 5-gram coverage of non-repetitive text.")
-    heuristic_min_terminal_lines: float = Field(0.3, description="Heuristic score: share of lines ending in sentence punctuation.")
+    heuristic_max_dup_5gram: float = Field(
+        0.15, description="Heuristic score: duplicated 5-gram coverage of non-repetitive text.")
+    heuristic_min_terminal_lines: float = Field(
+        0.3, description="Heuristic score: share of lines ending in sentence punctuation.")
     seed: int = Field(0, description="Seed of sampling, degradation and training.")
 
 
@@ -97,7 +103,8 @@ def heuristic_score(text: str, language: str, cfg: QualityConfig) -> float:
         len(words) >= cfg.heuristic_min_words,
         sum(any(c.isalpha() for c in w) for w in words) / len(words) >= cfg.heuristic_min_alpha_frac,
         ngram_fracs(words, [5])[5][1] <= cfg.heuristic_max_dup_5gram,
-        bool(lines) and sum(ln.endswith((".", "!", "?", ":", "。")) for ln in lines) / len(lines) >= cfg.heuristic_min_terminal_lines,
+        bool(lines) and (sum(ln.endswith((".", "!", "?", ":", "。")) for ln in lines) / len(lines)
+                         >= cfg.heuristic_min_terminal_lines),
     ]
     stop = STOP_WORDS.get(language)
     if stop is not None:
@@ -158,7 +165,8 @@ def train_fasttext(texts: Sequence[str], labels: Sequence[str], path: Path, cfg:
 
 
 # The child: a bare interpreter that only imports fastText (argv: training params as JSON, model path).
-_TRAIN_IN_CHILD = "import json, sys, fasttext; fasttext.train_supervised(**json.loads(sys.argv[1])).save_model(sys.argv[2])"
+_TRAIN_IN_CHILD = ("import json, sys, fasttext; "
+                   "fasttext.train_supervised(**json.loads(sys.argv[1])).save_model(sys.argv[2])")
 
 
 @lru_cache(maxsize=8)

@@ -35,10 +35,13 @@ _CODE_LINE = re.compile(
 class RoutingConfig(StageConfig):
     """Thresholds of the code/math router."""
 
-    min_code_block_density: float = Field(4.0, gt=0.0, description="Code blocks per 1000 words that alone route a page to code.")
+    min_code_block_density: float = Field(
+        4.0, gt=0.0, description="Code blocks per 1000 words that alone route a page to code.")
     min_math: int = Field(3, ge=1, description="Math expressions that alone route a page to math.")
-    min_code_line_frac: float = Field(0.35, gt=0.0, le=1.0, description="Share of code-looking lines that routes a page to code.")
-    min_prob: float = Field(0.6, gt=0.0, le=1.0, description="fastText probability needed to route a remaining page to code or math.")
+    min_code_line_frac: float = Field(
+        0.35, gt=0.0, le=1.0, description="Share of code-looking lines that routes a page to code.")
+    min_prob: float = Field(
+        0.6, gt=0.0, le=1.0, description="fastText probability needed to route a remaining page to code or math.")
 
 
 def code_line_frac(text: str) -> float:

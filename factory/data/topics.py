@@ -60,7 +60,8 @@ OTHER = "other"
 class TopicConfig(StageConfig):
     """Nearest-centroid topic classifier."""
 
-    min_similarity: float = Field(0.05, ge=-1.0, le=1.0, description="Cosine to the best centroid below which a document is 'other'.")
+    min_similarity: float = Field(
+        0.05, ge=-1.0, le=1.0, description="Cosine to the best centroid below which a document is 'other'.")
 
 
 def topic_centroids(embed_fn) -> tuple[list[str], np.ndarray]:

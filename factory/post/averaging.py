@@ -75,4 +75,5 @@ def run_chat_model(cfg: AverageConfig, inputs: dict[str, Path], out: Path, ctx: 
         run = Transformer(args)
         run.load_state_dict(load_state(d))
         runs[d.name] = evaluate(run.eval(), fmt, prompts)
-    return {"source": key, "runs_averaged": len(run_dirs), "heldout": evaluate(model, fmt, prompts), "heldout_runs": runs}
+    return {"source": key, "runs_averaged": len(run_dirs), "heldout": evaluate(model, fmt, prompts),
+            "heldout_runs": runs}

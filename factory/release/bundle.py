@@ -40,9 +40,11 @@ class ReleaseConfig(StageConfig):
     hf_dtype: Literal["bfloat16", "float32"] = Field(
         "bfloat16",
         description="Dtype of the Hugging Face bundle and of the tensors the FP8 folder leaves unquantized.")
-    fp8_scale_ub: float = Field(1200.0, gt=0, description="Upper bound of the FP8 quantizing multiplier per row (Llama 3: 1200).")
+    fp8_scale_ub: float = Field(
+        1200.0, gt=0, description="Upper bound of the FP8 quantizing multiplier per row (Llama 3: 1200).")
     fp8_keep_edge_layers: int = Field(
-        1, ge=0, description="Layers kept in high precision at each end of the stack (Llama 3 keeps the first and last).")
+        1, ge=0,
+        description="Layers kept in high precision at each end of the stack (Llama 3 keeps the first and last).")
     eval_sequences: int = Field(8, ge=1, description="Random token sequences used to measure output deltas.")
     eval_seq_len: int = Field(64, ge=2, description="Length of those sequences.")
     seed: int = Field(0, description="Seed of the random sequences.")
@@ -109,7 +111,8 @@ def run_quantized_release(cfg: ReleaseConfig, inputs: dict[str, Path], out: Path
     guard, guard_int8 = load_model(guard_dir), load_quantized(out / "guard_int8")
     guard_args = guard.backbone.args
     g_tokens = _random_tokens(cfg, guard_args.vocab_size, min(cfg.eval_seq_len, guard_args.max_seq_len))
-    lengths = torch.randint(1, g_tokens.shape[1] + 1, (g_tokens.shape[0],), generator=torch.Generator().manual_seed(cfg.seed))
+    lengths = torch.randint(1, g_tokens.shape[1] + 1, (g_tokens.shape[0],),
+                            generator=torch.Generator().manual_seed(cfg.seed))
     with torch.no_grad():
         score_delta = _output_delta(guard(g_tokens, lengths), guard_int8(g_tokens, lengths))
 

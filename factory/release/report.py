@@ -55,7 +55,8 @@ class EvalConfig(StageConfig):
 
 def _rounds(inputs: dict[str, Path]) -> list[str]:
     """Post-training stages in recipe order: sft_round_1, dpo_round_1, sft_round_2, ..."""
-    found = [(int(m.group(2)), m.group(1) == "dpo", k) for k in inputs if (m := re.fullmatch(r"(sft|dpo)_round_(\d+)", k))]
+    found = [(int(m.group(2)), m.group(1) == "dpo", k)
+             for k in inputs if (m := re.fullmatch(r"(sft|dpo)_round_(\d+)", k))]
     return [k for _, _, k in sorted(found)]
 
 
@@ -154,9 +155,11 @@ def quantization_section(chat: torch.nn.Module, release_dir: Path, streams: dict
             "ppl_rel_delta": {s: round(ppl[name][s] / ppl["chat_fp32"][s] - 1.0, 5) for s in ppl["chat_fp32"]},
             "logit_max_abs_delta": round(float((logits[name] - logits["chat_fp32"]).abs().max()), 5),
             "logit_mean_abs_delta": round(float((logits[name] - logits["chat_fp32"]).abs().mean()), 6),
-            "top1_agreement": round(float((logits[name].argmax(-1) == logits["chat_fp32"].argmax(-1)).float().mean()), 4),
+            "top1_agreement": round(
+                float((logits[name].argmax(-1) == logits["chat_fp32"].argmax(-1)).float().mean()), 4),
         }
-    out["fp8_vs_bf16_top1_agreement"] = round(float((logits["fp8"].argmax(-1) == logits["bf16"].argmax(-1)).float().mean()), 4)
+    out["fp8_vs_bf16_top1_agreement"] = round(
+        float((logits["fp8"].argmax(-1) == logits["bf16"].argmax(-1)).float().mean()), 4)
     return out
 
 

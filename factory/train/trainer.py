@@ -127,7 +127,8 @@ class _Outcome:
     tokens: int
 
 
-def _loop(job: _Job, log: Callable[[str], None], on_metrics: Callable[[dict[str, float], int], None] | None) -> _Outcome:
+def _loop(job: _Job, log: Callable[[str], None],
+          on_metrics: Callable[[dict[str, float], int], None] | None) -> _Outcome:
     """The training loop, run by every worker of a run (rank 0 alone logs, journals and kills nothing)."""
     from factory.train.engines import make_engine
 
@@ -215,7 +216,8 @@ def _loop(job: _Job, log: Callable[[str], None], on_metrics: Callable[[dict[str,
                 "batch_size": float(bsz),
                 "grad_norm": grad_norm,
                 "tokens_per_s": tps,
-                "mfu": flops_per_token(engine.model, seq_len) * tps / (cfg.peak_flops * engine.world_size) if seq_len else 0.0,
+                "mfu": (flops_per_token(engine.model, seq_len) * tps / (cfg.peak_flops * engine.world_size)
+                        if seq_len else 0.0),
                 **metrics_mean,
             }
             history.append(record)

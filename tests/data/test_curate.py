@@ -67,4 +67,5 @@ def test_filtered_corpus_ray_matches_local(tmp_path):
     a, b = read_docs(tmp_path / "local"), read_docs(tmp_path / "ray")
     assert meta_l["dropped_by_reason"] == meta_r["dropped_by_reason"]
     assert a["id"].tolist() == b["id"].tolist() and a["language"].tolist() == b["language"].tolist()
-    assert np.allclose(a["quality_transformer"], b["quality_transformer"], atol=2e-3)  # encoder threads differ in Ray workers
+    # encoder threads differ in Ray workers
+    assert np.allclose(a["quality_transformer"], b["quality_transformer"], atol=2e-3)

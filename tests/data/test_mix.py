@@ -39,7 +39,8 @@ def test_downsampling_keeps_every_topic_under_the_cap():
 
 
 def test_domains_route_non_english_to_multilingual():
-    df = pd.DataFrame({"language": ["en", "de", "en", "en", None], "domain": ["code", "code", "math", "odd", "general"]})
+    df = pd.DataFrame({"language": ["en", "de", "en", "en", None],
+                       "domain": ["code", "code", "math", "odd", "general"]})
     assert M.assign_domains(df).tolist() == ["code", "multilingual", "math", "general", "general"]
 
 

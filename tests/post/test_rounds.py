@@ -31,7 +31,8 @@ def test_post_training_chain_end_to_end(post_inputs, tmp_path):
         return meta
 
     pref = stage("preference_data", run_preference_data,
-                 PreferenceConfig(prompts=12, task_weights=WEIGHTS, sampling=SAMPLING, annotator={"edit_fraction": 1.0}))
+                 PreferenceConfig(prompts=12, task_weights=WEIGHTS, sampling=SAMPLING,
+                                  annotator={"edit_fraction": 1.0}))
     rows = [json.loads(line) for line in (tmp_path / "preference_data" / PREFERENCES_FILE).read_text().splitlines()]
     assert len(rows) == pref["rankings"] == sum(pref["per_strength"].values()) and pref["dropped_ties"] == 0
     assert all(len(set(r["models"])) == 2 for r in rows)  # two different models per prompt

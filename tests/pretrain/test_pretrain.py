@@ -53,7 +53,8 @@ def chain(tmp_path_factory):
     long_cfg = LongContextConfig(
         lengths=[64, 96], train=T(steps=4, schedule={"kind": "constant"}), check_every=2, recovery_tolerance=0.5,
         niah_threshold=0.5, niah_depths=[0.0, 1.0], niah_trials=2, niah_distractors=3, niah_rate=0.2, eval_windows=2)
-    inputs["long_context_checkpoint"], meta["long"] = _stage(root, "long", run_long_context_checkpoint, long_cfg, inputs)
+    inputs["long_context_checkpoint"], meta["long"] = _stage(root, "long", run_long_context_checkpoint, long_cfg,
+                                                             inputs)
     anneal_cfg = AnnealConfig(train=T(steps=3, schedule={"kind": "linear_to_zero"}), upsample={"math": 2.0},
                                 high_quality_weight=0.2, eval_windows=2, value_dataset="math", value_steps=2)
     _, meta["anneal"] = _stage(root, "anneal", run_annealed_checkpoint, anneal_cfg, inputs)

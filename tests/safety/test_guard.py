@@ -46,7 +46,8 @@ def _train(tmp_path, tokenizer_dir, lm_dir, steps, per_category, responses) -> t
                       train={"steps": steps, "batch_size": 16, "lr": 5e-3, "schedule": {"warmup_steps": 5},
                              "log_every": 20})
     out = tmp_path / "guard"
-    meta = run_llama_guard(cfg, {"annealed_checkpoint": lm_dir, "tokenizer": tokenizer_dir}, out, StageContext(log=lambda m: None))
+    meta = run_llama_guard(cfg, {"annealed_checkpoint": lm_dir, "tokenizer": tokenizer_dir}, out,
+                           StageContext(log=lambda m: None))
     return meta, out
 
 
