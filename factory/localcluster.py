@@ -53,6 +53,7 @@ OBJECT_STORE_BYTES = 100_000_000
 # 107 bytes: the session part takes about 65, so the temp dir may take at most this many.
 MAX_RAY_TEMP_LEN = 40
 PROCESSES = ("ray_head", "ray_worker", "s3", "mlflow")
+RAY_STOP_SECONDS = 8.0
 
 # Offsets from the port base. Ray's own gRPC listeners (GCS, raylets, agents) bind every interface
 # whatever the flags say; everything else listens on 127.0.0.1 only.
@@ -227,8 +228,10 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def stop_sessions(sids: dict[str, int], timeout: float = 20.0) -> dict[str, float]:
-    """SIGTERM every process of each session at once, SIGKILL what is left after ``timeout``;
+def stop_sessions(sids: dict[str, int], timeout: float = 20.0, timeouts: dict[str, float] | None = None,
+                  ) -> dict[str, float]:
+    """SIGTERM every process of each session at once, SIGKILL what is left after ``timeout`` (or the
+    session's own entry in ``timeouts``);
     returns the seconds each session took to end. (SeaweedFS takes its own 15 s cap to stop the
     filer's gRPC server gracefully; the rest end in a few seconds.)"""
     t0 = time.monotonic()
@@ -236,16 +239,15 @@ def stop_sessions(sids: dict[str, int], timeout: float = 20.0) -> dict[str, floa
     pending = dict(sids)
     for sid in pending.values():
         _signal_all(_session_members(sid), signal.SIGTERM)
-    killed = False
+    limits = {name: (timeouts or {}).get(name, timeout) for name in sids}
     while pending:
         for name, sid in list(pending.items()):
             members = _session_members(sid)
             if not members:
                 taken[name] = round(time.monotonic() - t0, 1)
                 del pending[name]
-            elif killed or time.monotonic() - t0 > timeout:
+            elif time.monotonic() - t0 > limits[name]:
                 _signal_all(members, signal.SIGKILL)
-        killed = killed or time.monotonic() - t0 > timeout
         if pending:
             time.sleep(0.2)
     return taken
@@ -474,7 +476,9 @@ def down(state_dir: Path | None = None, purge: bool = False, timeout: float = 20
         sids = {name: entry["sid"] for name, entry in state["processes"].items()}
         # The worker node first: with the head's GCS gone its raylet waits for it until killed.
         taken = stop_sessions({n: sids.pop(n) for n in ("ray_worker",) if n in sids}, timeout)
-        taken.update(stop_sessions(sids, timeout))
+        # Ray's processes end in a few seconds on SIGTERM or not at all (the Ray Client servers):
+        # they get RAY_STOP_SECONDS; SeaweedFS gets ``timeout`` for its own 15 s graceful filer stop.
+        taken.update(stop_sessions(sids, timeout, {"ray_head": min(timeout, RAY_STOP_SECONDS)}))
         for name, seconds in taken.items():
             log(f"stopped {name} in {seconds} s")
         temp_dir = Path(state["ray_temp_dir"])
