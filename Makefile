@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The process environment (offline hubs, quiet GE, DeepSpeed's cache) is set by the factory's own
 # entry points from one table: factory/core/environment.py.
 
-.PHONY: run test lint ui mlflow venv system-deps clean
+.PHONY: run test lint ui mlflow venv system-deps clean cluster-up cluster-down
 
 venv: $(STAMP)
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
 	# torch first: the pinned CPU build; anything unpinned would pull a multi-GB CUDA build.
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[bench,test]' torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e '.[bench,test,cluster]' torch==2.13.0
 	touch $(STAMP)
 
 system-deps:
@@ -48,6 +48,14 @@ ui: venv
 
 mlflow: venv
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(FACTORY_HOME))/mlflow.db -h 127.0.0.1 -p 5000
+
+# The local multi-node cluster (docs/cluster.md): 2 Ray nodes, SeaweedFS S3, MLflow server, state in
+# $(FACTORY_HOME)/cluster. `down` keeps S3 data and mlflow.db; `.venv/bin/factory cluster down --purge` removes them.
+cluster-up: venv
+	FACTORY_HOME=$(FACTORY_HOME) $(VENV)/bin/factory cluster up
+
+cluster-down: venv
+	FACTORY_HOME=$(FACTORY_HOME) $(VENV)/bin/factory cluster down
 
 clean:
 	rm -rf $(FACTORY_HOME)

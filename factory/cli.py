@@ -1,9 +1,11 @@
-"""The ``factory`` console script: lineage audits, benchmarks and materializing the graph."""
+"""The ``factory`` console script: lineage audits, benchmarks and the local cluster."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from factory.bench import benchmarks, emit
 from factory.core.environment import apply_env
@@ -56,10 +58,65 @@ def _lineage(argv: list[str]) -> int:
     return 0
 
 
+def _cluster(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="factory cluster",
+        description="A local multi-node cluster on 127.0.0.1: 2 Ray nodes, SeaweedFS S3, MLflow server "
+        "(docs/cluster.md).",
+    )
+    parser.add_argument("action", choices=["up", "down", "status", "env"])
+    parser.add_argument("--dir", type=Path, default=None, help="state folder (default: $FACTORY_HOME/cluster)")
+    parser.add_argument("--port-base", type=int, default=None,
+                        help="first port (default: $FACTORY_CLUSTER_PORT_BASE or 26000); up only")
+    parser.add_argument("--purge", action="store_true", help="down: also remove the folder (S3 data, mlflow.db, logs)")
+    parser.add_argument("--json", action="store_true", help="up/status: print the state as JSON")
+    args = parser.parse_args(argv)
+
+    from factory import localcluster
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    if args.action == "up":
+        state = localcluster.up(args.dir, base=args.port_base, log=log)
+        if args.json:
+            print(json.dumps(state, indent=2))
+        else:
+            verb = f"up in {state.get('up_seconds')} s" if state["started"] else "already up"
+            print(f"cluster {verb}; state in {state['state_dir']}")
+            for key, value in state["addresses"].items():
+                print(f"  {key:16} {value}")
+            print(f"client environment: eval \"$(factory cluster env{' --dir ' + str(args.dir) if args.dir else ''})\"")
+        return 0
+    if args.action == "down":
+        result = localcluster.down(args.dir, purge=args.purge, log=log)
+        print(f"cluster down in {result['down_seconds']} s" + (" (folder removed)" if args.purge else ""))
+        return 0
+    if args.action == "status":
+        state = localcluster.status(args.dir)
+        if args.json:
+            print(json.dumps(state, indent=2))
+        elif not state["recorded"]:
+            print(f"no cluster recorded in {state['state_dir']}")
+        else:
+            print(f"cluster {'up' if state['up'] else 'NOT up'}; state in {state['state_dir']}")
+            for name, alive in state["alive"].items():
+                print(f"  {name:10} pid {state['processes'][name]['pid']:>7}  {'alive' if alive else 'dead'}")
+            for name, ok in state["answering"].items():
+                print(f"  {name:10} {'answering' if ok else 'not answering'}")
+        return 0 if state["up"] else 1
+    try:
+        print(localcluster.format_env(localcluster.client_env(args.dir)))
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     apply_env()
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"bench": _bench, "lineage": _lineage}
+    commands = {"bench": _bench, "lineage": _lineage, "cluster": _cluster}
     if not argv or argv[0] not in commands:
         print(f"usage: factory {{{','.join(commands)}}} ...", file=sys.stderr)
         return 2

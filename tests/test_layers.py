@@ -36,7 +36,9 @@ LAYERS: list[set[str]] = [
     {"assets"},
 ]
 # Top-level modules of the library that together run the graph: one component.
-ORCHESTRATION = {"config", "stages", "store", "lineage", "expectations", "jobs", "raycluster", "runner"}
+ORCHESTRATION = {
+    "config", "stages", "store", "lineage", "expectations", "jobs", "raycluster", "runner", "localcluster",
+}
 DYNAMIC_IMPORT_ALLOWED = {"factory.stages"}
 # Third-party packages a layer must not import.
 FORBIDDEN = {
