@@ -277,7 +277,15 @@ class ArtifactStore:
         return target
 
     def _cache_dir(self, manifest: Manifest) -> Path:
-        return self.local_dir / "cache" / manifest.stage / manifest.key
+        """``<local_dir>/cache/<stage>/<key>/``, emptied first when it holds another build of the key
+        (a corrupt artifact rebuilt with other bytes); ``.<key>.digest`` beside it says which."""
+        folder = self.local_dir / "cache" / manifest.stage / manifest.key
+        marker = folder.with_name(f".{manifest.key}.digest")
+        if not marker.exists() or marker.read_text() != manifest.digest:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(marker, manifest.digest)
+        return folder
 
     def local_path(self, manifest: Manifest) -> Path:
         """The artifact as a local folder a stage can read: the artifact folder itself for a local

@@ -105,6 +105,11 @@ def test_download_checks_every_digest(s3_prefix, s3_env, tmp_path):
     assert any("sub/more.bin" in p for p in store.verify(m))
     rebuilt, reused = store.build("a", {}, {}, _write("payload"))  # a corrupt artifact is rebuilt
     assert not reused and (store.local_path(rebuilt) / "sub" / "more.bin").read_bytes() == b"payload" * 1000
+    # Rebuilt with other bytes under the same key: the stale cached copy is not served.
+    _flip_one_byte(s3_env.client(), bucket, f"{base}/art/a/{m.key}/data.txt")
+    other, _ = store.build("a", {}, {}, _write("PAYLOAD"))
+    assert other.key == m.key and other.digest != rebuilt.digest
+    assert (store.local_path(other) / "data.txt").read_text() == "PAYLOAD"
 
 
 def _chain(store):
