@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from factory.lineage import artifact_path
     from factory.store import ArtifactStore
 
-    store = ArtifactStore(profile.artifact_root)
+    store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
     print(f"\nDone in {minutes:.1f} min with profile '{profile.name}'.")
     try:
         print(f"Release:      {artifact_path(store, 'quantized_release')}")

@@ -16,8 +16,8 @@ def _check_for(asset: str) -> dg.AssetChecksDefinition:
                     description=f"Great Expectations suite '{asset}' on the latest artifact.")
     def _check(factory: FactoryResource) -> dg.AssetCheckResult:
         profile = factory.load()
-        store = ArtifactStore(profile.artifact_root)
-        folder = store.path_of(store.latest(asset))
+        store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
+        folder = store.local_path(store.latest(asset))
         result = validate(asset, load_frame(asset, folder))
         return dg.AssetCheckResult(
             passed=result.success,

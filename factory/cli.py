@@ -39,7 +39,7 @@ def _lineage(argv: list[str]) -> int:
     from factory.store import ArtifactStore
 
     profile = load_profile(args.profile)
-    store = ArtifactStore(profile.artifact_root)
+    store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
     try:
         nodes = audit(store, args.asset)
     except FileNotFoundError as err:

@@ -30,7 +30,8 @@ class RuntimeConfig(StageConfig):
     """Where the factory keeps its state and which compute it uses."""
 
     home: str = Field(".factory", description="State folder; relative paths resolve against the working directory.")
-    artifact_root: str = Field("artifacts", description="Artifact store root, relative to home, or an absolute path.")
+    artifact_root: str = Field("artifacts", description="Artifact store root: relative to home, an absolute path, "
+                               "or an object-store URL (s3://bucket/prefix; S3 settings from the AWS_* environment).")
     mlflow_tracking_uri: str = Field("", description="MLflow tracking URI; empty means sqlite:///<home>/mlflow.db.")
     ray_address: str = Field(
         "", description="Ray cluster address; empty means a local Ray started by the factory (RAY_ADDRESS overrides).")
@@ -58,8 +59,10 @@ class Profile:
         return p if p.is_absolute() else self.home / p
 
     @property
-    def artifact_root(self) -> Path:
-        return self.resolve(self.runtime.artifact_root)
+    def artifact_root(self) -> str:
+        """The store root as ``ArtifactStore`` takes it: an absolute local path, or a URL kept as written."""
+        root = self.runtime.artifact_root
+        return root if "://" in root and not root.startswith("file://") else str(self.resolve(root.removeprefix("file://")))
 
     @property
     def mlflow_tracking_uri(self) -> str:

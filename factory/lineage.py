@@ -3,11 +3,13 @@
 Every materialization opens one MLflow run (experiment ``factory/<profile>``) tagged with the
 asset key, the Dagster run id, the artifact key and its digest. Each input is logged with
 ``mlflow.log_input`` as a dataset whose digest is the input manifest's digest, so the MLflow UI
-shows what a model was built from. Checkpoint artifacts become registered-model versions whose
-source is the artifact folder, with the alias ``current`` (MLflow reserves ``latest``).
+shows what a model was built from; a dataset's source is the artifact's URI (``file:///...`` or
+``s3://bucket/...``). Checkpoint artifacts become registered-model versions whose source is that
+URI, with the alias ``current`` (MLflow reserves ``latest``).
 
-``audit`` walks manifests from an asset back to ``raw_crawl``, re-hashing every stored file: a
-single flipped byte anywhere in the chain makes it fail.
+``audit`` walks manifests from an asset back to ``raw_crawl``, re-hashing every stored file (read
+from the store itself, streamed for an object store, not from a local cache): a single flipped byte
+anywhere in the chain makes it fail.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class Tracker:
         from mlflow.data.meta_dataset import MetaDataset
 
         for name, manifest in sorted(inputs.items()):
-            source = resolve_dataset_source(store.path_of(manifest).as_uri())
+            source = resolve_dataset_source(store.uri_of(manifest))
             dataset = MetaDataset(source=source, name=name, digest=manifest.digest[:36])
             self._mlflow.log_input(dataset, context="input",
                                    tags={"stage_key": manifest.key, "digest": manifest.digest})
@@ -87,28 +89,28 @@ class Tracker:
         metrics = numeric_leaves(manifest.metadata)
         for chunk in _chunks(sorted(metrics.items()), 200):
             mlflow.log_metrics(dict(chunk))
-        mlflow.log_artifact(str(store.path_of(manifest) / "manifest.json"))
-        for png in sorted(store.path_of(manifest).glob("*.png")):
-            mlflow.log_artifact(str(png), artifact_path="plots")
+        mlflow.log_text(manifest.to_json(), "manifest.json")
+        for png in sorted(rel for rel in manifest.files if "/" not in rel and rel.endswith(".png")):
+            mlflow.log_artifact(str(store.local_file(manifest, png)), artifact_path="plots")
         for report in ("report.md", "report.json", "README.md"):
-            if (store.path_of(manifest) / report).exists():
-                mlflow.log_artifact(str(store.path_of(manifest) / report))
+            if report in manifest.files:
+                mlflow.log_artifact(str(store.local_file(manifest, report)))
 
     def register_checkpoint(self, asset: str, manifest: Manifest, store: ArtifactStore, run_id: str) -> str | None:
         """Register a checkpoint artifact as a model version aliased ``current``; returns the version.
 
-        Idempotent: an artifact already registered (same source folder) only gets the alias moved.
+        Idempotent: an artifact already registered (same source URI) only gets the alias moved.
         """
-        folder = store.path_of(manifest)
-        if not (folder / CHECKPOINT_FILE).exists() and not (folder / "hf" / CHECKPOINT_FILE).exists():
+        if CHECKPOINT_FILE not in manifest.files and f"hf/{CHECKPOINT_FILE}" not in manifest.files:
             return None
+        source = store.uri_of(manifest)
         client = self._mlflow.MlflowClient()
         name = f"factory-{asset}"
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
             client.create_registered_model(name, description=f"Checkpoints of the factory asset {asset}.")
-        existing = [v for v in client.search_model_versions(f"name = '{name}'") if v.source == folder.as_uri()]
+        existing = [v for v in client.search_model_versions(f"name = '{name}'") if v.source == source]
         version = existing[0] if existing else client.create_model_version(
-            name, source=folder.as_uri(), run_id=run_id, tags={"digest": manifest.digest}, await_creation_for=0)
+            name, source=source, run_id=run_id, tags={"digest": manifest.digest}, await_creation_for=0)
         client.set_registered_model_alias(name, ALIAS, version.version)
         return version.version
 
@@ -168,5 +170,6 @@ def format_audit(nodes: list[LineageNode]) -> str:
     return "\n".join(lines)
 
 
-def artifact_path(store: ArtifactStore, asset: str) -> Path:
-    return store.path_of(store.latest(asset))
+def artifact_path(store: ArtifactStore, asset: str) -> Path | str:
+    """Where the latest artifact of ``asset`` lives: its folder (local store) or its URI (object store)."""
+    return store.location(store.latest(asset))

@@ -6,8 +6,14 @@ This is the single execution path used by Dagster assets, the CLI and the tests:
 2. take the latest artifact of each upstream asset (they must exist);
 3. key the artifact by (config, code version, input digests, external files such as WARC paths);
 4. open an MLflow run, log config and inputs; if the keyed artifact exists, reuse it, else run the
-   stage as a Ray job writing into a temporary folder that the store renames into place;
+   stage as a Ray job. The stage only sees local folders: its inputs as ``store.local_path`` gives
+   them (the artifact folders of a local store, verified downloads under ``<home>/cache`` for an
+   object store), a local staging folder as ``out`` that the store commits on success (rename, or
+   upload with the manifest last), and a local resumable ``work_dir`` (training checkpoints);
 5. log the result's metrics, register checkpoints, point the asset's ref at the new manifest.
+
+On a multi-node Ray cluster these local folders must be visible to the node running the job; the
+single-machine cluster path (and the embedded Ray) shares them by construction.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from factory.config import Profile
 from factory.lineage import Tracker
 from factory.raycluster import submit
 from factory.stages import StageSpec, stage_config, stage_specs
-from factory.store import ArtifactStore, Manifest, canonical_json, stage_key
+from factory.store import ArtifactStore, Manifest, canonical_json, is_remote, stage_key
 
 
 @dataclass
@@ -33,7 +39,7 @@ class Outcome:
     manifest: Manifest
     reused: bool
     mlflow_run_id: str
-    path: Path
+    path: Path | str  # the artifact folder of a local store, the artifact's URI on an object store
     seconds: float
 
 
@@ -46,15 +52,33 @@ def spec_by_asset(profile: Profile) -> dict[str, StageSpec]:
 
 
 def external_fingerprint(config: Any) -> str:
-    """Digest of files outside the store a stage reads (its config's ``external_files()``), by name, size and mtime."""
+    """Digest of files outside the store a stage reads (its config's ``external_files()``, globs already
+    expanded there): local files by name, size and mtime; remote ones (``s3://...``) by name and what
+    fsspec's ``info`` reports: the ETag when there is one, else size and modification time."""
     files_fn = getattr(config, "external_files", None)
     if files_fn is None:
         return ""
     h = hashlib.sha256()
     for path in sorted(files_fn()):
-        st = os.stat(path)
-        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        if is_remote(path):
+            h.update(f"{path}\0{_remote_signature(path)}\n".encode())
+        else:
+            st = os.stat(path)
+            h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+def _remote_signature(url: str) -> str:
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url)
+    fs.invalidate_cache(path)  # a long-lived process (the sensor, Dagster) must see the object as it is now
+    info = fs.info(path)
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag={str(etag).strip(chr(34))}"
+    mtime = info.get("LastModified") or info.get("mtime") or info.get("last_modified") or ""
+    return f"size={info.get('size')}\0mtime={mtime}"
 
 
 class Runner:
@@ -62,7 +86,7 @@ class Runner:
 
     def __init__(self, profile: Profile, log: Callable[[str], None] = print):
         self.profile = profile
-        self.store = ArtifactStore(profile.artifact_root)
+        self.store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
         self.specs = spec_by_asset(profile)
         self.log = log
         self._tracker: Tracker | None = None
@@ -130,7 +154,7 @@ class Runner:
                     "config_class": spec.config_class,
                     "config": key_config["config"],
                     "extra": key_config["extra"],
-                    "inputs": {name: str(self.store.path_of(m)) for name, m in inputs.items()},
+                    "inputs": {name: str(self.store.local_path(m)) for name, m in inputs.items()},
                     "out": str(out),
                     "work_dir": str(work),
                     "torch_threads": self.profile.runtime.torch_threads,
@@ -147,7 +171,7 @@ class Runner:
         self.store.set_ref(asset, manifest)
         seconds = time.perf_counter() - t0
         self.log(f"{asset}: {'reused' if reused else 'built'} {manifest.key} in {seconds:.1f}s")
-        return Outcome(asset, manifest, reused, run_id, self.store.path_of(manifest), seconds)
+        return Outcome(asset, manifest, reused, run_id, self.store.location(manifest), seconds)
 
     def materialize_all(self, assets: list[str] | None = None) -> list[Outcome]:
         wanted = set(assets or self.specs)

@@ -1,15 +1,37 @@
-"""Content-addressed artifact store (docs/architecture.md, "Artifacts").
+"""Content-addressed artifact store on a local folder or an object store (docs/architecture.md, "Artifacts").
 
-An artifact is a folder ``<root>/<stage>/<key>/`` holding the stage's files and a
-``manifest.json`` that lists every file with its sha256, the stage config, the code version and
+An artifact is a folder (or object prefix) ``<root>/<stage>/<key>/`` holding the stage's files and
+a ``manifest.json`` that lists every file with its sha256, the stage config, the code version and
 the digests of its inputs. ``key`` is a hash of (stage, config, code version, input digests), as
-in marin's executor: materializing again with nothing changed finds the folder and reuses it, so a
-scheduled rebuild only recomputes what really changed. The manifest's own ``digest`` (over config,
-inputs and file hashes) is the asset's data version.
+in marin's executor: materializing again with nothing changed finds the artifact and reuses it, so
+a scheduled rebuild only recomputes what really changed. The manifest's own ``digest`` (over
+config, inputs and file hashes) is the asset's data version.
 
-Writes are atomic: a stage writes into a temporary sibling folder that is renamed into place only
-after every file is hashed. A stage may also keep resumable state (training checkpoints) in a
-``work`` folder tied to the same key, so an interrupted materialization picks up where it stopped.
+The root is any fsspec URL: a local folder (``/data/artifacts``, ``file://...``) or an object store
+prefix (``s3://bucket/prefix``). Object-store settings come from the standard environment
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL_S3``, ``AWS_DEFAULT_REGION``),
+so Ray workers started from the same environment reach the same store; ``storage_options`` may
+override them.
+
+Commit protocol (one code path for every root):
+1. a stage writes into a local *staging* folder (``produce(out, work)``), never into the store;
+2. every staged file is hashed and the manifest built;
+3. ``_commit`` publishes it: on a local root the staging folder is a sibling of the final folder
+   and holds the manifest, so one ``rename`` publishes everything at once; on an object store each
+   file is uploaded under the final prefix and **the manifest is written last**, as the commit
+   marker (a single-object PUT is atomic);
+4. the asset's ref ``refs/<asset>.json`` is moved only afterwards (``set_ref``).
+Readers trust only committed manifests: a prefix without ``manifest.json`` (a build killed during
+its upload) is invisible (``find`` returns None) and the next build of that key overwrites it.
+
+Stages read and write local folders. ``local_path(manifest)`` materializes an artifact locally: a
+local root's artifact folder itself, or, for a remote root, a download into
+``<local_dir>/cache/<stage>/<key>/`` in which every file is checked against its manifest sha256
+(``ArtifactIntegrityError`` otherwise) and the manifest is written last, so a complete cached copy
+is reused. A stage may keep resumable state (training checkpoints) in a ``work`` folder tied to the
+same key; it is always a *local* folder (beside the artifacts for a local root, under
+``<local_dir>/work`` for a remote one), so an interrupted materialization on this machine picks up
+where it stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +40,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +52,7 @@ from typing import Any
 from factory.core.files import MANIFEST, atomic_write_text, canonical_json, sha256_file, sha256_text
 
 _CODE_DIRS = ("factory", "kernels", "ray_jobs")
+_CHUNK = 1 << 20
 
 
 @lru_cache(maxsize=1)
@@ -43,6 +67,12 @@ def code_version() -> str:
             h.update(str(path.relative_to(project)).encode())
             h.update(path.read_bytes())
     return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def is_remote(path: str | Path) -> bool:
+    """True for a URL of a non-local filesystem (``s3://...``); plain paths and ``file://`` are local."""
+    text = str(path)
+    return "://" in text and not text.startswith(("file://", "local://"))
 
 
 @dataclass
@@ -100,61 +130,212 @@ def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, Manifest]) -
 
 
 class ArtifactStore:
-    """A local folder of artifacts plus ``refs/<asset>.json`` naming each asset's latest artifact."""
+    """Artifacts under one fsspec root plus ``refs/<asset>.json`` naming each asset's latest artifact.
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+    ``root``: a local folder or a URL such as ``s3://bucket/prefix``. ``local_dir``: where a remote
+    root keeps its local side (``cache/`` downloads, ``staging/`` outputs, resumable ``work/``
+    folders); default ``$TMPDIR/factory-store``; the runner passes the profile's home. A local root
+    ignores it: staging and work folders sit beside its artifacts and nothing is cached.
+    """
+
+    def __init__(self, root: str | Path, local_dir: str | Path | None = None,
+                 storage_options: dict[str, Any] | None = None):
+        from fsspec.core import url_to_fs
+        from fsspec.implementations.local import LocalFileSystem
+
+        text = str(root)
+        if not is_remote(text):
+            text = str(Path(text.removeprefix("file://")).expanduser().resolve())
+        self.fs, self._root = url_to_fs(text, **(storage_options or {}))
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self._root = self._root.rstrip("/")
+        if self.local:
+            self.root = Path(self._root)
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.local_dir = self.root
+        else:
+            self.root = self.fs.unstrip_protocol(self._root)
+            base = Path(local_dir) if local_dir else Path(tempfile.gettempdir()) / "factory-store"
+            self.local_dir = base.expanduser().resolve()
 
     # -- locations -------------------------------------------------------------------------
+    def _join(self, *parts: str) -> str:
+        return "/".join([self._root, *parts])
+
     def artifact_dir(self, stage: str, key: str) -> Path:
+        """The artifact's folder; only a local root has one (see ``uri_of`` and ``local_path``)."""
+        if not self.local:
+            raise ValueError(f"{self.root} is not a local folder: use uri_of() or local_path()")
         return self.root / stage / key
 
+    def uri_of(self, manifest: Manifest) -> str:
+        """Where the artifact lives, as a URI: ``file:///...`` or ``s3://bucket/prefix/stage/key``."""
+        if self.local:
+            return self.artifact_dir(manifest.stage, manifest.key).as_uri()
+        return self.fs.unstrip_protocol(self._join(manifest.stage, manifest.key))
+
+    def location(self, manifest: Manifest) -> Path | str:
+        """The artifact's folder for a local root, its URI otherwise (no download)."""
+        return self.path_of(manifest) if self.local else self.uri_of(manifest)
+
+    def path_of(self, manifest: Manifest) -> Path:
+        """The artifact folder of a local root (no copy). Remote roots: use ``local_path``."""
+        return self.artifact_dir(manifest.stage, manifest.key)
+
     def work_dir(self, stage: str, key: str) -> Path:
-        """Resumable scratch space of one (stage, key): survives an interrupted build, not a finished one."""
-        path = self.root / stage / f".work-{key}"
+        """Resumable scratch space of one (stage, key), always a local folder: survives an
+        interrupted build on this machine, not a finished one."""
+        if self.local:
+            path = self.root / stage / f".work-{key}"
+        else:
+            path = self.local_dir / "work" / stage / key
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _ref_path(self, asset: str) -> Path:
-        return self.root / "refs" / f"{asset}.json"
+    def _staging_dir(self, stage: str, key: str) -> Path:
+        """A fresh local folder for a stage's output; on a local root a sibling of the final folder
+        (same filesystem, so the commit is one rename)."""
+        parent = self.root / stage if self.local else self.local_dir / "staging" / stage
+        path = parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True)
+        return path
+
+    def _ref_path(self, asset: str) -> str:
+        return self._join("refs", f"{asset}.json")
 
     # -- reading ---------------------------------------------------------------------------
-    def load(self, stage: str, key: str) -> Manifest:
-        path = self.artifact_dir(stage, key) / MANIFEST
-        return Manifest.from_dict(json.loads(path.read_text()))
+    def _read_json(self, path: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
 
     def find(self, stage: str, key: str) -> Manifest | None:
-        path = self.artifact_dir(stage, key) / MANIFEST
-        return Manifest.from_dict(json.loads(path.read_text())) if path.exists() else None
+        """The committed manifest of (stage, key), or None (never built, or a build that did not commit)."""
+        data = self._read_json(self._join(stage, key, MANIFEST))
+        return Manifest.from_dict(data) if data is not None else None
+
+    def load(self, stage: str, key: str) -> Manifest:
+        manifest = self.find(stage, key)
+        if manifest is None:
+            raise FileNotFoundError(f"no committed artifact {stage}/{key} in {self.root}")
+        return manifest
 
     def latest(self, asset: str) -> Manifest:
-        path = self._ref_path(asset)
-        if not path.exists():
+        ref = self._read_json(self._ref_path(asset))
+        if ref is None:
             raise FileNotFoundError(f"asset {asset!r} has never been materialized in {self.root}")
-        ref = json.loads(path.read_text())
         return self.load(ref["stage"], ref["key"])
 
-    def path_of(self, manifest: Manifest) -> Path:
-        return self.artifact_dir(manifest.stage, manifest.key)
+    def _hash_stored(self, path: str) -> str:
+        h = hashlib.sha256()
+        with self.fs.open(path, "rb") as fh:
+            while block := fh.read(_CHUNK):
+                h.update(block)
+        return h.hexdigest()
 
     def verify(self, manifest: Manifest) -> list[str]:
-        """Re-hash every file of an artifact; return a list of problems (empty when intact)."""
+        """Re-hash every stored file of an artifact (streamed from the store); return the problems
+        (empty when intact)."""
         problems = []
-        folder = self.path_of(manifest)
         for rel, expected in sorted(manifest.files.items()):
-            path = folder / rel
-            if not path.exists():
+            try:
+                actual = self._hash_stored(self._join(manifest.stage, manifest.key, rel))
+            except FileNotFoundError:
                 problems.append(f"{manifest.stage}/{manifest.key}/{rel}: missing")
-            elif sha256_file(path) != expected:
+                continue
+            if actual != expected:
                 problems.append(f"{manifest.stage}/{manifest.key}/{rel}: sha256 differs from manifest")
         if manifest.content_digest() != manifest.digest:
             problems.append(f"{manifest.stage}/{manifest.key}/{MANIFEST}: digest differs from its content")
         return problems
 
+    def local_file(self, manifest: Manifest, rel: str) -> Path:
+        """One file of an artifact as a local path: in place for a local root, else downloaded into
+        the cache folder (sha256 checked against the manifest; a mismatch raises ``ArtifactIntegrityError``)."""
+        if rel not in manifest.files:
+            raise FileNotFoundError(f"{manifest.stage}/{manifest.key} has no file {rel!r}")
+        if self.local:
+            return self.path_of(manifest) / rel
+        target = self._cache_dir(manifest) / rel
+        if target.exists():  # only ever renamed into place after its digest matched
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        h = hashlib.sha256()
+        try:
+            with self.fs.open(self._join(manifest.stage, manifest.key, rel), "rb") as src, open(partial, "wb") as dst:
+                while block := src.read(_CHUNK):
+                    h.update(block)
+                    dst.write(block)
+            if h.hexdigest() != manifest.files[rel]:
+                raise ArtifactIntegrityError(f"{self.uri_of(manifest)}/{rel}: downloaded sha256 {h.hexdigest()[:12]} "
+                                             f"!= manifest {manifest.files[rel][:12]}")
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target
+
+    def _cache_dir(self, manifest: Manifest) -> Path:
+        """``<local_dir>/cache/<stage>/<key>/``, emptied first when it holds another build of the key
+        (a corrupt artifact rebuilt with other bytes); ``.<key>.digest`` beside it says which."""
+        folder = self.local_dir / "cache" / manifest.stage / manifest.key
+        marker = folder.with_name(f".{manifest.key}.digest")
+        if not marker.exists() or marker.read_text() != manifest.digest:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(marker, manifest.digest)
+        return folder
+
+    def local_path(self, manifest: Manifest) -> Path:
+        """The artifact as a local folder a stage can read: the artifact folder itself for a local
+        root (no copy); for a remote root ``<local_dir>/cache/<stage>/<key>/``, downloaded file by
+        file with digest checks, the manifest written last, and reused once complete."""
+        if self.local:
+            return self.path_of(manifest)
+        folder = self._cache_dir(manifest)
+        cached = folder / MANIFEST
+        if cached.exists() and json.loads(cached.read_text()).get("digest") == manifest.digest:
+            return folder
+        for rel in sorted(manifest.files):
+            self.local_file(manifest, rel)
+        atomic_write_text(cached, manifest.to_json())
+        return folder
+
     # -- writing ---------------------------------------------------------------------------
     def set_ref(self, asset: str, manifest: Manifest) -> None:
-        atomic_write_text(self._ref_path(asset), canonical_json(manifest.ref()))
+        """Point ``refs/<asset>.json`` at a committed artifact (after its manifest was written)."""
+        if self.local:
+            atomic_write_text(Path(self._ref_path(asset)), canonical_json(manifest.ref()))
+        else:
+            self.fs.pipe_file(self._ref_path(asset), canonical_json(manifest.ref()).encode())
+
+    def _commit(self, staged: Path, manifest: Manifest) -> None:
+        """Publish a staged artifact under its final location, the manifest last (see the module doc)."""
+        final = self._join(manifest.stage, manifest.key)
+        text = manifest.to_json()
+        if self.local:
+            (staged / MANIFEST).write_text(text)
+            if os.path.exists(final):  # an uncommitted, corrupt or half-deleted earlier copy: replace it
+                shutil.rmtree(final)
+            os.rename(staged, final)
+            return
+        # Un-commit first, so a reader never sees a manifest next to half-replaced files.
+        self.fs.invalidate_cache(final)
+        if self.fs.exists(final):
+            try:
+                self.fs.rm_file(self._join(manifest.stage, manifest.key, MANIFEST))
+            except FileNotFoundError:
+                pass
+            self.fs.rm(final, recursive=True)
+        for rel in sorted(manifest.files):
+            self.fs.put_file(str(staged / rel), self._join(manifest.stage, manifest.key, rel))
+        self._write_manifest(manifest.stage, manifest.key, text)
+        self.fs.invalidate_cache(final)
+
+    def _write_manifest(self, stage: str, key: str, text: str) -> None:
+        """The commit marker: one object PUT; until it exists the prefix is invisible to readers."""
+        self.fs.pipe_file(self._join(stage, key, MANIFEST), text.encode())
 
     def build(
         self,
@@ -165,22 +346,21 @@ class ArtifactStore:
     ) -> tuple[Manifest, bool]:
         """Return the artifact of (stage, config, inputs), producing it only if it does not exist.
 
-        ``produce(out_dir, work_dir) -> metadata`` writes the artifact's files into ``out_dir``.
+        ``produce(out_dir, work_dir) -> metadata`` writes the artifact's files into ``out_dir``, a
+        local staging folder; ``work_dir`` is the local resumable scratch folder of the key.
         Returns ``(manifest, reused)``.
         """
         key = stage_key(stage, config, inputs)
         existing = self.find(stage, key)
         if existing is not None and not self.verify(existing):
             return existing, True
-        final = self.artifact_dir(stage, key)
-        tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
+        staged = self._staging_dir(stage, key)
         work = self.work_dir(stage, key)
         try:
-            metadata = produce(tmp, work)
+            metadata = produce(staged, work)
             files = {
-                str(p.relative_to(tmp)): sha256_file(p)
-                for p in sorted(tmp.rglob("*"))
+                p.relative_to(staged).as_posix(): sha256_file(p)
+                for p in sorted(staged.rglob("*"))
                 if p.is_file() and p.name != MANIFEST
             }
             manifest = Manifest(
@@ -194,12 +374,9 @@ class ArtifactStore:
                 created_at=time.time(),
             )
             manifest.digest = manifest.content_digest()
-            (tmp / MANIFEST).write_text(manifest.to_json())
-            if final.exists():  # a corrupt or half-deleted earlier copy: replace it
-                shutil.rmtree(final)
-            os.rename(tmp, final)
+            self._commit(staged, manifest)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            if staged.exists():
+                shutil.rmtree(staged, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
         return manifest, False

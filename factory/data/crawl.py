@@ -61,6 +61,7 @@ def expand_paths(patterns: list[str]) -> list[str]:
         if "://" in pattern:
             import fsspec
 
+            fsspec.core.url_to_fs(pattern)[0].invalidate_cache()  # list the bucket as it is now
             fs, _, paths = fsspec.get_fs_token_paths(pattern)
             found = sorted(fs.unstrip_protocol(p) for p in paths)
         else:
