@@ -1,6 +1,7 @@
 """One Dagster asset per stage of ``factory.stages``: the graph is declared once, there.
 
-Each asset materializes through ``factory.runner.Runner`` (artifact reuse, Ray job, MLflow run)
+Each asset materializes through ``factory.runner.Runner`` (artifact reuse, Ray Job submitted through
+Dagster Pipes by ``assets.pipes.PipesJobLauncher``, MLflow run)
 and reports the stage's metadata, the artifact's path, digest and MLflow run; the manifest digest
 is the asset's data version, so staleness follows content.
 """
@@ -11,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.pipes import PipesJobLauncher
 from assets.resources import FactoryResource
 from factory.config import Profile
 from factory.runner import Outcome
@@ -47,7 +49,8 @@ def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
         tags={"ray_job": spec.ray_job},
     )
     def _materialize(context: dg.AssetExecutionContext, factory: FactoryResource) -> dg.MaterializeResult:
-        outcome = factory.runner(context.log.info).materialize(spec.asset, dagster_run_id=context.run_id)
+        runner = factory.runner(context.log.info, launcher=PipesJobLauncher(context))
+        outcome = runner.materialize(spec.asset, dagster_run_id=context.run_id)
         return dg.MaterializeResult(metadata=dagster_metadata(outcome),
                                     data_version=dg.DataVersion(outcome.manifest.digest))
 

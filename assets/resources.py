@@ -7,6 +7,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from factory.config import PROFILE_ENV, Profile, load_profile
+from factory.raycluster import JobLauncher
 from factory.runner import Runner
 
 
@@ -22,5 +23,5 @@ class FactoryResource(dg.ConfigurableResource):
     def load(self) -> Profile:
         return load_profile(self.profile)
 
-    def runner(self, log: Callable[[str], None]) -> Runner:
-        return Runner(self.load(), log=log)
+    def runner(self, log: Callable[[str], None], launcher: JobLauncher | None = None) -> Runner:
+        return Runner(self.load(), log=log, launcher=launcher)

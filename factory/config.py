@@ -35,6 +35,9 @@ class RuntimeConfig(StageConfig):
     mlflow_tracking_uri: str = Field("", description="MLflow tracking URI; empty means sqlite:///<home>/mlflow.db.")
     ray_address: str = Field(
         "", description="Ray cluster address; empty means a local Ray started by the factory (RAY_ADDRESS overrides).")
+    ray_jobs_address: str = Field(
+        "", description="Job Submission API (dashboard) of the ray_address cluster, http://head:8265 "
+        "(RAY_API_SERVER_ADDRESS overrides); the embedded Ray's is found by the factory.")
     num_cpus: int = Field(2, description="CPUs of the embedded local Ray.")
     torch_threads: int = Field(2, description="torch intra-op threads inside a stage.")
     accelerator: Literal["cpu", "cuda"] = Field("cpu", description="Device heavy stages train on.")

@@ -6,12 +6,22 @@ A request is a JSON-able dict built by ``factory.runner``:
 
 ``run_job(kind, request)`` prepares the process for the job's kind (``curate``: corpus work;
 ``train``: anything with a model, which also needs DeepSpeed's environment), validates the stage
-config, calls the stage function and streams its step metrics to the request's MLflow run. The
-runner calls it inside a Ray task; ``ray_jobs/<kind>.py`` calls it from a command line.
+config, calls the stage function and streams its step metrics to the request's MLflow run.
+
+``run_stage_job(kind, request)`` is what a Ray Job runs (``python -m ray_jobs.<kind>``): the request
+then also names the artifact store (``"store": {"root", "local_dir"}``), the artifact's key config,
+key and the driver's code version, and carries the input *manifests* instead of folders. The job
+itself stages: it downloads the inputs (``store.local_path``), runs the stage into a local staging
+folder and commits the artifact (``ArtifactStore.build``: hashes, uploads, manifest last), so it
+can run on any node that reaches the store. It returns ``{"manifest", "reused", "metadata"}``; the
+metadata records the Ray node the job ran on and the nodes its tasks and actors used.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +48,7 @@ def _mlflow_sink(mlflow_cfg: dict[str, str] | None):
     return sink
 
 
-def run_job(kind: str, request: dict[str, Any]) -> dict[str, Any]:
+def run_job(kind: str, request: dict[str, Any], log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the stage named in ``request`` as a job of ``kind``; returns the stage's metadata."""
     if kind not in JOB_KINDS:
         raise ValueError(f"unknown job kind {kind!r}; expected one of {JOB_KINDS}")
@@ -54,9 +64,76 @@ def run_job(kind: str, request: dict[str, Any]) -> dict[str, Any]:
         work_dir=Path(request["work_dir"]) if request.get("work_dir") else None,
         metrics_sink=_mlflow_sink(request.get("mlflow")),
         num_cpus=int(request.get("num_cpus", 2)),
+        **({"log": log} if log is not None else {}),
     )
     ctx.log(f"{request['asset']}: starting")
     inputs = {name: Path(path) for name, path in request["inputs"].items()}
     metadata = fn(config, inputs, Path(request["out"]), ctx, **request.get("extra", {}))
     ctx.log(f"{request['asset']}: done")
     return metadata
+
+
+def _in_ray_job() -> bool:
+    """True in the driver process of a Ray Job (the job supervisor sets the job's config and address)."""
+    return bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")) or bool(os.environ.get("RAY_ADDRESS"))
+
+
+def _connect_ray() -> None:
+    """Join the job's cluster before the stage runs: stages that use Ray (``ray.init(num_cpus=...)``
+    when not initialized) would otherwise try to start a local one."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", log_to_driver=True)
+
+
+def job_nodes() -> dict[str, Any]:
+    """Node ids of this job: the driver's, and those its tasks and actors ran on (Ray's state API)."""
+    import ray
+
+    if not ray.is_initialized():
+        return {}
+    ctx = ray.get_runtime_context()
+    nodes: dict[str, Any] = {"ray_node_id": ctx.get_node_id()}
+    try:
+        from ray.util.state import list_actors, list_tasks
+
+        job = ctx.get_job_id()
+        used = {t.node_id for t in list_tasks(filters=[("job_id", "=", job)], limit=10000, timeout=15,
+                                              raise_on_missing_output=False) if t.node_id}
+        used |= {a.node_id for a in list_actors(filters=[("job_id", "=", job)], limit=10000, timeout=15,
+                                                raise_on_missing_output=False) if a.node_id}
+        nodes["ray_worker_node_ids"] = sorted(used)
+    except Exception as err:  # the record is informative; never fail a built artifact over it
+        nodes["ray_worker_node_ids_error"] = str(err)[:200]
+    return nodes
+
+
+def run_stage_job(kind: str, request: dict[str, Any], log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The body of a stage's Ray Job: stage inputs, run the stage, commit the artifact (module doc)."""
+    if "store" not in request:  # a plain request (local folders): just the stage
+        return {"metadata": run_job(kind, request, log)}
+    from factory.store import ArtifactStore, Manifest, code_version, stage_key
+
+    if request.get("code_version") and request["code_version"] != code_version():
+        raise RuntimeError(f"the job runs code {code_version()} but the driver keyed the artifact with "
+                           f"{request['code_version']}: ship the same checkout to the cluster")
+    if _in_ray_job():
+        _connect_ray()
+    store = ArtifactStore(request["store"]["root"], local_dir=request["store"].get("local_dir"))
+    inputs = {name: Manifest.from_dict(m) for name, m in request["inputs"].items()}
+    key = stage_key(request["asset"], request["key_config"], inputs)
+    if request.get("key") and request["key"] != key:
+        raise RuntimeError(f"artifact key {key} differs from the driver's {request['key']}")
+
+    def produce(out: Path, work: Path) -> dict[str, Any]:
+        local = {name: str(store.local_path(m)) for name, m in inputs.items()}
+        metadata = run_job(kind, {**request, "inputs": local, "out": str(out), "work_dir": str(work)}, log)
+        mlflow_run = (request.get("mlflow") or {}).get("run_id")
+        extra = {"mlflow_run_id": mlflow_run} if mlflow_run else {}
+        if request.get("ray_job_id"):
+            extra["ray_job_id"] = request["ray_job_id"]
+        return {**(metadata or {}), **extra, **job_nodes()}
+
+    manifest, reused = store.build(request["asset"], request["key_config"], inputs, produce)
+    return {"manifest": json.loads(manifest.to_json()), "reused": reused, "metadata": manifest.metadata}

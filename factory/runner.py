@@ -1,24 +1,27 @@
-"""Materializing one asset: config -> artifact key -> (reuse | Ray job) -> manifest + MLflow run.
+"""Materializing one asset: config -> artifact key -> (reuse | Ray Job) -> manifest + MLflow run.
 
 This is the single execution path used by Dagster assets, the CLI and the tests:
 
 1. validate the asset's profile section into its typed config;
 2. take the latest artifact of each upstream asset (they must exist);
 3. key the artifact by (config, code version, input digests, external files such as WARC paths);
-4. open an MLflow run, log config and inputs; if the keyed artifact exists, reuse it, else run the
-   stage as a Ray job. The stage only sees local folders: its inputs as ``store.local_path`` gives
-   them (the artifact folders of a local store, verified downloads under ``<home>/cache`` for an
-   object store), a local staging folder as ``out`` that the store commits on success (rename, or
-   upload with the manifest last), and a local resumable ``work_dir`` (training checkpoints);
-5. log the result's metrics, register checkpoints, point the asset's ref at the new manifest.
+4. open an MLflow run, log config and inputs; if the keyed artifact exists, reuse it, else submit
+   the stage as a Ray Job (``factory.raycluster``) through the runner's ``JobLauncher``. The job
+   (``factory.jobs.run_stage_job``) does the artifact work where it runs: inputs as
+   ``store.local_path`` gives them (the artifact folders of a local store, verified downloads for
+   an object store), a local staging folder as ``out`` that it commits on success (rename, or
+   upload with the manifest last), a local resumable ``work_dir``; it returns the manifest;
+5. check the manifest is committed, log the result's metrics, register checkpoints, point the
+   asset's ref at the new manifest.
 
-On a multi-node Ray cluster these local folders must be visible to the node running the job; the
-single-machine cluster path (and the embedded Ray) shares them by construction.
+With an object-store root the job can run on any node; with a local root the node must see the
+same folders (the embedded Ray and the single-machine cluster do by construction).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -28,9 +31,9 @@ from typing import Any
 
 from factory.config import Profile
 from factory.lineage import Tracker
-from factory.raycluster import submit
+from factory.raycluster import JobFailedError, JobLauncher, SubmissionLauncher, job_for, new_submission_id
 from factory.stages import StageSpec, stage_config, stage_specs
-from factory.store import ArtifactStore, Manifest, canonical_json, is_remote, stage_key
+from factory.store import ArtifactStore, Manifest, canonical_json, code_version, is_remote, stage_key
 
 
 @dataclass
@@ -84,12 +87,14 @@ def _remote_signature(url: str) -> str:
 class Runner:
     """Materializes assets of one profile against its artifact store, Ray and MLflow."""
 
-    def __init__(self, profile: Profile, log: Callable[[str], None] = print):
+    def __init__(self, profile: Profile, log: Callable[[str], None] = print, launcher: JobLauncher | None = None):
         self.profile = profile
+        self.launcher: JobLauncher = launcher or SubmissionLauncher()
         self.store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
         self.specs = spec_by_asset(profile)
         self.log = log
         self._tracker: Tracker | None = None
+        self.job_env: dict[str, str] = {}  # extra environment of the stage jobs (tests: PYTHONPATH)
 
     @property
     def tracker(self) -> Tracker:
@@ -146,32 +151,52 @@ class Runner:
             self.tracker.log_config(key_config)
             self.tracker.log_inputs(inputs, self.store)
 
-            def produce(out: Path, work: Path) -> dict[str, Any]:
-                self.log(f"{asset}: running as Ray job '{spec.ray_job}'")
-                request = {
-                    "asset": asset,
-                    "target": spec.target,
-                    "config_class": spec.config_class,
-                    "config": key_config["config"],
-                    "extra": key_config["extra"],
-                    "inputs": {name: str(self.store.local_path(m)) for name, m in inputs.items()},
-                    "out": str(out),
-                    "work_dir": str(work),
-                    "torch_threads": self.profile.runtime.torch_threads,
-                    "num_cpus": self.profile.runtime.num_cpus,
-                    "accelerator": self.profile.runtime.accelerator,
-                    "mlflow": {"tracking_uri": self.profile.mlflow_tracking_uri, "run_id": run_id},
-                }
-                metadata = submit(self.profile, spec.ray_job, request)
-                return {**(metadata or {}), "mlflow_run_id": run_id}
-
-            manifest, reused = self.store.build(asset, key_config, inputs, produce)
+            key = stage_key(asset, key_config, inputs)
+            existing = self.store.find(asset, key)
+            if existing is not None and not self.store.verify(existing):
+                manifest, reused = existing, True
+            else:
+                manifest, reused = self._run_job(spec, key, key_config, inputs, run_id), False
             self.tracker.log_result(manifest, self.store, reused)
             self.tracker.register_checkpoint(asset, manifest, self.store, run_id)
         self.store.set_ref(asset, manifest)
         seconds = time.perf_counter() - t0
         self.log(f"{asset}: {'reused' if reused else 'built'} {manifest.key} in {seconds:.1f}s")
         return Outcome(asset, manifest, reused, run_id, self.store.location(manifest), seconds)
+
+    def request(self, spec: StageSpec, key: str, key_config: dict[str, Any], inputs: dict[str, Manifest],
+                mlflow_run_id: str) -> dict[str, Any]:
+        """What the stage's job needs to run on any node (``factory.jobs.run_stage_job``)."""
+        remote_job = bool(self.profile.ray_address)
+        return {
+            "asset": spec.asset,
+            "target": spec.target,
+            "config_class": spec.config_class,
+            "config": key_config["config"],
+            "extra": key_config["extra"],
+            "key_config": key_config,
+            "key": key,
+            "code_version": code_version(),
+            # A job on a cluster node keeps its cache/staging/work folders on that node.
+            "store": {"root": str(self.store.root), "local_dir": None if remote_job else str(self.profile.home)},
+            "inputs": {name: json.loads(m.to_json()) for name, m in inputs.items()},
+            "torch_threads": self.profile.runtime.torch_threads,
+            "num_cpus": self.profile.runtime.num_cpus,
+            "accelerator": self.profile.runtime.accelerator,
+            "mlflow": {"tracking_uri": self.profile.mlflow_tracking_uri, "run_id": mlflow_run_id},
+        }
+
+    def _run_job(self, spec: StageSpec, key: str, key_config: dict[str, Any], inputs: dict[str, Manifest],
+                 run_id: str) -> Manifest:
+        request = self.request(spec, key, key_config, inputs, run_id)
+        job = job_for(self.profile, spec.ray_job, request, submission_id=new_submission_id(spec.asset),
+                      env=self.job_env)
+        self.log(f"{spec.asset}: running as Ray job '{spec.ray_job}' ({job.submission_id})")
+        result = self.launcher.launch(job, self.log)
+        manifest = self.store.find(spec.asset, key)
+        if manifest is None or manifest.digest != result.get("manifest", {}).get("digest"):
+            raise JobFailedError(f"Ray job {job.submission_id} ended without committing {spec.asset}/{key}")
+        return manifest
 
     def materialize_all(self, assets: list[str] | None = None) -> list[Outcome]:
         wanted = set(assets or self.specs)

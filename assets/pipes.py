@@ -1,0 +1,50 @@
+"""The Dagster side of a stage's Ray Job: dagster-ray's ``PipesRayJobClient`` as the runner's launcher.
+
+Why dagster-ray's client rather than Dagster Pipes with a reader of our own: it already is the Job
+Submission API plus Pipes (submit with the Pipes bootstrap env, tail the job's log and turn Pipes
+lines into Dagster events, poll the status, stop the job when the run is interrupted with
+``forward_termination``, and fail with the job's own message), which is exactly the contract here.
+What this module adds: the factory's job (``factory.raycluster.RayJob``) as its submit params, a
+client whose submissions wait for a fresh head's job agent, a fast poll, and the job's result taken
+from its Pipes custom message (``ray_jobs/entry.py``), or from its log when the job ran without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+import dagster as dg
+from dagster_ray.core.pipes import PipesRayJobClient
+
+from factory.raycluster import JobFailedError, RayJob, job_client, parse_result
+
+
+class _Client(PipesRayJobClient):
+    @cached_property
+    def client(self):  # the factory's JobSubmissionClient: retries "No available agent"
+        return job_client(self._address)
+
+
+class PipesJobLauncher:
+    """``factory.raycluster.JobLauncher`` for one asset execution: the job's Pipes log lines become
+    the run's log events as they happen, its stdout goes to the step's captured stdout, terminating
+    the run stops the Ray job, and a failed job fails the step with the job's error."""
+
+    def __init__(self, context: dg.AssetExecutionContext, poll_interval: float = 0.25):
+        self.context = context
+        self.poll_interval = poll_interval
+
+    def launch(self, job: RayJob, log: Callable[[str], None]) -> dict[str, Any]:
+        client = _Client(address=job.address, forward_termination=True, poll_interval=self.poll_interval)
+        try:
+            invocation = client.run(context=self.context, submit_job_params=job.submit_params())
+        except RuntimeError as err:
+            if "[pipes] Ray job" in str(err):
+                raise JobFailedError(str(err).replace("[pipes] ", "")) from None
+            raise
+        for message in invocation.get_custom_messages():
+            if isinstance(message, dict) and "factory_result" in message:
+                return message["factory_result"]
+        return parse_result(client.client.get_job_logs(job.submission_id))
