@@ -162,8 +162,11 @@ def test_external_fingerprint_of_an_s3_warc_glob_follows_the_objects(s3_prefix, 
 
 
 def test_runner_stages_locally_and_uploads_to_s3(s3_prefix, s3_env, tmp_path, monkeypatch):
-    """The runner hands a stage local folders: inputs downloaded into <home>/cache, output uploaded."""
+    """The stage job hands a stage local folders: inputs downloaded into <home>/cache, output uploaded
+    (``factory.jobs.run_stage_job``, run here in-process in place of a Ray Job)."""
     from factory.config import load_profile
+    from factory.jobs import run_stage_job
+    from factory.raycluster import RayJob
     from factory.runner import Runner
 
     bucket, base = s3_prefix
@@ -173,7 +176,7 @@ def test_runner_stages_locally_and_uploads_to_s3(s3_prefix, s3_env, tmp_path, mo
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     seen = {}
 
-    def fake_submit(profile, job, request):  # the Ray task, minus Ray: reads inputs, writes out
+    def fake_run_job(kind, request, log=None):  # the stage, minus the stage: reads inputs, writes out
         seen[request["asset"]] = request
         out = Path(request["out"])
         for name, folder in request["inputs"].items():
@@ -181,8 +184,14 @@ def test_runner_stages_locally_and_uploads_to_s3(s3_prefix, s3_env, tmp_path, mo
         (out / "crawl.json").write_text(json.dumps({"asset": request["asset"]}))
         return {"records": 1}
 
-    monkeypatch.setattr("factory.runner.submit", fake_submit)
-    runner = Runner(load_profile(str(profile_file)), log=lambda _: None)
+    class InProcess:  # the Ray Job, minus Ray
+        def launch(self, job, log):
+            return run_stage_job(job.entrypoint, job.metadata["request"], log)
+
+    monkeypatch.setattr("factory.jobs.run_job", fake_run_job)
+    monkeypatch.setattr("factory.runner.job_for", lambda profile, kind, request, submission_id=None, env=None:
+                        RayJob("in-process", kind, submission_id, metadata={"request": request}))
+    runner = Runner(load_profile(str(profile_file)), log=lambda _: None, launcher=InProcess())
     crawl = runner.materialize("raw_crawl")
     docs = runner.materialize("extracted_docs")
     home = tmp_path / "home"

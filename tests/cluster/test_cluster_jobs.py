@@ -1,0 +1,43 @@
+"""A stage on the local 2-node cluster (profile cluster-local): submitted as a Ray Job to the head's
+Jobs API, the job downloads nothing (raw_crawl has no inputs), commits its artifact to the
+cluster's S3 itself and records the node it ran on."""
+
+import sys
+
+import pytest
+
+from factory import localcluster
+from factory.config import load_profile
+from factory.raycluster import job_client
+from factory.runner import Runner
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def test_raw_crawl_runs_as_a_job_on_the_cluster_and_lands_in_s3(local_cluster, tmp_path, monkeypatch):
+    state = local_cluster
+    env = localcluster.client_env(state=state)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FACTORY_HOME", str(tmp_path))
+    monkeypatch.setenv("FACTORY_RAY_JOB_PYTHON", sys.executable)  # the nodes run this venv
+    outcome = Runner(load_profile("cluster-local"), log=print).materialize("raw_crawl")
+
+    assert str(outcome.path).startswith("s3://factory/artifacts/raw_crawl/")
+    import fsspec
+
+    fs = fsspec.filesystem("s3", **localcluster.storage_options(state=state))
+    stored = set(fs.ls(str(outcome.path).removeprefix("s3://")))
+    assert any(p.endswith("manifest.json") for p in stored) and any(p.endswith("crawl.json") for p in stored)
+
+    meta = outcome.manifest.metadata
+    job = job_client(env["RAY_API_SERVER_ADDRESS"]).get_job_info(meta["ray_job_id"])
+    assert job.status == "SUCCEEDED"
+    assert meta["ray_node_id"] == job.driver_node_id
+    import ray
+
+    ray.init(address=env["RAY_ADDRESS"], log_to_driver=False)
+    try:
+        assert meta["ray_node_id"] in {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
