@@ -50,6 +50,9 @@ PASS_THROUGH_PREFIXES = ("RAY_AUTH_", "AWS_", "FSSPEC_S3_", "MLFLOW_S3_", "MLFLO
 # The project as a job's working_dir on a cluster: code only (Ray also skips .gitignore'd paths).
 WORKING_DIR_EXCLUDES = [".git", ".factory", ".venv", "tests", "docs", ".ci", "**/__pycache__"]
 JOB_PYTHON_ENV = "FACTORY_RAY_JOB_PYTHON"
+# Set on a cluster whose nodes see this checkout at a path (a shared filesystem, the local cluster):
+# jobs import it from there (PYTHONPATH) instead of getting it as an uploaded working_dir.
+JOB_PYTHONPATH_ENV = "FACTORY_RAY_JOB_PYTHONPATH"
 
 _embedded_jobs_address: str | None = None
 
@@ -196,7 +199,12 @@ def job_for(profile: Profile, kind: str, request: dict[str, Any], submission_id:
         python = os.environ.get(JOB_PYTHON_ENV, "python")
         entrypoint = f"{python} -m ray_jobs.{kind} {shlex.quote(payload)}"
         env_vars.update({k: v for k, v in os.environ.items() if k.startswith(PASS_THROUGH_PREFIXES)})
-        runtime_env = {"working_dir": str(PROJECT_ROOT), "excludes": list(WORKING_DIR_EXCLUDES), "env_vars": env_vars}
+        if os.environ.get(JOB_PYTHONPATH_ENV):
+            env_vars["PYTHONPATH"] = os.environ[JOB_PYTHONPATH_ENV]
+            runtime_env = {"env_vars": env_vars}
+        else:
+            runtime_env = {"working_dir": str(PROJECT_ROOT), "excludes": list(WORKING_DIR_EXCLUDES),
+                           "env_vars": env_vars}
     for key, value in (env or {}).items():
         if key != "PYTHONPATH" or not is_embedded(profile):
             env_vars[key] = value
