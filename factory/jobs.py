@@ -26,26 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from factory.core.environment import apply_env, training_env
-from factory.core.stage import StageContext
+from factory.core.stage import MetricsTarget, StageContext
 from factory.stages import load_object
 
 JOB_KINDS = ("curate", "train")
 
 
-def _mlflow_sink(mlflow_cfg: dict[str, str] | None):
+def _metrics_target(mlflow_cfg: dict[str, str] | None) -> MetricsTarget | None:
+    """The request's MLflow run as the stage's metrics target (curves named ``train/<metric>``)."""
     if not mlflow_cfg or not mlflow_cfg.get("run_id"):
         return None
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_cfg["tracking_uri"])
-    run_id = mlflow_cfg["run_id"]
-
-    def sink(metrics: dict[str, float], step: int | None) -> None:
-        for name, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                client.log_metric(run_id, f"train/{name}", float(value), step=step or 0)
-
-    return sink
+    return MetricsTarget(mlflow_cfg["tracking_uri"], mlflow_cfg["run_id"], "train/")
 
 
 def run_job(kind: str, request: dict[str, Any], log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -60,9 +51,11 @@ def run_job(kind: str, request: dict[str, Any], log: Callable[[str], None] | Non
     torch.set_num_threads(int(request.get("torch_threads", 2)))
     config = load_object(request["config_class"])(**request["config"])
     fn = load_object(request["target"])
+    target = _metrics_target(request.get("mlflow"))
     ctx = StageContext(
         work_dir=Path(request["work_dir"]) if request.get("work_dir") else None,
-        metrics_sink=_mlflow_sink(request.get("mlflow")),
+        metrics_sink=target.log if target is not None else None,
+        metrics_target=target,
         num_cpus=int(request.get("num_cpus", 2)),
         **({"log": log} if log is not None else {}),
     )

@@ -4,8 +4,24 @@ Every materialization opens one MLflow run (experiment ``factory/<profile>``) ta
 asset key, the Dagster run id, the artifact key and its digest. Each input is logged with
 ``mlflow.log_input`` as a dataset whose digest is the input manifest's digest, so the MLflow UI
 shows what a model was built from; a dataset's source is the artifact's URI (``file:///...`` or
-``s3://bucket/...``). Checkpoint artifacts become registered-model versions whose source is that
-URI, with the alias ``current`` (MLflow reserves ``latest``).
+``s3://bucket/...``). A run ends ``FINISHED``, ``FAILED`` when its build raises, ``KILLED`` when
+it is interrupted (KeyboardInterrupt, SIGTERM, Dagster's run termination).
+
+Models live on the tracking server, not in local folders, so ``models:/factory-<asset>@current``
+resolves from any process that has only the tracking URI (and, for a server that does not proxy
+artifacts, the object store's credentials). A checkpoint artifact (``model.safetensors``) is logged
+into its materialization's run under ``checkpoint/`` with an ``MLmodel`` file of flavor ``factory``
+and registered from ``runs:/<run>/checkpoint`` as ``factory-<asset>``, alias ``current`` (MLflow
+reserves ``latest``). A Hugging Face bundle (``hf/`` of ``quantized_release``) is also logged with
+the ``mlflow.transformers`` flavor and registered as ``factory-chat``, so
+``mlflow.transformers.load_model("models:/factory-chat@current")`` gives a text-generation pipeline.
+
+Size: the files are copied into MLflow's artifact store (for the demo sizes, a few MB per
+checkpoint). A large deployment should not copy multi-GB checkpoints twice: point MLflow's artifact
+root and the artifact store at the same bucket and log only the ``MLmodel`` with the weights
+referenced by their ``s3://`` URIs (or register a version whose source is the artifact's own
+prefix, which a server accepts when it lies under its artifact root), so a registration costs a
+few KB.
 
 ``audit`` walks manifests from an asset back to ``raw_crawl``, re-hashing every stored file (read
 from the store itself, streamed for an object store, not from a local cache): a single flipped byte
@@ -16,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +43,51 @@ from factory.store import ArtifactStore, Manifest
 
 CHECKPOINT_FILE = "model.safetensors"
 ALIAS = "current"
+CHECKPOINT_PATH = "checkpoint"  # artifact path of a checkpoint inside its run
+HF_BUNDLE = "hf"  # folder of an artifact holding a Hugging Face causal LM + tokenizer
+CHAT_MODEL = "factory-chat"  # registered name of the transformers-flavor chat model
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM while a run is open, so the run ends KILLED, not RUNNING."""
+
+
+def _end_status(exc: BaseException | None) -> str:
+    """MLflow status of a run whose body ended with ``exc``: an ordinary error is a failure; what only
+    stops the process (KeyboardInterrupt, SIGTERM, SystemExit, Dagster's interruption, which derives
+    from BaseException) is a cancellation."""
+    if exc is None:
+        return "FINISHED"
+    return "FAILED" if isinstance(exc, Exception) else "KILLED"
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While open, SIGTERM raises ``BuildInterrupted`` in the main thread (when nobody else handles it)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL, None
+    ):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise BuildInterrupted(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a local SQLite store
+    (``<db folder>/mlartifacts/<experiment>``, instead of MLflow's ``./mlruns`` under the current
+    directory); None (the server's choice) for a tracking server."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri[len("sqlite:///"):])
+    return (db.parent.resolve() / "mlartifacts" / experiment.replace("/", "_")).as_uri()
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -58,14 +121,36 @@ class Tracker:
         mlflow.set_tracking_uri(tracking_uri)
         self._mlflow = mlflow
         found = mlflow.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment)
+        self.experiment_id = found.experiment_id if found else mlflow.create_experiment(
+            experiment, artifact_location=default_artifact_location(tracking_uri, experiment))
 
     @contextlib.contextmanager
     def run(self, asset: str, tags: dict[str, str]) -> Iterator[str]:
-        """Open one run for a materialization of ``asset``; yields its run id."""
-        with self._mlflow.start_run(experiment_id=self.experiment_id, run_name=asset,
-                                    tags={"factory.asset": asset, **tags}) as run:
-            yield run.info.run_id
+        """Open one run for a materialization of ``asset``; yields its run id.
+
+        The run ends FINISHED when the body returns, FAILED when it raises an error and KILLED when
+        it is interrupted (see ``_end_status``; SIGTERM is turned into an interruption while the
+        run is open). Only a SIGKILL of this process leaves it RUNNING.
+        """
+        run = self._mlflow.start_run(experiment_id=self.experiment_id, run_name=asset,
+                                     tags={"factory.asset": asset, **tags})
+        run_id = run.info.run_id
+        try:
+            with _sigterm_raises():
+                yield run_id
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self._mlflow.set_tag("factory.error", f"{type(exc).__name__}: {exc}"[:5000])
+            self._end(run_id, _end_status(exc))
+            raise
+        self._end(run_id, _end_status(None))
+
+    def _end(self, run_id: str, status: str) -> None:
+        active = self._mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            self._mlflow.end_run(status)
+        else:  # someone ended or replaced the active run: end ours by id
+            self._mlflow.MlflowClient().set_terminated(run_id, status)
 
     def log_inputs(self, inputs: dict[str, Manifest], store: ArtifactStore) -> None:
         from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -97,20 +182,84 @@ class Tracker:
                 mlflow.log_artifact(str(store.local_file(manifest, report)))
 
     def register_checkpoint(self, asset: str, manifest: Manifest, store: ArtifactStore, run_id: str) -> str | None:
-        """Register a checkpoint artifact as a model version aliased ``current``; returns the version.
+        """Log a checkpoint artifact into run ``run_id`` and register it as ``factory-<asset>``,
+        alias ``current``; returns the version (None when the artifact holds no checkpoint).
 
-        Idempotent: an artifact already registered (same source URI) only gets the alias moved.
+        The artifact's files (with its manifest) go to ``checkpoint/`` with an ``MLmodel`` of flavor
+        ``factory`` (loader ``factory.model.checkpoint_io.load_model``; a ``quantized_release`` is a
+        folder of several formats, see its manifest), and the version is created from
+        ``runs:/<run>/checkpoint``, so its source is the run's artifact location on the tracking
+        server (``mlflow-artifacts:/...`` or ``s3://...``; ``file://...`` for a local store).
+        An artifact carrying a Hugging Face bundle is also registered as ``factory-chat``
+        (``log_hf_bundle``). Idempotent: an artifact already registered (same digest) is not logged
+        again; only the alias moves to its version.
         """
-        if CHECKPOINT_FILE not in manifest.files and f"hf/{CHECKPOINT_FILE}" not in manifest.files:
+        if CHECKPOINT_FILE not in manifest.files and f"{HF_BUNDLE}/{CHECKPOINT_FILE}" not in manifest.files:
             return None
-        source = store.uri_of(manifest)
-        client = self._mlflow.MlflowClient()
         name = f"factory-{asset}"
+        version = self._registered(name, manifest.digest)
+        if version is None:
+            from mlflow.models import Model
+
+            folder = store.local_path(manifest)
+            self._mlflow.log_artifacts(str(folder), artifact_path=CHECKPOINT_PATH)
+            model = Model(artifact_path=CHECKPOINT_PATH, run_id=run_id)
+            model.add_flavor("factory", loader="factory.model.checkpoint_io.load_model", asset=asset,
+                             stage_key=manifest.key, digest=manifest.digest,
+                             weights=CHECKPOINT_FILE if CHECKPOINT_FILE in manifest.files
+                             else f"{HF_BUNDLE}/{CHECKPOINT_FILE}")
+            self._mlflow.log_text(model.to_yaml(), f"{CHECKPOINT_PATH}/MLmodel")
+            version = self._register(f"runs:/{run_id}/{CHECKPOINT_PATH}", name, asset, manifest,
+                                     f"Checkpoints of the factory asset {asset}.")
+        if f"{HF_BUNDLE}/config.json" in manifest.files:
+            self.log_hf_bundle(asset, manifest, store)
+        return version
+
+    def log_hf_bundle(self, asset: str, manifest: Manifest, store: ArtifactStore) -> str:
+        """Log the artifact's ``hf/`` bundle with the ``mlflow.transformers`` flavor (task
+        text-generation, weights and tokenizer saved into the logged model) in the active run and
+        register it as ``factory-chat``, alias ``current``; returns the version. Loads the bundle
+        from the local folder only (no hub access); idempotent like ``register_checkpoint``."""
+        version = self._registered(CHAT_MODEL, manifest.digest)
+        if version is not None:
+            return version
+        import mlflow.transformers
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = store.local_path(manifest) / HF_BUNDLE
+        components = {
+            "model": AutoModelForCausalLM.from_pretrained(folder, local_files_only=True),
+            "tokenizer": AutoTokenizer.from_pretrained(folder, local_files_only=True),
+        }
+        info = mlflow.transformers.log_model(
+            components, name="chat", task="text-generation",
+            # Stated, not inferred: inference would load the model again in a subprocess.
+            pip_requirements=[f"transformers=={transformers.__version__}", f"torch=={torch.__version__}"],
+            tags={"factory.asset": asset, "factory.digest": manifest.digest},
+        )
+        return self._register(info.model_uri, CHAT_MODEL, asset, manifest,
+                              "The factory's chat model (Hugging Face bundle of the release).")
+
+    def _registered(self, name: str, digest: str) -> str | None:
+        """The version of ``name`` registered from the artifact with ``digest`` (alias moved to it), if any."""
+        client = self._mlflow.MlflowClient()
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
-            client.create_registered_model(name, description=f"Checkpoints of the factory asset {asset}.")
-        existing = [v for v in client.search_model_versions(f"name = '{name}'") if v.source == source]
-        version = existing[0] if existing else client.create_model_version(
-            name, source=source, run_id=run_id, tags={"digest": manifest.digest}, await_creation_for=0)
+            return None
+        for v in client.search_model_versions(f"name = '{name}'"):
+            if v.tags.get("digest") == digest:
+                client.set_registered_model_alias(name, ALIAS, v.version)
+                return v.version
+        return None
+
+    def _register(self, model_uri: str, name: str, asset: str, manifest: Manifest, description: str) -> str:
+        client = self._mlflow.MlflowClient()
+        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.create_registered_model(name, description=description)
+        version = self._mlflow.register_model(
+            model_uri, name, await_registration_for=0,
+            tags={"digest": manifest.digest, "stage_key": manifest.key, "factory.asset": asset})
         client.set_registered_model_alias(name, ALIAS, version.version)
         return version.version
 

@@ -32,6 +32,39 @@ def _print(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+@dataclass(frozen=True)
+class MetricsTarget:
+    """An MLflow run that step metrics go to straight from the process producing them (picklable:
+    it travels to Ray Train workers, whose rank 0 logs while the run trains). ``prefix`` starts every
+    metric name. The client is made on first use, in the process that logs."""
+
+    tracking_uri: str
+    run_id: str
+    prefix: str = ""
+
+    def with_prefix(self, prefix: str) -> MetricsTarget:
+        return MetricsTarget(self.tracking_uri, self.run_id, self.prefix + prefix)
+
+    def log(self, metrics: dict[str, float], step: int | None) -> None:
+        """Log the numeric values of ``metrics`` at ``step`` in one request."""
+        import time as _time
+
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        client = _CLIENTS.get(self.tracking_uri)
+        if client is None:
+            client = _CLIENTS[self.tracking_uri] = MlflowClient(tracking_uri=self.tracking_uri)
+        now = int(_time.time() * 1000)
+        batch = [Metric(f"{self.prefix}{k}", float(v), now, step or 0) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if batch:
+            client.log_batch(self.run_id, metrics=batch)
+
+
+_CLIENTS: dict[str, object] = {}  # one MlflowClient per tracking URI and process
+
+
 @dataclass
 class StageContext:
     """What a running stage may use besides its inputs: progress lines, step metrics, and a
@@ -45,13 +78,17 @@ class StageContext:
     work_dir: Path | None = None
     log: Callable[[str], None] = _print
     metrics_sink: Callable[[dict[str, float], int | None], None] | None = None
+    # The run metrics_sink writes to, for code that logs from other processes (distributed training).
+    metrics_target: MetricsTarget | None = None
     num_cpus: int = 2
     history: list[tuple[int | None, dict[str, float]]] = field(default_factory=list)
     _scratch: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False, compare=False)
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, *, sink: bool = True) -> None:
+        """Record step metrics and send them to the sink; ``sink=False`` only records them (they
+        already went to ``metrics_target`` from another process)."""
         self.history.append((step, dict(metrics)))
-        if self.metrics_sink is not None:
+        if sink and self.metrics_sink is not None:
             self.metrics_sink(metrics, step)
 
     def checkpoint_dir(self, name: str) -> Path:

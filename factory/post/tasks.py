@@ -2,7 +2,8 @@
 (recipe: "Capabilities/Code" — execution feedback as the source of truth; "Math Reasoning";
 steerability/format following from "Post-training Data").
 
-Three families, sized for what a tiny model can learn (STACK-NOTES, "What tiny models can learn"):
+Three families, sized for what a tiny model can learn (a 0.74M-parameter decoder learns two-digit
+addition to 100% greedy accuracy in ~1,500 steps when each digit is its own token):
 
 - ``arithmetic``: two-digit addition and subtraction; exact answer scores 1, a number with some
   right-aligned digits correct earns partial credit (so two wrong answers can still be ranked).

@@ -6,6 +6,9 @@ reward model, SFT, DPO, Llama Guard, Prompt Guard) and the short runs of the mix
 the IsoFLOP grid call ``train_stage``; it alone calls ``factory.train.trainer.train``. It wires the
 stage context in: checkpoints go to ``ctx.checkpoint_dir(name)`` (under the artifact's work folder,
 so an interrupted stage resumes), progress lines to ``ctx.log`` and curves to ``ctx.log_metrics``.
+A distributed run (``parallelism.num_workers > 1``) of a stage whose context has a
+``metrics_target`` (a job's MLflow run) streams its curves there from rank 0 while it trains; the
+context's history gets them at the end, without sending them twice.
 
 Curve names: a run's metrics are logged as ``<name>/<metric>`` (several DPO runs share one stage;
 the reward model and SFT runs follow the same rule), unless the caller gives another
@@ -53,9 +56,12 @@ def train_stage(
     until = f" (until step {stop_after})" if stop_after is not None else ""
     ctx.log(f"{name}: {examples}{cfg.steps} steps of batch {cfg.batch_size}{until}")
 
+    target = ctx.metrics_target.with_prefix(prefix) if ctx.metrics_target is not None else None
+    streamed = target is not None and cfg.parallelism.num_workers > 1
+
     def on_metrics(record: dict[str, float], step: int) -> None:
-        ctx.log_metrics({f"{prefix}{k}": v for k, v in record.items() if k != "step"}, step)
+        ctx.log_metrics({f"{prefix}{k}": v for k, v in record.items() if k != "step"}, step, sink=not streamed)
 
     return train(cfg, build_model, objective, data, init_state=init_state, strict_init=strict_init,
                  checkpoint_dir=ctx.checkpoint_dir(name) if checkpoints else None, log=ctx.log,
-                 on_metrics=on_metrics, stop_after=stop_after)
+                 on_metrics=on_metrics, stop_after=stop_after, metrics_target=target if streamed else None)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from factory.core.stage import MetricsTarget
 from factory.train.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
 from factory.train.config import TrainConfig
 from factory.train.schedules import batch_size_at, learning_rate, samples_before
@@ -115,6 +116,7 @@ class _Job:
     checkpoint_dir: Path | None
     stop_after: int | None
     kill_at: tuple[int, ...] = ()
+    metrics_target: MetricsTarget | None = None  # where rank 0 of a distributed run logs its records
 
 
 @dataclass
@@ -270,12 +272,30 @@ def _rank0_print(msg: str) -> None:  # also the fault injector's last words
     sys.stderr.flush()
 
 
+def _streamer(target: MetricsTarget) -> Callable[[dict[str, float], int], None]:
+    """Rank 0's ``on_metrics`` in a distributed run: each record to the MLflow run as it is made.
+    Logging is best effort: a tracking server that fails does not stop training (the first failure
+    is printed, later records are dropped; the run's history still has them all at the end)."""
+    broken: list[str] = []
+
+    def stream(record: dict[str, float], step: int) -> None:
+        if broken:
+            return
+        try:
+            target.log({k: v for k, v in record.items() if k != "step"}, step)
+        except Exception as err:  # metrics must never end a training run
+            broken.append(repr(err))
+            _rank0_print(f"metrics streaming to MLflow run {target.run_id} stopped: {err!r}")
+
+    return stream
+
+
 def _worker(job: _Job) -> None:
     """Entry point of each Ray Train worker."""
     from factory.core.environment import apply_env, training_env
 
     apply_env(training_env(job.cfg.parallelism.use_gpu))
-    _loop(job, _rank0_print, None)
+    _loop(job, _rank0_print, _streamer(job.metrics_target) if job.metrics_target is not None else None)
 
 
 def train(
@@ -291,6 +311,7 @@ def train(
     on_metrics: Callable[[dict[str, float], int], None] | None = None,
     stop_after: int | None = None,
     kill_at: Sequence[int] = (),
+    metrics_target: MetricsTarget | None = None,
 ) -> TrainResult:
     """Run (or resume) one training run and return the trained model.
 
@@ -300,11 +321,15 @@ def train(
 
     With ``parallelism.num_workers > 1`` the loop runs on Ray Train workers: ``build_model``, ``objective``
     and ``data`` must pickle, workers print progress (Ray forwards it to this console), and
-    ``on_metrics`` receives the records once the run is done. ``kill_at`` (distributed only, for
-    fault-tolerance tests and ``factory bench faults``) makes the last worker SIGKILL itself the
-    first time the run completes each of those steps.
+    ``on_metrics`` receives the records once the run is done; with ``metrics_target`` rank 0 also
+    logs each record there (an MLflow run, names prefixed by the target's prefix, metric step = the
+    record's step) while the run trains. A restarted worker group logs again the steps it
+    recomputes. Single-process runs ignore ``metrics_target``: ``on_metrics`` is called live there.
+    ``kill_at`` (distributed only, for fault-tolerance tests and ``factory bench faults``) makes the
+    last worker SIGKILL itself the first time the run completes each of those steps.
     """
-    job = _Job(cfg, build_model, objective, data, init_state, strict_init, checkpoint_dir, stop_after, tuple(kill_at))
+    job = _Job(cfg, build_model, objective, data, init_state, strict_init, checkpoint_dir, stop_after, tuple(kill_at),
+               metrics_target)
     if cfg.parallelism.num_workers == 1:
         if kill_at:
             raise ValueError("kill_at needs a distributed run (num_workers > 1): it kills a worker process")
