@@ -49,7 +49,10 @@ def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
         tags={"ray_job": spec.ray_job},
     )
     def _materialize(context: dg.AssetExecutionContext, factory: FactoryResource) -> dg.MaterializeResult:
-        runner = factory.runner(context.log.info, launcher=PipesJobLauncher(context))
+        # Ray Jobs go through Dagster Pipes; the embedded default's task launcher needs no Pipes.
+        profile = factory.load()
+        launcher = PipesJobLauncher(context) if profile.runtime.launcher == "job" else None
+        runner = factory.runner(context.log.info, launcher=launcher)
         outcome = runner.materialize(spec.asset, dagster_run_id=context.run_id)
         return dg.MaterializeResult(metadata=dagster_metadata(outcome),
                                     data_version=dg.DataVersion(outcome.manifest.digest))

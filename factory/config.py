@@ -38,6 +38,10 @@ class RuntimeConfig(StageConfig):
     ray_jobs_address: str = Field(
         "", description="Job Submission API (dashboard) of the ray_address cluster, http://head:8265 "
         "(RAY_API_SERVER_ADDRESS overrides); the embedded Ray's is found by the factory.")
+    launcher: Literal["task", "job"] = Field(
+        "task", description="How a stage runs: 'job' submits a Ray Job (Job Submission API; Dagster Pipes "
+        "under Dagster): required on a cluster; 'task' runs the job's body as a Ray task of the embedded Ray "
+        "(no new interpreter per stage).")
     num_cpus: int = Field(2, description="CPUs of the embedded local Ray.")
     torch_threads: int = Field(2, description="torch intra-op threads inside a stage.")
     accelerator: Literal["cpu", "cuda"] = Field("cpu", description="Device heavy stages train on.")

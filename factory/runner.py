@@ -31,7 +31,7 @@ from typing import Any
 
 from factory.config import Profile
 from factory.lineage import Tracker
-from factory.raycluster import JobFailedError, JobLauncher, SubmissionLauncher, job_for, new_submission_id
+from factory.raycluster import JobFailedError, JobLauncher, job_for, launcher_for, new_submission_id
 from factory.stages import StageSpec, stage_config, stage_specs
 from factory.store import ArtifactStore, Manifest, canonical_json, code_version, is_remote, stage_key
 
@@ -89,7 +89,7 @@ class Runner:
 
     def __init__(self, profile: Profile, log: Callable[[str], None] = print, launcher: JobLauncher | None = None):
         self.profile = profile
-        self.launcher: JobLauncher = launcher or SubmissionLauncher()
+        self.launcher: JobLauncher = launcher or launcher_for(profile)
         self.store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
         self.specs = spec_by_asset(profile)
         self.log = log

@@ -15,7 +15,7 @@ import pytest
 
 from assets.pipes import PipesJobLauncher
 from factory.config import load_profile
-from factory.raycluster import JobFailedError, ensure_ray, job_client, job_for
+from factory.raycluster import JobFailedError, SubmissionLauncher, TaskLauncher, ensure_ray, job_client, job_for
 from factory.runner import Runner
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +40,7 @@ def smoke(tmp_path_factory):
 
 def test_a_stage_runs_as_a_ray_job_listed_by_the_jobs_api(smoke):
     profile, address = smoke
-    outcome = Runner(profile, log=print).materialize("raw_crawl")
+    outcome = Runner(profile, log=print, launcher=SubmissionLauncher()).materialize("raw_crawl")
     meta = outcome.manifest.metadata
     jobs = {j.submission_id: j for j in job_client(address).list_jobs()}
     assert jobs[meta["ray_job_id"]].status == "SUCCEEDED"
@@ -51,7 +51,7 @@ def test_a_stage_runs_as_a_ray_job_listed_by_the_jobs_api(smoke):
 
 def test_a_failing_stage_fails_with_the_stages_error(smoke):
     profile, address = smoke
-    runner = Runner(profile, log=print)
+    runner = Runner(profile, log=print, launcher=SubmissionLauncher())
     runner.specs["raw_crawl"] = dataclasses.replace(runner.specs["raw_crawl"], target="stage_fns:failing_stage",
                                                  extra={"fails": True})  # another key: not the built one
     runner.job_env = {"PYTHONPATH": str(HERE)}
@@ -59,6 +59,15 @@ def test_a_failing_stage_fails_with_the_stages_error(smoke):
         runner.materialize("raw_crawl")
     job_id = str(err.value).split()[2]
     assert job_client(address).get_job_status(job_id) == "FAILED"
+
+
+def test_the_embedded_default_launches_tasks_and_reuses_what_a_job_built(smoke):
+    profile, _ = smoke
+    runner = Runner(profile, log=print)
+    assert isinstance(runner.launcher, TaskLauncher)
+    job_built = runner.store.latest("raw_crawl")
+    outcome = runner.materialize("raw_crawl")
+    assert outcome.reused and outcome.manifest.digest == job_built.digest
 
 
 def _slow_asset(profile, seconds: float, failing: bool = False):
