@@ -112,26 +112,11 @@ def test_download_checks_every_digest(s3_prefix, s3_env, tmp_path):
     assert (store.local_path(other) / "data.txt").read_text() == "PAYLOAD"
 
 
-def _chain(store):
-    def produce(text):
-        def fn(out, work):
-            (out / "f.bin").write_bytes(text.encode())
-            return {}
-        return fn
-
-    crawl, _ = store.build("raw_crawl", {}, {}, produce("warc"))
-    store.set_ref("raw_crawl", crawl)
-    docs, _ = store.build("extracted_docs", {}, {"raw_crawl": crawl}, produce("docs"))
-    store.set_ref("extracted_docs", docs)
-    release, _ = store.build("quantized_release", {}, {"extracted_docs": docs, "raw_crawl": crawl}, produce("model"))
-    store.set_ref("quantized_release", release)
-    return crawl
-
-
-def test_lineage_audit_on_s3_fails_after_one_flipped_byte(s3_prefix, s3_env, tmp_path, monkeypatch, capsys):
+def test_lineage_audit_on_s3_fails_after_one_flipped_byte(s3_prefix, s3_env, tmp_path, monkeypatch, capsys,
+                                                           artifact_chain):
     bucket, base = s3_prefix
     root = f"s3://{bucket}/{base}/art"
-    crawl = _chain(ArtifactStore(root, local_dir=tmp_path))
+    crawl, _, _ = artifact_chain(ArtifactStore(root, local_dir=tmp_path))
     profile = tmp_path / "s3.yaml"
     profile.write_text(f"runtime:\n  home: {tmp_path}\n  artifact_root: {root}\n")
     monkeypatch.delenv("FACTORY_HOME", raising=False)
