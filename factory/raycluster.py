@@ -68,7 +68,8 @@ def is_embedded(profile: Profile) -> bool:
 
 
 def ensure_ray(profile: Profile) -> str:
-    """The Jobs API address of the profile's Ray; the embedded Ray is started once per process."""
+    """The Jobs API address of the profile's Ray; the embedded Ray is started once per process ("" when
+    this process's Ray was started elsewhere without a dashboard: only the task launcher can use it)."""
     global _embedded_jobs_address
     apply_env()
     if not is_embedded(profile):
@@ -92,9 +93,8 @@ def ensure_ray(profile: Profile) -> str:
             )
     node = ray._private.worker.global_worker.node
     url = node.address_info.get("webui_url")
-    if not url:
-        raise RuntimeError("the Ray of this process was started without its dashboard: the factory needs its "
-                           "Jobs API (ray.init(include_dashboard=True))")
+    if not url:  # someone else's ray.init() without a dashboard: tasks work, Ray Jobs cannot
+        return ""
     # A job driver finds its cluster through <temp dir>/ray_current_cluster ("auto"); ray.init() does
     # not write it (only `ray start` does), and without it Ray picks *any* GCS running on the machine.
     from ray._private.utils import write_ray_address
@@ -291,6 +291,9 @@ class SubmissionLauncher:
     def launch(self, job: RayJob, log: Callable[[str], None]) -> dict[str, Any]:
         from ray.job_submission import JobStatus
 
+        if not job.address:
+            raise RuntimeError("this process's Ray was started without its dashboard, so it has no Jobs API: "
+                               "let the factory start Ray (ray.init(include_dashboard=True)) or use the task launcher")
         client = job_client(job.address)
         job_id = client.submit_job(**job.submit_params())
         log(f"Ray job {job_id} submitted to {job.address}")

@@ -28,6 +28,10 @@ def smoke(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     old = os.environ.get("FACTORY_HOME")
     os.environ["FACTORY_HOME"] = str(home)
+    import ray
+
+    if ray.is_initialized():  # an earlier test's ray.init() without a dashboard: jobs need one
+        ray.shutdown()
     try:
         profile = load_profile("smoke")
         yield profile, ensure_ray(profile)
