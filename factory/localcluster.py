@@ -152,8 +152,9 @@ def s3_env(endpoint: str) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL_S3": endpoint,       # boto3/botocore (and so s3fs) read it
-        "FSSPEC_S3_ENDPOINT_URL": endpoint,    # fsspec's config: s3fs's endpoint_url
+        # boto3/botocore (and so s3fs) read it. Not FSSPEC_S3_ENDPOINT_URL: fsspec copies FSSPEC_*
+        # into its config once, at import, so a later endpoint in the environment would be ignored.
+        "AWS_ENDPOINT_URL_S3": endpoint,
         "MLFLOW_S3_ENDPOINT_URL": endpoint,
     }
 

@@ -104,15 +104,21 @@ def test_failed_and_interrupted_builds_end_their_runs(tmp_path):
         raise RuntimeError("stage failed")
     with pytest.raises(KeyboardInterrupt), tracker.run("b", {}) as ids["interrupt"]:
         raise KeyboardInterrupt
-    with pytest.raises(BuildInterrupted), tracker.run("c", {}) as ids["sigterm"]:
-        os.kill(os.getpid(), signal.SIGTERM)  # what Ray, Dagster or a shell send to stop a build
-        time.sleep(30)  # interrupted by the handler
+    # The handler is installed only where nobody else handles SIGTERM; an in-process Ray left by an
+    # earlier test would have its own, so this part runs with the default disposition.
+    earlier = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with pytest.raises(BuildInterrupted), tracker.run("c", {}) as ids["sigterm"]:
+            os.kill(os.getpid(), signal.SIGTERM)  # what Ray, Dagster or a shell send to stop a build
+            time.sleep(30)  # interrupted by the handler
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # installed only while a run is open
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
     with tracker.run("d", {}) as ids["ok"]:
         pass
     status = {k: client.get_run(v).info.status for k, v in ids.items()}
     assert status == {"error": "FAILED", "interrupt": "KILLED", "sigterm": "KILLED", "ok": "FINISHED"}
     assert client.get_run(ids["error"]).data.tags["factory.error"] == "RuntimeError: stage failed"
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is only installed while a run is open
     assert mlflow.active_run() is None
 
 
