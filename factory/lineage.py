@@ -5,7 +5,9 @@ asset key, the Dagster run id, the artifact key and its digest. Each input is lo
 ``mlflow.log_input`` as a dataset whose digest is the input manifest's digest, so the MLflow UI
 shows what a model was built from; a dataset's source is the artifact's URI (``file:///...`` or
 ``s3://bucket/...``). A run ends ``FINISHED``, ``FAILED`` when its build raises, ``KILLED`` when
-it is interrupted (KeyboardInterrupt, SIGTERM, Dagster's run termination).
+it is interrupted (KeyboardInterrupt, SIGTERM, Dagster's run termination). A run is tagged with
+the host and pid of the process that opened it: a process killed outright (SIGKILL, OOM killer)
+cannot end its run, so the next tracker on that host ends such orphans ``FAILED``.
 
 Models live on the tracking server, not in local folders, so ``models:/factory-<asset>@current``
 resolves from any process that has only the tracking URI (and, for a server that does not proxy
@@ -33,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +49,7 @@ ALIAS = "current"
 CHECKPOINT_PATH = "checkpoint"  # artifact path of a checkpoint inside its run
 HF_BUNDLE = "hf"  # folder of an artifact holding a Hugging Face causal LM + tokenizer
 CHAT_MODEL = "factory-chat"  # registered name of the transformers-flavor chat model
+HOST_TAG, PID_TAG = "factory.host", "factory.pid"  # who opened a run (see Tracker.fail_orphaned_runs)
 
 
 class BuildInterrupted(KeyboardInterrupt):
@@ -78,6 +82,16 @@ def _sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
@@ -123,6 +137,23 @@ class Tracker:
         found = mlflow.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else mlflow.create_experiment(
             experiment, artifact_location=default_artifact_location(tracking_uri, experiment))
+        self.fail_orphaned_runs()
+
+    def fail_orphaned_runs(self) -> list[str]:
+        """End ``FAILED`` the RUNNING runs of this experiment opened on this host by a process that no
+        longer exists (killed before it could end them); returns their ids."""
+        client = self._mlflow.MlflowClient()
+        host = socket.gethostname()
+        orphans = []
+        for run in client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+            tags = run.data.tags
+            if tags.get(HOST_TAG) != host or not tags.get(PID_TAG, "").isdigit() or _alive(int(tags[PID_TAG])):
+                continue
+            error = f"process {tags[PID_TAG]} on {host} died with the run open"
+            client.set_tag(run.info.run_id, "factory.error", error)
+            client.set_terminated(run.info.run_id, "FAILED")
+            orphans.append(run.info.run_id)
+        return orphans
 
     @contextlib.contextmanager
     def run(self, asset: str, tags: dict[str, str]) -> Iterator[str]:
@@ -130,10 +161,10 @@ class Tracker:
 
         The run ends FINISHED when the body returns, FAILED when it raises an error and KILLED when
         it is interrupted (see ``_end_status``; SIGTERM is turned into an interruption while the
-        run is open). Only a SIGKILL of this process leaves it RUNNING.
+        run is open). A SIGKILL of this process leaves it RUNNING until ``fail_orphaned_runs``.
         """
-        run = self._mlflow.start_run(experiment_id=self.experiment_id, run_name=asset,
-                                     tags={"factory.asset": asset, **tags})
+        run = self._mlflow.start_run(experiment_id=self.experiment_id, run_name=asset, tags={
+            "factory.asset": asset, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), **tags})
         run_id = run.info.run_id
         try:
             with _sigterm_raises():

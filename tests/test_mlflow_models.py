@@ -122,6 +122,35 @@ def test_failed_and_interrupted_builds_end_their_runs(tmp_path):
     assert mlflow.active_run() is None
 
 
+OPEN_AND_HANG = """
+import sys, time
+from factory.lineage import Tracker
+with Tracker(sys.argv[1], "factory/test").run("base_checkpoint", {}) as run_id:
+    print(run_id, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_builds_run_is_ended_failed_by_the_next_tracker(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen([sys.executable, "-c", OPEN_AND_HANG, uri], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run_id = proc.stdout.readline().strip()
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    Tracker(uri, "factory/test")  # the build is alive: its run is left alone
+    assert client.get_run(run_id).info.status == "RUNNING"
+    proc.kill()  # SIGKILL: no handler runs, the run stays RUNNING ...
+    proc.wait()
+    assert client.get_run(run_id).info.status == "RUNNING"
+    tracker = Tracker(uri, "factory/test")  # ... until the next tracker on this host
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and f"process {proc.pid}" in run.data.tags["factory.error"]
+    assert tracker.fail_orphaned_runs() == []
+
+
 GENERATE = """
 import mlflow
 pipe = mlflow.transformers.load_model("models:/factory-chat@current")
