@@ -4,17 +4,18 @@ Every ``import``/``from ... import`` counts, at module level or inside a functio
 imports made by name: ``importlib.import_module("...")`` with a literal, and ``"module:object"``
 strings (the stage table names its functions that way). An ``import_module`` whose argument is
 not a literal cannot be checked and is refused outside ``factory.stages.load_object``, which
-resolves only the table's (checked) strings.
+resolves only the table's (checked) strings. The scan is the library's (``factory.core.imports``),
+the one the stage code versions follow; the layer policy is this file's.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
+from factory.core.imports import module_sources, project_module, scan
+
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("kernels", "factory", "ray_jobs", "assets")
 
 # Lowest first. A module may import its own component and any component of a lower layer;
 # components that share a layer are siblings and may not import each other.
@@ -46,7 +47,6 @@ FORBIDDEN = {
     "factory": {"dagster", "assets", "ray_jobs"},
     "ray_jobs": {"dagster", "assets"},
 }
-_TARGET = re.compile(r"^((?:kernels|factory|ray_jobs|assets)(?:\.\w+)*):\w+$")
 
 
 def component(module: str) -> str:
@@ -65,52 +65,13 @@ def layer_of(comp: str) -> int:
     raise KeyError(f"component {comp!r} has no layer in LAYERS (add it to docs/architecture.md and here)")
 
 
-def tree_sources(root: Path = ROOT) -> dict[str, str]:
-    """Module name -> source of every Python file of the project's packages."""
-    sources = {}
-    for package in PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            parts = list(path.relative_to(root).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            sources[".".join(parts)] = path.read_text()
-    return sources
-
-
 def imports_of(module: str, source: str) -> tuple[set[str], list[str]]:
-    """(modules imported, problems) of one module: every import statement, literal
-    ``import_module`` call and ``module:object`` string; non-literal dynamic imports are problems."""
-    found, problems = set(), []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                problems.append(f"{module}: relative import at line {node.lineno} (the tree uses absolute imports)")
-                continue
-            base = node.module or ""
-            found.add(base)
-            found |= {f"{base}.{a.name}" for a in node.names}  # ``from pkg import module``
-        elif isinstance(node, ast.Call):
-            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
-            if name in ("import_module", "__import__"):
-                arg = node.args[0] if node.args else None
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                    found.add(arg.value)
-                elif module not in DYNAMIC_IMPORT_ALLOWED:
-                    problems.append(f"{module}: {name}() with a computed name at line {node.lineno}")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := _TARGET.match(node.value)):
-            found.add(m.group(1))
-    return found, problems
-
-
-def _known(name: str, modules: set[str]) -> str | None:
-    """The project module an imported name refers to (``a.b.c`` may be object ``c`` of ``a.b``)."""
-    while name:
-        if name in modules:
-            return name
-        name = name.rpartition(".")[0]
-    return None
+    """(names imported, problems) of one module; relative and computed dynamic imports are problems."""
+    found = scan(ast.parse(source))
+    problems = [f"{module}: relative import at line {line} (the tree uses absolute imports)" for line in found.relative]
+    if module not in DYNAMIC_IMPORT_ALLOWED:
+        problems += [f"{module}: {name}() with a computed name at line {line}" for name, line in found.computed]
+    return set(found.names), problems
 
 
 def violations(sources: dict[str, str]) -> list[str]:
@@ -126,7 +87,7 @@ def violations(sources: dict[str, str]) -> list[str]:
         for name in sorted(names):
             if name.split(".")[0] in FORBIDDEN.get(top, set()):
                 out.append(f"{module} imports {name} (forbidden for {top}/)")
-        targets = {t for n in names if (t := _known(n, modules)) and t != module}
+        targets = {t for n in names if (t := project_module(n, modules)) and t != module}
         graph[module] = targets
         src = component(module)
         for target in sorted(targets):
@@ -170,16 +131,16 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_every_component_has_a_layer():
-    for module in tree_sources():
+    for module in module_sources(ROOT):
         layer_of(component(module))
 
 
 def test_tree_has_no_upward_arrow_and_no_cycle():
-    assert violations(tree_sources()) == []
+    assert violations(module_sources(ROOT)) == []
 
 
 def test_planted_upward_imports_are_caught():
-    planted = dict(tree_sources())
+    planted = dict(module_sources(ROOT))
     planted["factory.model.llama"] += "\n\ndef _late():\n    from factory.runner import Runner\n    return Runner\n"
     planted["factory.train.trainer"] += "\nimport importlib\n_m = importlib.import_module('factory.post.rounds')\n"
     planted["factory.data.crawl"] += "\n_TARGET = 'factory.safety.guard:run_llama_guard'\n"
@@ -192,7 +153,7 @@ def test_planted_upward_imports_are_caught():
 
 
 def test_sibling_arrows_and_cycles_are_caught():
-    planted = dict(tree_sources())
+    planted = dict(module_sources(ROOT))
     planted["factory.post.rounds"] += "\nfrom factory.safety.taxonomy import CODES\n"
     planted["factory.store"] += "\nfrom factory.runner import Runner\n"
     found = violations(planted)
@@ -201,7 +162,7 @@ def test_sibling_arrows_and_cycles_are_caught():
 
 
 def test_forbidden_packages_are_caught():
-    planted = dict(tree_sources())
+    planted = dict(module_sources(ROOT))
     planted["factory.lineage"] += "\nimport dagster\n"
     planted["kernels.rope"] += "\nimport factory.core.stage\n"
     found = violations(planted)
