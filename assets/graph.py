@@ -3,7 +3,8 @@
 Each asset materializes through ``factory.runner.Runner`` (artifact reuse, Ray Job submitted through
 Dagster Pipes by ``assets.pipes.PipesJobLauncher``, MLflow run)
 and reports the stage's metadata, the artifact's path, digest and MLflow run; the manifest digest
-is the asset's data version, so staleness follows content.
+is the asset's data version and the stage's code version (``StageSpec.code_version``) the asset's
+code version, so staleness follows content and the code each stage runs.
 """
 
 
@@ -47,6 +48,7 @@ def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
         description=spec.description,
         kinds={"ray", "mlflow"},
         tags={"ray_job": spec.ray_job},
+        code_version=spec.code_version,
     )
     def _materialize(context: dg.AssetExecutionContext, factory: FactoryResource) -> dg.MaterializeResult:
         # Ray Jobs go through Dagster Pipes; the embedded default's task launcher needs no Pipes.

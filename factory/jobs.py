@@ -10,7 +10,7 @@ config, calls the stage function and streams its step metrics to the request's M
 
 ``run_stage_job(kind, request)`` is what a Ray Job runs (``python -m ray_jobs.<kind>``): the request
 then also names the artifact store (``"store": {"root", "local_dir"}``), the artifact's key config,
-key and the driver's code version, and carries the input *manifests* instead of folders. The job
+key and the driver's version of the stage's code, and carries the input *manifests* instead of folders. The job
 itself stages: it downloads the inputs (``store.local_path``), runs the stage into a local staging
 folder and commits the artifact (``ArtifactStore.build``: hashes, uploads, manifest last), so it
 can run on any node that reaches the store. It returns ``{"manifest", "reused", "metadata"}``; the
@@ -106,16 +106,18 @@ def run_stage_job(kind: str, request: dict[str, Any], log: Callable[[str], None]
     """The body of a stage's Ray Job: stage inputs, run the stage, commit the artifact (module doc)."""
     if "store" not in request:  # a plain request (local folders): just the stage
         return {"metadata": run_job(kind, request, log)}
-    from factory.store import ArtifactStore, Manifest, code_version, stage_key
+    from factory.core.code_version import code_version
+    from factory.store import ArtifactStore, Manifest, stage_key
 
-    if request.get("code_version") and request["code_version"] != code_version():
-        raise RuntimeError(f"the job runs code {code_version()} but the driver keyed the artifact with "
+    version = code_version(request["target"], request["config_class"])  # the stage's code in this checkout
+    if request.get("code_version") and request["code_version"] != version:
+        raise RuntimeError(f"the job runs {request['asset']} code {version} but the driver keyed the artifact with "
                            f"{request['code_version']}: ship the same checkout to the cluster")
     if _in_ray_job():
         _connect_ray()
     store = ArtifactStore(request["store"]["root"], local_dir=request["store"].get("local_dir"))
     inputs = {name: Manifest.from_dict(m) for name, m in request["inputs"].items()}
-    key = stage_key(request["asset"], request["key_config"], inputs)
+    key = stage_key(request["asset"], request["key_config"], inputs, code_version=version)
     if request.get("key") and request["key"] != key:
         raise RuntimeError(f"artifact key {key} differs from the driver's {request['key']}")
 
@@ -128,5 +130,5 @@ def run_stage_job(kind: str, request: dict[str, Any], log: Callable[[str], None]
             extra["ray_job_id"] = request["ray_job_id"]
         return {**(metadata or {}), **extra, **job_nodes()}
 
-    manifest, reused = store.build(request["asset"], request["key_config"], inputs, produce)
+    manifest, reused = store.build(request["asset"], request["key_config"], inputs, produce, code_version=version)
     return {"manifest": json.loads(manifest.to_json()), "reused": reused, "metadata": manifest.metadata}

@@ -4,7 +4,7 @@ This is the single execution path used by Dagster assets, the CLI and the tests:
 
 1. validate the asset's profile section into its typed config;
 2. take the latest artifact of each upstream asset (they must exist);
-3. key the artifact by (config, code version, input digests, external files such as WARC paths);
+3. key the artifact by (config, the stage's code version, input digests, external files such as WARC paths);
 4. open an MLflow run, log config and inputs; if the keyed artifact exists, reuse it, else submit
    the stage as a Ray Job (``factory.raycluster``) through the runner's ``JobLauncher``. The job
    (``factory.jobs.run_stage_job``) does the artifact work where it runs: inputs as
@@ -33,7 +33,7 @@ from factory.config import Profile
 from factory.lineage import Tracker
 from factory.raycluster import JobFailedError, JobLauncher, job_for, launcher_for, new_submission_id
 from factory.stages import StageSpec, stage_config, stage_specs
-from factory.store import ArtifactStore, Manifest, canonical_json, code_version, is_remote, stage_key
+from factory.store import ArtifactStore, Manifest, canonical_json, is_remote, stage_key
 
 
 @dataclass
@@ -129,7 +129,7 @@ class Runner:
             inputs = self.upstream(spec)
         except (FileNotFoundError, MissingUpstreamError):
             return True
-        return current.key != stage_key(spec.asset, self.key_config(spec), inputs)
+        return current.key != stage_key(spec.asset, self.key_config(spec), inputs, code_version=spec.code_version)
 
     def stale_assets(self) -> list[str]:
         """Assets whose artifact would change if materialized now, plus everything downstream of them."""
@@ -151,7 +151,7 @@ class Runner:
             self.tracker.log_config(key_config)
             self.tracker.log_inputs(inputs, self.store)
 
-            key = stage_key(asset, key_config, inputs)
+            key = stage_key(asset, key_config, inputs, code_version=spec.code_version)
             existing = self.store.find(asset, key)
             if existing is not None and not self.store.verify(existing):
                 manifest, reused = existing, True
@@ -176,7 +176,7 @@ class Runner:
             "extra": key_config["extra"],
             "key_config": key_config,
             "key": key,
-            "code_version": code_version(),
+            "code_version": spec.code_version,
             # A job on a cluster node keeps its cache/staging/work folders on that node.
             "store": {"root": str(self.store.root), "local_dir": None if remote_job else str(self.profile.home)},
             "inputs": {name: json.loads(m.to_json()) for name, m in inputs.items()},

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from factory.config import Profile
+from factory.core.code_version import code_version
 from factory.core.stage import StageConfig
 
 
@@ -35,6 +36,12 @@ class StageSpec:
     @property
     def config_section(self) -> str:
         return self.section or self.asset
+
+    @property
+    def code_version(self) -> str:
+        """Version of the code this stage runs: its function's and config's modules and their project
+        imports (``factory.core.code_version``); the artifact key and the Dagster asset carry it."""
+        return code_version(self.target, self.config_class)
 
     def load_function(self) -> Callable[..., dict[str, Any]]:
         return load_object(self.target)

@@ -3,7 +3,8 @@
 An artifact is a folder (or object prefix) ``<root>/<stage>/<key>/`` holding the stage's files and
 a ``manifest.json`` that lists every file with its sha256, the stage config, the code version and
 the digests of its inputs. ``key`` is a hash of (stage, config, code version, input digests), as
-in marin's executor: materializing again with nothing changed finds the artifact and reuses it, so
+in marin's executor (the code version is the stage's own, ``factory.core.code_version``, which the
+caller passes): materializing again with nothing changed finds the artifact and reuses it, so
 a scheduled rebuild only recomputes what really changed. The manifest's own ``digest`` (over
 config, inputs and file hashes) is the asset's data version.
 
@@ -45,28 +46,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from factory.core.files import MANIFEST, atomic_write_text, canonical_json, sha256_file, sha256_text
 
-_CODE_DIRS = ("factory", "kernels", "ray_jobs")
 _CHUNK = 1 << 20
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """Package version plus a hash of the library's source, so changed code means a new artifact."""
-    from factory import __version__
-
-    project = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for top in _CODE_DIRS:
-        for path in sorted((project / top).rglob("*.py")):
-            h.update(str(path.relative_to(project)).encode())
-            h.update(path.read_bytes())
-    return f"{__version__}+{h.hexdigest()[:12]}"
 
 
 def is_remote(path: str | Path) -> bool:
@@ -119,11 +104,13 @@ class ArtifactIntegrityError(RuntimeError):
     """A stored artifact no longer matches its manifest."""
 
 
-def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, Manifest]) -> str:
+def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, Manifest], *, code_version: str) -> str:
+    """The artifact key: a hash of the stage, its config, the version of its code (the stage's own,
+    ``StageSpec.code_version``) and its inputs' digests."""
     payload = {
         "stage": stage,
         "config": config,
-        "code_version": code_version(),
+        "code_version": code_version,
         "inputs": {name: m.digest for name, m in sorted(inputs.items())},
     }
     return sha256_text(canonical_json(payload))[:20]
@@ -343,14 +330,16 @@ class ArtifactStore:
         config: dict[str, Any],
         inputs: dict[str, Manifest],
         produce: Callable[[Path, Path], dict[str, Any]],
+        *,
+        code_version: str,
     ) -> tuple[Manifest, bool]:
-        """Return the artifact of (stage, config, inputs), producing it only if it does not exist.
+        """Return the artifact of (stage, config, code version, inputs), producing it only if it does not exist.
 
         ``produce(out_dir, work_dir) -> metadata`` writes the artifact's files into ``out_dir``, a
         local staging folder; ``work_dir`` is the local resumable scratch folder of the key.
         Returns ``(manifest, reused)``.
         """
-        key = stage_key(stage, config, inputs)
+        key = stage_key(stage, config, inputs, code_version=code_version)
         existing = self.find(stage, key)
         if existing is not None and not self.verify(existing):
             return existing, True
@@ -367,7 +356,7 @@ class ArtifactStore:
                 stage=stage,
                 key=key,
                 config=config,
-                code_version=code_version(),
+                code_version=code_version,
                 inputs={name: m.ref() for name, m in sorted(inputs.items())},
                 files=files,
                 metadata=json.loads(canonical_json(metadata or {})),

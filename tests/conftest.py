@@ -24,11 +24,12 @@ def _build_chain(store):
 
         return fn
 
-    crawl, _ = store.build("raw_crawl", {}, {}, produce("warc"))
+    crawl, _ = store.build("raw_crawl", {}, {}, produce("warc"), code_version="v1")
     store.set_ref("raw_crawl", crawl)
-    docs, _ = store.build("extracted_docs", {}, {"raw_crawl": crawl}, produce("docs"))
+    docs, _ = store.build("extracted_docs", {}, {"raw_crawl": crawl}, produce("docs"), code_version="v1")
     store.set_ref("extracted_docs", docs)
-    release, _ = store.build("quantized_release", {}, {"extracted_docs": docs, "raw_crawl": crawl}, produce("model"))
+    release, _ = store.build("quantized_release", {}, {"extracted_docs": docs, "raw_crawl": crawl}, produce("model"),
+                             code_version="v1")
     store.set_ref("quantized_release", release)
     return crawl, docs, release
 

@@ -6,8 +6,10 @@ import os
 import pytest
 from pydantic import Field
 
+from factory.core.code_version import code_version
 from factory.core.stage import StageConfig
-from factory.jobs import run_job
+from factory.jobs import run_job, run_stage_job
+from factory.store import stage_key
 
 
 class EchoConfig(StageConfig):
@@ -49,3 +51,27 @@ def test_unknown_config_keys_fail_before_the_stage_runs(tmp_path):
     with pytest.raises(ValueError, match="wrod"):
         run_job("curate", _request(tmp_path, config={"wrod": "x"}))
     assert not (tmp_path / "out" / "word.txt").exists()
+
+
+def _stage_job_request(tmp_path, monkeypatch, **kw):
+    """A stage job's request (store, key config, manifests of inputs) outside any Ray job."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    key_config = {"config": {"word": "yo"}, "extra": {}, "external": ""}
+    return {**_request(tmp_path), "extra": {}, "inputs": {}, "key_config": key_config,
+            "store": {"root": str(tmp_path / "store"), "local_dir": None}, **kw}
+
+
+def test_a_stage_job_keys_and_records_the_version_of_its_stages_code(tmp_path, monkeypatch):
+    version = code_version("test_jobs:echo_stage", "test_jobs:EchoConfig")
+    request = _stage_job_request(tmp_path, monkeypatch, code_version=version)
+    manifest = run_stage_job("curate", request, log=lambda _: None)["manifest"]
+    assert manifest["code_version"] == version
+    assert manifest["key"] == stage_key("echo", request["key_config"], {}, code_version=version)
+
+
+def test_a_stage_job_refuses_a_driver_that_keyed_other_code(tmp_path, monkeypatch):
+    request = _stage_job_request(tmp_path, monkeypatch, code_version="0.1.0+000000000000")
+    with pytest.raises(RuntimeError, match="echo code .* but the driver keyed the artifact with 0.1.0"):
+        run_stage_job("curate", request, log=lambda _: None)
+    assert not (tmp_path / "store").exists()

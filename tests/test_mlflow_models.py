@@ -32,7 +32,7 @@ def _checkpoint(store: ArtifactStore, asset: str, seed: int = 0):
         save_model(Transformer(_tiny_args()), out)
         return {"final_loss": 1.5}
 
-    manifest, _ = store.build(asset, {"seed": seed}, {}, produce)
+    manifest, _ = store.build(asset, {"seed": seed}, {}, produce, code_version="v1")
     return manifest
 
 
@@ -177,7 +177,7 @@ def test_chat_bundle_is_a_transformers_model_that_generates_in_a_fresh_process(t
         return {}
 
     store = ArtifactStore(tmp_path / "artifacts")
-    manifest, _ = store.build("quantized_release", {}, {}, produce)
+    manifest, _ = store.build("quantized_release", {}, {}, produce, code_version="v1")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "factory/test")
     with tracker.run("quantized_release", {}) as run_id:

@@ -15,7 +15,9 @@ def test_new_inbox_warc_changes_the_raw_crawl_key(tmp_path, monkeypatch):
     (tmp_path / "inbox" / "new.warc.gz").write_bytes(b"\x1f\x8b")
     after = runner.key_config(spec)
     assert before["external"] != after["external"]
-    assert stage_key("raw_crawl", before, {}) != stage_key("raw_crawl", after, {})
+    version = spec.code_version
+    assert stage_key("raw_crawl", before, {}, code_version=version) != stage_key("raw_crawl", after, {},
+                                                                                 code_version=version)
 
 
 def test_nothing_built_means_everything_is_stale(tmp_path, monkeypatch):

@@ -31,6 +31,16 @@ def test_definitions_hold_the_whole_graph():
     assert groups == {"data", "pretraining", "posttraining", "safety", "release"}
 
 
+def test_each_asset_carries_its_stages_code_version():
+    from assets.definitions import defs
+    from assets.resources import default_profile_name
+
+    graph = defs.resolve_asset_graph()
+    versions = {k.path[0]: graph.get(k).code_version for k in graph.get_all_asset_keys()}
+    assert versions == {spec.asset: spec.code_version for spec in stage_specs(load_profile(default_profile_name()))}
+    assert versions["raw_crawl"] != versions["base_checkpoint"]  # per stage, not one hash of the tree
+
+
 def test_every_profile_validates_every_stage_config():
     assert {"smoke", "demo", "cluster"} <= set(available_profiles())
     for name in available_profiles():

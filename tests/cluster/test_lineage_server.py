@@ -57,7 +57,7 @@ def test_checkpoint_registered_on_the_server_loads_from_a_fresh_process(cluster_
                                          ffn_hidden_dim=64, max_seq_len=64)), out)
         return {}
 
-    manifest, _ = store.build("base_checkpoint", {}, {}, produce)
+    manifest, _ = store.build("base_checkpoint", {}, {}, produce, code_version="v1")
     asset = f"base_checkpoint_{uuid.uuid4().hex[:8]}"  # a fresh registered model per test run
     uri = cluster_env["MLFLOW_TRACKING_URI"]
     tracker = Tracker(uri, f"factory/cluster-test-{uuid.uuid4().hex[:8]}")

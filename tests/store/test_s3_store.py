@@ -43,8 +43,8 @@ def _flip_one_byte(client, bucket, key):
 def test_build_commits_with_the_manifest_last_and_is_reused(s3_prefix, s3_env, tmp_path):
     bucket, base = s3_prefix
     store = ArtifactStore(f"s3://{bucket}/{base}/art", local_dir=tmp_path / "home")
-    m1, reused1 = store.build("a", {"x": 1}, {}, _write("hello"))
-    m2, reused2 = store.build("a", {"x": 1}, {}, _write("never written"))
+    m1, reused1 = store.build("a", {"x": 1}, {}, _write("hello"), code_version="v1")
+    m2, reused2 = store.build("a", {"x": 1}, {}, _write("never written"), code_version="v1")
     assert (reused1, reused2) == (False, True) and m1.digest == m2.digest
     assert _keys(s3_env.client(), bucket, f"{base}/art/a/{m1.key}/") == [
         f"{base}/art/a/{m1.key}/{name}" for name in ("data.txt", "manifest.json", "sub/more.bin")]
@@ -64,7 +64,7 @@ def test_build_killed_before_its_manifest_leaves_no_visible_artifact(s3_prefix, 
     bucket, base = s3_prefix
     root = f"s3://{bucket}/{base}/art"
     store = ArtifactStore(root, local_dir=tmp_path / "home")
-    old, _ = store.build("a", {"v": 1}, {}, _write("old"))
+    old, _ = store.build("a", {"v": 1}, {}, _write("old"), code_version="v1")
     store.set_ref("a", old)
     # Killed (no cleanup at all) after every file was uploaded, just before the manifest PUT.
     script = textwrap.dedent(f"""
@@ -76,17 +76,17 @@ def test_build_killed_before_its_manifest_leaves_no_visible_artifact(s3_prefix, 
             (out / "data.txt").write_text("new")
             return {{}}
         store._write_manifest = lambda *args: os._exit(137)
-        store.build("a", {{"v": 2}}, {{}}, produce)
+        store.build("a", {{"v": 2}}, {{}}, produce, code_version="v1")
     """)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     assert subprocess.run([sys.executable, "-c", script], env=env, timeout=120).returncode == 137
-    key = stage_key("a", {"v": 2}, {})
+    key = stage_key("a", {"v": 2}, {}, code_version="v1")
     uploaded = _keys(s3_env.client(), bucket, f"{base}/art/a/{key}/")
     assert uploaded == [f"{base}/art/a/{key}/data.txt"]  # uploaded, never committed
     fresh = ArtifactStore(root, local_dir=tmp_path / "other")
     assert fresh.find("a", key) is None
     assert fresh.latest("a").key == old.key
-    new, reused = fresh.build("a", {"v": 2}, {}, _write("new"))
+    new, reused = fresh.build("a", {"v": 2}, {}, _write("new"), code_version="v1")
     assert not reused and fresh.verify(new) == []
     assert _keys(s3_env.client(), bucket, f"{base}/art/a/{key}/") == [
         f"{base}/art/a/{key}/{name}" for name in ("data.txt", "manifest.json", "sub/more.bin")]
@@ -95,7 +95,7 @@ def test_build_killed_before_its_manifest_leaves_no_visible_artifact(s3_prefix, 
 def test_download_checks_every_digest(s3_prefix, s3_env, tmp_path):
     bucket, base = s3_prefix
     store = ArtifactStore(f"s3://{bucket}/{base}/art", local_dir=tmp_path / "home")
-    m, _ = store.build("a", {}, {}, _write("payload"))
+    m, _ = store.build("a", {}, {}, _write("payload"), code_version="v1")
     _flip_one_byte(s3_env.client(), bucket, f"{base}/art/a/{m.key}/sub/more.bin")
     with pytest.raises(ArtifactIntegrityError, match="sub/more.bin"):
         store.local_path(m)
@@ -103,11 +103,11 @@ def test_download_checks_every_digest(s3_prefix, s3_env, tmp_path):
     assert not (cache / "manifest.json").exists() and not (cache / "sub" / "more.bin").exists()
     assert not list(cache.rglob("*.partial"))
     assert any("sub/more.bin" in p for p in store.verify(m))
-    rebuilt, reused = store.build("a", {}, {}, _write("payload"))  # a corrupt artifact is rebuilt
+    rebuilt, reused = store.build("a", {}, {}, _write("payload"), code_version="v1")  # a corrupt artifact is rebuilt
     assert not reused and (store.local_path(rebuilt) / "sub" / "more.bin").read_bytes() == b"payload" * 1000
     # Rebuilt with other bytes under the same key: the stale cached copy is not served.
     _flip_one_byte(s3_env.client(), bucket, f"{base}/art/a/{m.key}/data.txt")
-    other, _ = store.build("a", {}, {}, _write("PAYLOAD"))
+    other, _ = store.build("a", {}, {}, _write("PAYLOAD"), code_version="v1")
     assert other.key == m.key and other.digest != rebuilt.digest
     assert (store.local_path(other) / "data.txt").read_text() == "PAYLOAD"
 
