@@ -1,2 +1,3 @@
-"""The foundation every layer may import: the stage contract, file digests and atomic writes, and
-the process environment of factory workers (see docs/architecture.md, "Layers")."""
+"""The foundation every layer may import: the stage contract, file digests and atomic writes, the
+process environment of factory workers, and the static import scan with the stage code versions
+built on it (see docs/architecture.md, "Layers" and "Code versions")."""
