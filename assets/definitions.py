@@ -13,8 +13,10 @@ from assets.checks import build_checks
 from assets.graph import build_assets
 from assets.resources import FactoryResource, default_profile_name
 from factory.config import load_profile
+from factory.stages import check_profile
 
 _profile = load_profile(default_profile_name())
+check_profile(_profile)  # a misspelt section or key fails the code location's load, before any run
 
 defs = dg.Definitions(
     assets=build_assets(_profile),

@@ -32,7 +32,7 @@ from typing import Any
 from factory.config import Profile
 from factory.lineage import Tracker
 from factory.raycluster import JobFailedError, JobLauncher, job_for, launcher_for, new_submission_id
-from factory.stages import StageSpec, stage_config, stage_specs
+from factory.stages import StageSpec, check_profile, stage_config, stage_specs
 from factory.store import ArtifactStore, Manifest, canonical_json, is_remote, stage_key
 
 
@@ -88,6 +88,7 @@ class Runner:
     """Materializes assets of one profile against its artifact store, Ray and MLflow."""
 
     def __init__(self, profile: Profile, log: Callable[[str], None] = print, launcher: JobLauncher | None = None):
+        check_profile(profile)  # every section's errors now, not when its stage comes to run
         self.profile = profile
         self.launcher: JobLauncher = launcher or launcher_for(profile)
         self.store = ArtifactStore(profile.artifact_root, local_dir=profile.home)

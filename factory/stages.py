@@ -11,10 +11,13 @@ Post-training rounds are generated from the profile (``posttraining.rounds``): `
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import Field, ValidationError
 
 from factory.config import Profile
 from factory.core.code_version import code_version
@@ -151,11 +154,32 @@ def _tail_specs(rounds: int) -> list[StageSpec]:
     ]
 
 
+class PostTrainingConfig(StageConfig):
+    """The ``posttraining`` section: the shape of the post-training part of the graph."""
+
+    rounds: int = Field(2, ge=1, description="SFT + DPO rounds; chat_model averages the last round's DPO runs.")
+
+
+class ProfileError(ValueError):
+    """A profile that does not validate; the message lists every error."""
+
+
 def post_training_rounds(profile: Profile) -> int:
-    rounds = int(profile.sections.get("posttraining", {}).get("rounds", 2))
-    if rounds < 1:
-        raise ValueError(f"posttraining.rounds must be >= 1, got {rounds}")
-    return rounds
+    return PostTrainingConfig(**profile.section("posttraining")).rounds
+
+
+def _graph(rounds: int) -> list[StageSpec]:
+    return _CORE + _round_specs(rounds) + _tail_specs(rounds)
+
+
+def _unknown_sections(profile: Profile, specs: list[StageSpec]) -> list[str]:
+    known = {spec.config_section for spec in specs} | {"posttraining"}
+    return [f"unknown section {name!r}" + _suggestion(name, known) for name in sorted(set(profile.sections) - known)]
+
+
+def _suggestion(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else " (no stage reads it)"
 
 
 def stage_specs(profile: Profile) -> list[StageSpec]:
@@ -163,11 +187,10 @@ def stage_specs(profile: Profile) -> list[StageSpec]:
 
     Raises if the profile has a section no stage reads (a misspelt section would otherwise leave
     its stage on the defaults without a word)."""
-    rounds = post_training_rounds(profile)
-    specs = _CORE + _round_specs(rounds) + _tail_specs(rounds)
-    unknown = set(profile.sections) - {spec.config_section for spec in specs} - {"posttraining"}
+    specs = _graph(post_training_rounds(profile))
+    unknown = _unknown_sections(profile, specs)
     if unknown:
-        raise ValueError(f"profile {profile.name!r} has sections no stage reads: {', '.join(sorted(unknown))}")
+        raise ProfileError(f"profile {profile.name!r}: {'; '.join(unknown)}")
     return specs
 
 
@@ -175,3 +198,42 @@ def stage_config(spec: StageSpec, profile: Profile) -> StageConfig:
     """Validate the profile section of a stage into its typed config (unknown keys raise)."""
     cls = spec.load_config_class()
     return cls(**profile.section(spec.config_section))
+
+
+def config_errors(section: str, err: ValidationError) -> list[str]:
+    """One line per error of a section's validation, named by its dotted path (``base_checkpoint.train.foo``)."""
+    lines = []
+    for e in err.errors():
+        path = ".".join([section, *(str(part) for part in e["loc"])])
+        lines.append(f"unknown key {path!r}" if e["type"] == "extra_forbidden" else f"{path}: {e['msg']}")
+    return lines
+
+
+def validate_profile(profile: Profile) -> list[str]:
+    """Every error of a profile's sections, found before anything runs: a section no stage reads
+    (a misspelt asset), and each section validated by its config class (unknown keys, wrong
+    values). Empty when the profile is valid.
+
+    The sections the graph reads do not depend on the number of rounds (every round reads ``sft``
+    and ``dpo``), so a bad ``posttraining`` section does not hide the other sections' errors.
+    Each stage section is validated once, however many stages share it."""
+    try:
+        rounds = post_training_rounds(profile)
+        errors = []
+    except ValidationError as err:
+        rounds, errors = 1, config_errors("posttraining", err)
+    specs = _graph(rounds)
+    errors += _unknown_sections(profile, specs)
+    for section, spec in {spec.config_section: spec for spec in specs}.items():
+        try:
+            stage_config(spec, profile)
+        except ValidationError as err:
+            errors += config_errors(section, err)
+    return errors
+
+
+def check_profile(profile: Profile) -> None:
+    """Raise ``ProfileError`` listing every error of ``validate_profile`` (before a run starts)."""
+    errors = validate_profile(profile)
+    if errors:
+        raise ProfileError(f"profile {profile.name!r} is invalid:\n  " + "\n  ".join(errors))

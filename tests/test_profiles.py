@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel
 
 from factory.config import PROFILES_DIR, Profile, RuntimeConfig, available_profiles, load_profile
-from factory.stages import post_training_rounds, stage_config, stage_specs
+from factory.runner import Runner
+from factory.stages import ProfileError, post_training_rounds, stage_specs, validate_profile
 
 PROFILES = available_profiles()
 
@@ -48,12 +49,36 @@ def _raw(name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", PROFILES)
-def test_every_stage_section_validates(name):
-    profile = load_profile(name)
-    specs = stage_specs(profile)  # raises on a section no stage reads
-    for spec in specs:
-        stage_config(spec, profile)
-    assert set(profile.sections) <= {spec.config_section for spec in specs} | {"posttraining"}
+def test_every_profile_validates(name):
+    assert validate_profile(load_profile(name)) == []
+
+
+def test_validation_lists_every_error_of_every_section():
+    profile = Profile("bad", {
+        "dedupd_docs": {"num_shards": 2},
+        "base_checkpoint": {"seq_len": "long", "train": {"steps": 3, "batch_size": 4, "lr": 1e-3, "warmup": 3}},
+        "multilingual_expert": {"domain": "multilingual", "domain_weight": 0.9},  # code_expert left out
+        "sft": {"rs_prompt": 4},
+        "posttraining": {"rounds": 0},
+        "typo_nobody_reads": {},
+    })
+    assert validate_profile(profile) == [
+        "posttraining.rounds: Input should be greater than or equal to 1",
+        "unknown section 'dedupd_docs' (did you mean 'deduped_docs'?)",
+        "unknown section 'typo_nobody_reads' (no stage reads it)",
+        "base_checkpoint.seq_len: Input should be a valid integer, unable to parse string as an integer",
+        "unknown key 'base_checkpoint.train.warmup'",
+        "code_expert.domain: Field required",  # the experts have no default domain
+        "code_expert.domain_weight: Field required",
+        "unknown key 'sft.rs_prompt'",
+    ]
+
+
+def test_a_runner_refuses_an_invalid_profile_before_anything_runs(tmp_path):
+    profile = Profile("bad", {"runtime": {"home": str(tmp_path)}, "raw_crawl": {"max_pages": 4}})
+    with pytest.raises(ProfileError, match="unknown key 'raw_crawl.max_pages'"):
+        Runner(profile, log=lambda _: None)
+    assert not any(tmp_path.iterdir())  # no store, no MLflow database, no Ray
 
 
 @pytest.mark.parametrize("name", PROFILES)
