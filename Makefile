@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= demo
+ASSETS ?=
 FACTORY_HOME ?= .factory
 # Real documents for the embedded sample crawl (Python docs and the Debian Reference in 9 languages).
 DOC_PACKAGES := python3.11-doc debian-reference-en debian-reference-de debian-reference-fr \
@@ -34,7 +35,7 @@ system-deps:
 	fi
 
 run: venv system-deps
-	FACTORY_HOME=$(FACTORY_HOME) $(PY) -m assets run --profile $(PROFILE)
+	FACTORY_HOME=$(FACTORY_HOME) $(VENV)/bin/factory run --profile $(PROFILE) $(ASSETS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

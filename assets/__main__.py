@@ -1,16 +1,20 @@
-"""``python -m assets run``: materialize the whole graph through Dagster (what ``make run`` does).
+"""``python -m assets run``: materialize the graph, or a selection, through Dagster (``factory run``
+hands its process over to it; ``make run`` calls that).
 
 Runs the global asset job in this process against the Dagster instance in ``$DAGSTER_HOME``
 (default ``<factory home>/dagster``), so the runs, materializations and check results appear in
-the UI afterwards. Prints where the release is and how to open the Dagster and MLflow UIs.
+the UI afterwards. Prints a progress line per asset as it finishes (``assets.progress``), then
+where the release is and how to open the Dagster and MLflow UIs.
 """
 
 import argparse
 import os
 import sys
 import time
+import uuid
 
 from factory.config import PROFILE_ENV, load_profile
+from factory.stages import stage_specs, validate_profile
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,18 +27,34 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ[PROFILE_ENV] = args.profile
     profile = load_profile(args.profile)
+    errors = validate_profile(profile)
+    known = [spec.asset for spec in stage_specs(profile)] if not errors else []
+    errors += [f"unknown asset {a!r}; known: {', '.join(known)}" for a in args.select or [] if a not in known]
+    if errors:
+        print(f"profile {profile.name!r}: nothing run:\n  " + "\n  ".join(errors), file=sys.stderr)
+        return 2
     os.environ.setdefault("DAGSTER_HOME", str(profile.home / "dagster"))
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
 
     import dagster as dg
 
     from assets.definitions import defs
+    from assets.progress import RunProgress, duration, expected_builds
+    from factory.runner import Runner
 
     job = defs.resolve_implicit_global_asset_job_def()
-    selection = [dg.AssetKey(a) for a in args.select] if args.select else None
+    selection = [a for a in known if a in (args.select or known)]
+    progress = RunProgress(selection, expected_builds(Runner(profile, log=lambda _: None), selection),
+                           profile.home / "timings" / f"{profile.name}.json")
+    estimate, untimed = progress.estimate()
+    print(f"{len(selection)} selected, {len(progress.building)} to build; ~{duration(estimate)}"
+          + (f" (+{untimed} untimed)" if untimed else ""), flush=True)
     started = time.perf_counter()
+    run_id = str(uuid.uuid4())
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, asset_selection=selection, raise_on_error=False)
+        instance.add_event_listener(run_id, progress.on_event)
+        result = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(a) for a in selection],
+                                        run_id=run_id, raise_on_error=False)
     minutes = (time.perf_counter() - started) / 60
     if not result.success:
         print(f"\nFAILED after {minutes:.1f} min; see the step errors above, or the run in the Dagster UI.",

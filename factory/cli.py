@@ -1,13 +1,17 @@
-"""The ``factory`` console script: lineage audits, benchmarks and the local cluster."""
+"""The ``factory`` console script: running the graph, validating profiles, lineage audits, benchmarks
+and the local cluster. Each verb parses its own arguments (``factory VERB --help``), so listing the
+verbs imports nothing heavy."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from factory.bench import benchmarks, emit
+from factory.config import PROFILE_ENV
 from factory.core.environment import apply_env
 
 
@@ -113,14 +117,83 @@ def _cluster(argv: list[str]) -> int:
     return 0
 
 
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="factory run",
+        description="Materialize the graph (or the named assets) through Dagster, one progress line per asset.",
+    )
+    parser.add_argument("--profile", default=None, help="profile name or YAML path (default: $FACTORY_PROFILE or demo)")
+    parser.add_argument("assets", nargs="*", metavar="ASSET", help="asset keys (default: every asset)")
+    args = parser.parse_args(argv)
+    # The Dagster entry point is a layer above the library, so it is run, not imported: this process
+    # becomes `python -m assets run` (Ctrl-C reaches Dagster's run directly, its exit status is ours).
+    command = [sys.executable, "-m", "assets", "run", "--profile", args.profile or os.environ.get(PROFILE_ENV, "demo")]
+    if args.assets:
+        command += ["--select", *args.assets]
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
+    return 1  # not reached: execv replaces the process
+
+
+def _validate(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="factory validate",
+        description="Validate profiles before anything runs: every section against its stage's config "
+        "(misspelt sections, unknown keys, wrong values).",
+    )
+    parser.add_argument("--profile", action="append", default=None,
+                        help="profile name or YAML path; repeatable (default: every shipped profile)")
+    args = parser.parse_args(argv)
+
+    from pydantic import ValidationError
+
+    from factory.config import available_profiles, load_profile
+    from factory.stages import config_errors, stage_specs, validate_profile
+
+    failed = 0
+    for name in args.profile or available_profiles():
+        try:
+            profile = load_profile(name)
+        except ValidationError as err:
+            errors, profile = config_errors("runtime", err), None
+        except (OSError, ValueError) as err:
+            errors, profile = [str(err)], None
+        else:
+            errors = validate_profile(profile)
+        if errors:
+            failed += 1
+            print(f"{name}: {len(errors)} error(s)\n  " + "\n  ".join(errors))
+        else:
+            specs = stage_specs(profile)
+            print(f"{profile.name}: OK ({len(specs)} stages, {len(profile.sections)} sections set, "
+                  f"launcher {profile.runtime.launcher})")
+    return 1 if failed else 0
+
+
+VERBS = {
+    "run": (_run, "materialize the graph (or named assets) through Dagster, with progress"),
+    "validate": (_validate, "check profiles: unknown sections and keys, wrong values"),
+    "lineage": (_lineage, "walk an asset's artifacts back to the raw crawl, re-hashing every file"),
+    "bench": (_bench, "run a benchmark against its peers"),
+    "cluster": (_cluster, "a local multi-node cluster: up, down, status, env"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    verbs = "\n".join(f"  {name:10} {text}" for name, (_, text) in VERBS.items())
+    parser = argparse.ArgumentParser(
+        prog="factory", description="The model factory's command line.", epilog=f"verbs:\n{verbs}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("verb", choices=VERBS, metavar="VERB", help="what to do (below)")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the verb's arguments (factory VERB --help)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     apply_env()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"bench": _bench, "lineage": _lineage, "cluster": _cluster}
-    if not argv or argv[0] not in commands:
-        print(f"usage: factory {{{','.join(commands)}}} ...", file=sys.stderr)
-        return 2
-    return commands[argv[0]](argv[1:])
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return VERBS[args.verb][0](args.args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""The ``factory`` console script: every verb listed, profile validation from the shell, ``factory run``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from factory.cli import VERBS, main
+from factory.config import PROFILES_DIR
+from factory.store import ArtifactStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_help_lists_every_verb():
+    proc = subprocess.run([sys.executable, "-m", "factory.cli", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    listed = {line.split()[0] for line in proc.stdout.split("verbs:")[1].splitlines() if line.strip()}
+    assert listed == set(VERBS) == {"run", "validate", "lineage", "bench", "cluster"}
+
+
+def test_unknown_verb_exits_2():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["materialise"])
+    assert exit_info.value.code == 2
+
+
+def _variant(tmp_path: Path, name: str, old: str, new: str) -> str:
+    text = (PROFILES_DIR / "smoke.yaml").read_text()
+    assert old in text
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return str(path)
+
+
+def test_validate_accepts_a_shipped_profile(capsys):
+    assert main(["validate", "--profile", "smoke"]) == 0
+    assert capsys.readouterr().out.startswith("smoke: OK (24 stages")
+
+
+def test_validate_names_a_misspelt_section_and_an_unknown_key(tmp_path, capsys):
+    typo = _variant(tmp_path, "typo", "\ndeduped_docs:", "\ndedupd_docs:")
+    key = _variant(tmp_path, "key", "train: {steps: 30, batch_size: 8,", "train: {steps: 30, batch_size: 8, warmup: 3,")
+    assert main(["validate", "--profile", typo, "--profile", key]) == 1
+    out = capsys.readouterr().out
+    assert f"{typo}: 1 error(s)\n  unknown section 'dedupd_docs' (did you mean 'deduped_docs'?)" in out
+    assert f"{key}: 1 error(s)\n  unknown key 'base_checkpoint.train.warmup'" in out
+
+
+@pytest.mark.slow  # Dagster + the embedded Ray in a fresh process: ~1 min
+def test_run_materializes_a_selection_through_dagster(tmp_path):
+    env = {**os.environ, "FACTORY_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "DAGSTER_HOME", "FACTORY_PROFILE"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-m", "factory.cli", "run", "--profile", "smoke", "raw_crawl"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "1 selected, 1 to build; ~0s (+1 untimed)"
+    assert [line.split(" in ")[0] for line in lines if line.startswith("[")] == ["[1/1] raw_crawl: built"]
+    timings = json.loads((tmp_path / "timings" / "smoke.json").read_text())
+    assert set(timings) == {"raw_crawl"} and timings["raw_crawl"]["built"] > 0
+    store = ArtifactStore(tmp_path / "artifacts")
+    assert store.verify(store.latest("raw_crawl")) == []
+    assert any((tmp_path / "dagster").iterdir())  # the run is in the home's Dagster instance
