@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,8 @@ def test_run_materializes_a_selection_through_dagster(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == "1 selected, 1 to build; ~0s (+1 untimed)"
-    assert [line.split(" in ")[0] for line in lines if line.startswith("[")] == ["[1/1] raw_crawl: built"]
+    progress = [line for line in lines if re.match(r"\[\d+/\d+\] ", line)]
+    assert [line.split(" in ")[0] for line in progress] == ["[1/1] raw_crawl: built"]
     timings = json.loads((tmp_path / "timings" / "smoke.json").read_text())
     assert set(timings) == {"raw_crawl"} and timings["raw_crawl"]["built"] > 0
     store = ArtifactStore(tmp_path / "artifacts")

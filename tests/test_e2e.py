@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ def smoke_home(tmp_path_factory):
     env = {**os.environ, "FACTORY_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "FACTORY_PROFILE": "smoke"}
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "assets", "run", "--profile", "smoke"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "factory.cli", "run", "--profile", "smoke"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1500)
     (home / "run.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
@@ -44,6 +45,9 @@ def test_every_asset_materialized(smoke_home, store):
         assert manifest.files, f"{asset} produced no files"
         assert store.verify(manifest) == []
     assert "Release:" in stdout and "Dagster UI:" in stdout and "MLflow UI:" in stdout
+    progress = [re.match(r"\[(\d+)/24\] (\w+): ", line) for line in stdout.splitlines()]
+    progress = [m.groups() for m in progress if m]  # `factory run`'s line per finished asset
+    assert [int(k) for k, _ in progress] == list(range(1, 25)) and {a for _, a in progress} == set(assets)
 
 
 def test_every_asset_has_an_mlflow_run_with_input_digests(smoke_home, store):
