@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[PROFILE_ENV] = args.profile
     profile = load_profile(args.profile)
     errors = validate_profile(profile)
-    known = [spec.asset for spec in stage_specs(profile)] if not errors else []
-    errors += [f"unknown asset {a!r}; known: {', '.join(known)}" for a in args.select or [] if a not in known]
+    if not errors:
+        known = [spec.asset for spec in stage_specs(profile)]
+        errors = [f"unknown asset {a!r}; known: {', '.join(known)}" for a in args.select or [] if a not in known]
     if errors:
         print(f"profile {profile.name!r}: nothing run:\n  " + "\n  ".join(errors), file=sys.stderr)
         return 2

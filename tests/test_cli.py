@@ -52,13 +52,26 @@ def test_validate_names_a_misspelt_section_and_an_unknown_key(tmp_path, capsys):
     assert f"{key}: 1 error(s)\n  unknown key 'base_checkpoint.train.warmup'" in out
 
 
-@pytest.mark.slow  # Dagster + the embedded Ray in a fresh process: ~1 min
-def test_run_materializes_a_selection_through_dagster(tmp_path):
-    env = {**os.environ, "FACTORY_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+def _run(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FACTORY_HOME": str(home), "PYTHONPATH": str(ROOT)}
     for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "DAGSTER_HOME", "FACTORY_PROFILE"):
         env.pop(name, None)
-    proc = subprocess.run([sys.executable, "-m", "factory.cli", "run", "--profile", "smoke", "raw_crawl"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run([sys.executable, "-m", "factory.cli", "run", *args], cwd=home, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow  # a fresh interpreter loads the stage configs (torch): ~10 s
+def test_run_refuses_an_unknown_asset_before_anything_runs(tmp_path):
+    proc = _run(["--profile", "smoke", "raw_crawl", "extracted_doc"], tmp_path)
+    assert proc.returncode == 2
+    assert "profile 'smoke': nothing run:\n  unknown asset 'extracted_doc'; known: raw_crawl, extracted_docs," \
+        in proc.stderr
+    assert not any(tmp_path.iterdir())  # no Dagster instance, store or MLflow database
+
+
+@pytest.mark.slow  # Dagster + the embedded Ray in a fresh process: ~1 min
+def test_run_materializes_a_selection_through_dagster(tmp_path):
+    proc = _run(["--profile", "smoke", "raw_crawl"], tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == "1 selected, 1 to build; ~0s (+1 untimed)"

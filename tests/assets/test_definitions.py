@@ -1,5 +1,6 @@
 """The Dagster Definitions load, hold every asset key, the blocking checks, schedule and sensor."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,13 @@ def test_dagster_cli_lists_every_asset():
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert KEYS <= set(proc.stdout.split())
+
+
+def test_definitions_refuse_an_invalid_profile(tmp_path):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("dedupd_docs: {num_shards: 2}\nraw_crawl: {max_pages: 4}\n")
+    proc = subprocess.run([sys.executable, "-c", "import assets.definitions"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=180, env={**os.environ, "FACTORY_PROFILE": str(bad)})
+    assert proc.returncode != 0
+    assert "unknown section 'dedupd_docs' (did you mean 'deduped_docs'?)" in proc.stderr
+    assert "unknown key 'raw_crawl.max_pages'" in proc.stderr
