@@ -7,6 +7,9 @@ the table pulls in no torch, Ray or Dagster.
 
 Post-training rounds are generated from the profile (``posttraining.rounds``): ``sft_round_k`` and
 ``dpo_round_k`` for k = 1..rounds; ``chat_model`` averages the last round's DPO runs.
+
+``validate_profile`` checks a whole profile against the table (every section, every key) so that
+a run refuses a bad profile before its first stage, not when the bad section's stage comes up.
 """
 
 from __future__ import annotations
