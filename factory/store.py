@@ -367,11 +367,11 @@ class ArtifactStore:
         waits (``log`` says for whom) and then reuses. Returns ``(manifest, reused)``.
         """
         key = stage_key(stage, config, inputs, code_version=code_version)
-        existing = self._intact(stage, key)
+        existing = self.intact(stage, key)
         if existing is not None:
             return existing, True
         with self.lock(stage, key, log=log) as held:
-            existing = self._intact(stage, key)  # built by the holder we waited for
+            existing = self.intact(stage, key)  # built by the holder we waited for
             if existing is not None:
                 return existing, True
             self._clear_staging(stage, key)
@@ -403,7 +403,7 @@ class ArtifactStore:
             shutil.rmtree(work, ignore_errors=True)
         return manifest, False
 
-    def _intact(self, stage: str, key: str) -> Manifest | None:
+    def intact(self, stage: str, key: str) -> Manifest | None:
         """The committed artifact of (stage, key) when every file matches its manifest, else None."""
         existing = self.find(stage, key)
         return existing if existing is not None and not self.verify(existing) else None
