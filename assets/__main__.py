@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[PROFILE_ENV] = args.profile
     profile = load_profile(args.profile)
     os.environ.setdefault("DAGSTER_HOME", str(profile.home / "dagster"))
-    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+    from assets.instance import ensure_dagster_yaml
+
+    ensure_dagster_yaml(os.environ["DAGSTER_HOME"])
 
     import dagster as dg
 
