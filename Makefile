@@ -44,6 +44,7 @@ test: venv system-deps lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ui: venv
+	DAGSTER_HOME=$(abspath $(FACTORY_HOME))/dagster $(PY) -m assets.instance
 	DAGSTER_HOME=$(abspath $(FACTORY_HOME))/dagster FACTORY_PROFILE=$(PROFILE) FACTORY_HOME=$(FACTORY_HOME) \
 		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 

@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile {profile.name!r}: nothing run:\n  " + "\n  ".join(errors), file=sys.stderr)
         return 2
     os.environ.setdefault("DAGSTER_HOME", str(profile.home / "dagster"))
-    os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+    from assets.instance import ensure_dagster_yaml
+
+    ensure_dagster_yaml(os.environ["DAGSTER_HOME"])
 
     import dagster as dg
 

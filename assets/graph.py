@@ -4,7 +4,9 @@ Each asset materializes through ``factory.runner.Runner`` (artifact reuse, Ray J
 Dagster Pipes by ``assets.pipes.PipesJobLauncher``, MLflow run)
 and reports the stage's metadata, the artifact's path, digest and MLflow run; the manifest digest
 is the asset's data version and the stage's code version (``StageSpec.code_version``) the asset's
-code version, so staleness follows content and the code each stage runs.
+code version, so staleness follows content and the code each stage runs. Training stages (``train``
+Ray jobs) share the concurrency pool ``training`` (``assets/instance.py``). A reused artifact reports
+the MLflow run that built it (``mlflow_run_id``, with ``reused: true``): a reuse opens no run.
 """
 
 
@@ -13,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.instance import TRAINING_POOL
 from assets.pipes import PipesJobLauncher
 from assets.resources import FactoryResource
 from factory.config import Profile
@@ -49,6 +52,7 @@ def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
         kinds={"ray", "mlflow"},
         tags={"ray_job": spec.ray_job},
         code_version=spec.code_version,
+        pool=TRAINING_POOL if spec.ray_job == "train" else None,  # one training at a time (assets/instance.py)
     )
     def _materialize(context: dg.AssetExecutionContext, factory: FactoryResource) -> dg.MaterializeResult:
         # Ray Jobs go through Dagster Pipes; the embedded default's task launcher needs no Pipes.

@@ -130,5 +130,6 @@ def run_stage_job(kind: str, request: dict[str, Any], log: Callable[[str], None]
             extra["ray_job_id"] = request["ray_job_id"]
         return {**(metadata or {}), **extra, **job_nodes()}
 
-    manifest, reused = store.build(request["asset"], request["key_config"], inputs, produce, code_version=version)
+    manifest, reused = store.build(request["asset"], request["key_config"], inputs, produce, code_version=version,
+                                   log=log)
     return {"manifest": json.loads(manifest.to_json()), "reused": reused, "metadata": manifest.metadata}

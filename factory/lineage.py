@@ -1,7 +1,9 @@
 """Lineage: MLflow runs for materializations, and the audit walk from an asset back to the crawl.
 
-Every materialization opens one MLflow run (experiment ``factory/<profile>``) tagged with the
-asset key, the Dagster run id, the artifact key and its digest. Each input is logged with
+Every build opens one MLflow run (experiment ``factory/<profile>``) tagged with the asset key, the
+Dagster run id, the artifact key and its digest; a reuse of a committed artifact opens none and
+names the run that built it (``Tracker.reuse``: the manifest's ``mlflow_run_id``), so a no-op
+scheduled rebuild adds no runs. Each input is logged with
 ``mlflow.log_input`` as a dataset whose digest is the input manifest's digest, so the MLflow UI
 shows what a model was built from; a dataset's source is the artifact's URI (``file:///...`` or
 ``s3://bucket/...``). A run ends ``FINISHED``, ``FAILED`` when its build raises, ``KILLED`` when
@@ -211,6 +213,16 @@ class Tracker:
         for report in ("report.md", "report.json", "README.md"):
             if report in manifest.files:
                 mlflow.log_artifact(str(store.local_file(manifest, report)))
+
+    def reuse(self, asset: str, manifest: Manifest) -> str:
+        """A reuse of a committed artifact, which opens no run: point the registered models' alias
+        back at the versions registered from this artifact (when it holds a checkpoint and they
+        exist) and return the id of the run that built it (``""`` when it was built without one)."""
+        if CHECKPOINT_FILE in manifest.files or f"{HF_BUNDLE}/{CHECKPOINT_FILE}" in manifest.files:
+            self._registered(f"factory-{asset}", manifest.digest)
+        if f"{HF_BUNDLE}/config.json" in manifest.files:
+            self._registered(CHAT_MODEL, manifest.digest)
+        return str(manifest.metadata.get("mlflow_run_id", ""))
 
     def register_checkpoint(self, asset: str, manifest: Manifest, store: ArtifactStore, run_id: str) -> str | None:
         """Log a checkpoint artifact into run ``run_id`` and register it as ``factory-<asset>``,

@@ -5,7 +5,8 @@ This is the single execution path used by Dagster assets, the CLI and the tests:
 1. validate the asset's profile section into its typed config;
 2. take the latest artifact of each upstream asset (they must exist);
 3. key the artifact by (config, the stage's code version, input digests, external files such as WARC paths);
-4. open an MLflow run, log config and inputs; if the keyed artifact exists, reuse it, else submit
+4. if the keyed artifact exists, reuse it without a new MLflow run (the outcome names the run that
+   built it); else, holding the key's lock, open an MLflow run, log config and inputs and submit
    the stage as a Ray Job (``factory.raycluster``) through the runner's ``JobLauncher``. The job
    (``factory.jobs.run_stage_job``) does the artifact work where it runs: inputs as
    ``store.local_path`` gives them (the artifact folders of a local store, verified downloads for
@@ -41,7 +42,7 @@ class Outcome:
     asset: str
     manifest: Manifest
     reused: bool
-    mlflow_run_id: str
+    mlflow_run_id: str  # the run that built the artifact (a reuse opens none; "" when it was built without one)
     path: Path | str  # the artifact folder of a local store, the artifact's URI on an object store
     seconds: float
 
@@ -141,29 +142,43 @@ class Runner:
         return [a for a in self.specs if a in stale]
 
     def materialize(self, asset: str, dagster_run_id: str = "") -> Outcome:
+        """Reuse the keyed artifact or build it. A reuse opens no MLflow run: the outcome names the
+        run that built the artifact (its manifest's ``mlflow_run_id``). The reuse-or-build decision
+        and the build hold the key's ``materialize`` lock, so a concurrent materialization of the
+        same key waits and then reuses (one build, one MLflow run)."""
         if asset not in self.specs:
             raise KeyError(f"unknown asset {asset!r}; known: {', '.join(self.specs)}")
         spec = self.specs[asset]
         key_config = self.key_config(spec)
         inputs = self.upstream(spec)
         t0 = time.perf_counter()
-        tags = {"dagster.run_id": dagster_run_id, "factory.profile": self.profile.name, "factory.group": spec.group}
-        with self.tracker.run(asset, tags) as run_id:
-            self.tracker.log_config(key_config)
-            self.tracker.log_inputs(inputs, self.store)
-
-            key = stage_key(asset, key_config, inputs, code_version=spec.code_version)
-            existing = self.store.find(asset, key)
-            if existing is not None and not self.store.verify(existing):
-                manifest, reused = existing, True
-            else:
-                manifest, reused = self._run_job(spec, key, key_config, inputs, run_id), False
-            self.tracker.log_result(manifest, self.store, reused)
-            self.tracker.register_checkpoint(asset, manifest, self.store, run_id)
+        key = stage_key(asset, key_config, inputs, code_version=spec.code_version)
+        built = None
+        existing = self.store.intact(asset, key)
+        if existing is None:
+            with self.store.lock(asset, key, "materialize", log=self.log):
+                existing = self.store.intact(asset, key)  # built by the materialization we waited for
+                if existing is None:
+                    built = self._build(spec, key, key_config, inputs, dagster_run_id)
+        manifest, reused, run_id = built or (existing, True, self.tracker.reuse(asset, existing))
         self.store.set_ref(asset, manifest)
         seconds = time.perf_counter() - t0
         self.log(f"{asset}: {'reused' if reused else 'built'} {manifest.key} in {seconds:.1f}s")
         return Outcome(asset, manifest, reused, run_id, self.store.location(manifest), seconds)
+
+    def _build(self, spec: StageSpec, key: str, key_config: dict[str, Any], inputs: dict[str, Manifest],
+               dagster_run_id: str) -> tuple[Manifest, bool, str]:
+        """Run the stage's job inside a new MLflow run; returns (manifest, reused, run id). ``reused``
+        only when the job found the artifact committed by a builder this runner did not wait for
+        (one whose driver died while its job went on)."""
+        tags = {"dagster.run_id": dagster_run_id, "factory.profile": self.profile.name, "factory.group": spec.group}
+        with self.tracker.run(spec.asset, tags) as run_id:
+            self.tracker.log_config(key_config)
+            self.tracker.log_inputs(inputs, self.store)
+            manifest, reused = self._run_job(spec, key, key_config, inputs, run_id)
+            self.tracker.log_result(manifest, self.store, reused)
+            self.tracker.register_checkpoint(spec.asset, manifest, self.store, run_id)
+        return manifest, reused, run_id
 
     def request(self, spec: StageSpec, key: str, key_config: dict[str, Any], inputs: dict[str, Manifest],
                 mlflow_run_id: str) -> dict[str, Any]:
@@ -188,7 +203,7 @@ class Runner:
         }
 
     def _run_job(self, spec: StageSpec, key: str, key_config: dict[str, Any], inputs: dict[str, Manifest],
-                 run_id: str) -> Manifest:
+                 run_id: str) -> tuple[Manifest, bool]:
         request = self.request(spec, key, key_config, inputs, run_id)
         job = job_for(self.profile, spec.ray_job, request, submission_id=new_submission_id(spec.asset),
                       env=self.job_env)
@@ -197,7 +212,7 @@ class Runner:
         manifest = self.store.find(spec.asset, key)
         if manifest is None or manifest.digest != result.get("manifest", {}).get("digest"):
             raise JobFailedError(f"Ray job {job.submission_id} ended without committing {spec.asset}/{key}")
-        return manifest
+        return manifest, bool(result.get("reused"))
 
     def materialize_all(self, assets: list[str] | None = None) -> list[Outcome]:
         wanted = set(assets or self.specs)

@@ -33,6 +33,12 @@ is reused. A stage may keep resumable state (training checkpoints) in a ``work``
 same key; it is always a *local* folder (beside the artifacts for a local root, under
 ``<local_dir>/work`` for a remote one), so an interrupted materialization on this machine picks up
 where it stopped.
+
+Concurrency: ``build`` produces a key only while holding its lock (``lock``; ``factory.locks``: a
+``flock`` on a local root, a lease object on an object store), so of two builders of one key the
+second waits and then reuses the first one's artifact, and only the holder touches the key's work
+and staging folders: it keeps the work folder (an interrupted build resumes) and removes the
+staging folders that killed builds of the key left behind.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.core.files import MANIFEST, atomic_write_text, canonical_json, sha256_file, sha256_text
+from factory.locks import FileLock, LeaseLock
 
 _CHUNK = 1 << 20
 
@@ -186,6 +193,24 @@ class ArtifactStore:
         path = parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
         path.mkdir(parents=True)
         return path
+
+    def _clear_staging(self, stage: str, key: str) -> list[Path]:
+        """Remove the staging folders of ``key`` that earlier builds left (killed before their
+        cleanup); only the holder of the key's lock may call it. Returns what it removed."""
+        parent = self.root / stage if self.local else self.local_dir / "staging" / stage
+        stale = sorted(parent.glob(f".tmp-{key}-*")) if parent.is_dir() else []
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return stale
+
+    def lock(self, stage: str, key: str, purpose: str = "build",
+             log: Callable[[str], None] | None = None) -> FileLock | LeaseLock:
+        """The lock of one (stage, key) for one ``purpose`` (a context manager; waits, logging once):
+        ``build`` is taken by ``build``, ``materialize`` by the runner around its reuse-or-build
+        decision. Lives at ``<root>/.locks/<stage>/<key>.<purpose>.lock``, a file on a local root, a
+        lease object on an object store, so builders on other machines see it."""
+        path = self._join(".locks", stage, f"{key}.{purpose}.lock")
+        return FileLock(Path(path), log) if self.local else LeaseLock(self.fs, path, log)
 
     def _ref_path(self, asset: str) -> str:
         return self._join("refs", f"{asset}.json")
@@ -332,40 +357,53 @@ class ArtifactStore:
         produce: Callable[[Path, Path], dict[str, Any]],
         *,
         code_version: str,
+        log: Callable[[str], None] | None = None,
     ) -> tuple[Manifest, bool]:
         """Return the artifact of (stage, config, code version, inputs), producing it only if it does not exist.
 
         ``produce(out_dir, work_dir) -> metadata`` writes the artifact's files into ``out_dir``, a
         local staging folder; ``work_dir`` is the local resumable scratch folder of the key.
-        Returns ``(manifest, reused)``.
+        Produces only while holding the key's lock (module doc): a concurrent builder of the key
+        waits (``log`` says for whom) and then reuses. Returns ``(manifest, reused)``.
         """
         key = stage_key(stage, config, inputs, code_version=code_version)
-        existing = self.find(stage, key)
-        if existing is not None and not self.verify(existing):
+        existing = self.intact(stage, key)
+        if existing is not None:
             return existing, True
-        staged = self._staging_dir(stage, key)
-        work = self.work_dir(stage, key)
-        try:
-            metadata = produce(staged, work)
-            files = {
-                p.relative_to(staged).as_posix(): sha256_file(p)
-                for p in sorted(staged.rglob("*"))
-                if p.is_file() and p.name != MANIFEST
-            }
-            manifest = Manifest(
-                stage=stage,
-                key=key,
-                config=config,
-                code_version=code_version,
-                inputs={name: m.ref() for name, m in sorted(inputs.items())},
-                files=files,
-                metadata=json.loads(canonical_json(metadata or {})),
-                created_at=time.time(),
-            )
-            manifest.digest = manifest.content_digest()
-            self._commit(staged, manifest)
-        finally:
-            if staged.exists():
-                shutil.rmtree(staged, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+        with self.lock(stage, key, log=log) as held:
+            existing = self.intact(stage, key)  # built by the holder we waited for
+            if existing is not None:
+                return existing, True
+            self._clear_staging(stage, key)
+            staged = self._staging_dir(stage, key)
+            work = self.work_dir(stage, key)
+            try:
+                metadata = produce(staged, work)
+                files = {
+                    p.relative_to(staged).as_posix(): sha256_file(p)
+                    for p in sorted(staged.rglob("*"))
+                    if p.is_file() and p.name != MANIFEST
+                }
+                manifest = Manifest(
+                    stage=stage,
+                    key=key,
+                    config=config,
+                    code_version=code_version,
+                    inputs={name: m.ref() for name, m in sorted(inputs.items())},
+                    files=files,
+                    metadata=json.loads(canonical_json(metadata or {})),
+                    created_at=time.time(),
+                )
+                manifest.digest = manifest.content_digest()
+                held.check()
+                self._commit(staged, manifest)
+            finally:
+                if staged.exists():
+                    shutil.rmtree(staged, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
         return manifest, False
+
+    def intact(self, stage: str, key: str) -> Manifest | None:
+        """The committed artifact of (stage, key) when every file matches its manifest, else None."""
+        existing = self.find(stage, key)
+        return existing if existing is not None and not self.verify(existing) else None

@@ -38,7 +38,7 @@ LAYERS: list[set[str]] = [
 ]
 # Top-level modules of the library that together run the graph: one component.
 ORCHESTRATION = {
-    "config", "stages", "store", "lineage", "expectations", "jobs", "raycluster", "runner", "localcluster",
+    "config", "stages", "store", "locks", "lineage", "expectations", "jobs", "raycluster", "runner", "localcluster",
 }
 DYNAMIC_IMPORT_ALLOWED = {"factory.stages"}
 # Third-party packages a layer must not import.
