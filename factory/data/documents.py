@@ -73,7 +73,8 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
 def write_docs(df: pd.DataFrame, folder: Path, num_parts: int = 1) -> list[Path]:
     """Write a document table as ``folder/docs.parquet`` in ``num_parts`` contiguous parts."""
     staging = Path(folder).absolute() / f".{DOCS_DIR}.staging"
-    staging.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     bounds = np.linspace(0, len(df), max(1, min(num_parts, len(df))) + 1).astype(int)
     for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         df.iloc[a:b].reset_index(drop=True).to_parquet(staging / f"{k:06d}.parquet", index=False)
@@ -132,8 +133,9 @@ def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Execut
     ``folder/docs.parquet`` parts (``name_parts``). ``fn`` keeps the ``id`` column and never
     reorders rows. Returns the written parts."""
     staging = Path(folder).absolute() / f".{DOCS_DIR}.staging"
+    shutil.rmtree(staging, ignore_errors=True)  # files of an interrupted attempt would be named as parts
     if executor == "local":
-        staging.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(parents=True)
         run = _local_fn(fn, args)
         for k, part in enumerate(parts):
             out = run(pd.read_parquet(part, columns=list(columns) if columns else None))
@@ -145,10 +147,10 @@ def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Execut
     from ray.data.datasource import FilenameProvider
 
     class TaskNames(FilenameProvider):
-        """Staging names from the write task's index (``name_parts`` gives the final ones)."""
+        """Staging names (Ray wants the write's uuid in them); ``name_parts`` gives the final ones."""
 
         def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-            return f"{task_index:06d}.parquet"
+            return f"{write_uuid}-{task_index:06d}.parquet"
 
     if parts:
         _ray_dataset(fn, args, parts, columns, num_cpus).write_parquet(str(staging), filename_provider=TaskNames())
