@@ -7,14 +7,16 @@ of parts ``part-00000.parquet``, ``part-00001.parquet``, ... with at least the c
 ``DOC_COLUMNS`` (the curation stages add theirs). ``pd.read_parquet(<artifact>/docs.parquet)``
 reads the folder as one table (parts in name order), so readers of the whole table need nothing else.
 
-Per-document work maps each input part to at most one output part, either in this process
-(``executor: local``) or with Ray Data (``executor: ray``: ``read_parquet`` of the parts, one read
-task each -> ``map_batches`` -> ``write_parquet`` into a staging folder), so no document table
-passes through the driver. The written files are then named by ``name_parts``: ranked by the
-smallest document ``id`` they hold (ids are unique in every document table), which makes the
-layout a function of the files' contents, not of Ray's task numbering; both executors write the
-same parts. Global steps (LSH over all signatures, line counts, URL dedup) bring only small
-per-document columns to the driver through ``collect_parts``.
+Per-document work maps the input parts, either in this process (``executor: local``: one output
+part per input part that keeps a row) or with Ray Data (``executor: ray``: ``read_parquet`` of the
+parts -> ``map_batches`` -> ``write_parquet`` into a staging folder), so no document table passes
+through the driver. Ray Data may read several small parts in one task, so its output can have
+fewer, larger parts than the local one; the documents are the same. The written files are then
+named by ``name_parts``: ranked by the smallest document ``id`` they hold (ids are unique in every
+document table), so names follow the files' contents and not Ray's task numbering or write uuid,
+and a rerun on the same input and cluster writes the same files. Global steps (LSH over all
+signatures, line counts, URL dedup) bring only small per-document columns to the driver through
+``collect_parts``.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def _local_fn(fn: PartMap, args: Sequence[Any]) -> Callable[[pd.DataFrame], pd.D
 
 def _ray_dataset(fn: PartMap, args: Sequence[Any], parts: Sequence[Path], columns: Sequence[str] | None,
                  num_cpus: int):
-    """read_parquet of the parts (one read task, hence one block, per part) -> map_batches(fn)."""
+    """read_parquet of the parts (asking for a block per part; Ray may still group small ones) -> map_batches(fn)."""
     import ray
 
     ensure_ray(num_cpus)
@@ -130,8 +132,8 @@ def _ray_dataset(fn: PartMap, args: Sequence[Any], parts: Sequence[Path], column
 def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Executor, num_cpus: int = 2, *,
               columns: Sequence[str] | None = None, args: Sequence[Any] = ()) -> list[Path]:
     """Map every input part (its ``columns``, all by default) with ``fn`` and write the results as
-    ``folder/docs.parquet`` parts (``name_parts``). ``fn`` keeps the ``id`` column and never
-    reorders rows. Returns the written parts."""
+    ``folder/docs.parquet`` parts (``name_parts``). ``fn`` is row-wise (a batch's output depends
+    on its rows only, in order) and keeps the ``id`` column. Returns the written parts."""
     staging = Path(folder).absolute() / f".{DOCS_DIR}.staging"
     shutil.rmtree(staging, ignore_errors=True)  # files of an interrupted attempt would be named as parts
     if executor == "local":

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 
 @pytest.fixture(scope="session")
 def embedded_ray(tmp_path_factory):
-    """The factory's embedded Ray (as ``factory.raycluster`` starts it: its own temp dir and a free
-    dashboard-agent port, so other Rays on the machine do not keep it from starting)."""
+    """A local Ray for the ``ray`` executor, started as ``factory.raycluster`` starts the embedded
+    one (its own short temp dir, a free dashboard-agent port: other Rays on the machine hold the
+    fixed one) but without a dashboard, which Ray Data does not need."""
     import ray
 
-    from factory.config import load_profile
-    from factory.raycluster import ensure_ray
+    from factory.core.environment import EMBEDDED_RAY_ENV, apply_env
+    from factory.raycluster import _free_agent_port, ray_temp_dir
 
-    old = os.environ.get("FACTORY_HOME")
-    os.environ["FACTORY_HOME"] = str(tmp_path_factory.mktemp("ray-home"))
-    try:
-        if not ray.is_initialized():
-            ensure_ray(load_profile("smoke"))
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("FACTORY_HOME")
-        else:
-            os.environ["FACTORY_HOME"] = old
+    if not ray.is_initialized():
+        apply_env(EMBEDDED_RAY_ENV)
+        with _free_agent_port():
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     _temp_dir=str(ray_temp_dir(tmp_path_factory.mktemp("ray-home"))))
+    yield
