@@ -24,7 +24,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -37,9 +37,8 @@ DOC_COLUMNS = ("id", "url", "date", "source", "title", "text", "n_code_blocks", 
 _INT_COLUMNS = ("n_code_blocks", "n_math")
 
 Executor = Literal["local", "ray"]
-# A part map: a DataFrame -> DataFrame function, or a class built once per process (Ray: per
-# actor) from constructor arguments, whose instances are such functions (models load once).
-PartMap = Callable[[pd.DataFrame], pd.DataFrame] | type
+# A part map: a picklable DataFrame -> DataFrame function (a Ray task per block under ``ray``).
+PartMap = Callable[[pd.DataFrame], pd.DataFrame]
 
 
 def doc_parts(folder: Path) -> list[Path]:
@@ -110,27 +109,18 @@ def ensure_ray(num_cpus: int) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
-def _local_fn(fn: PartMap, args: Sequence[Any]) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    return fn(*args) if isinstance(fn, type) else fn
-
-
-def _ray_dataset(fn: PartMap, args: Sequence[Any], parts: Sequence[Path], columns: Sequence[str] | None,
-                 num_cpus: int):
+def _ray_dataset(fn: PartMap, parts: Sequence[Path], columns: Sequence[str] | None, num_cpus: int):
     """read_parquet of the parts (asking for a block per part; Ray may still group small ones) -> map_batches(fn)."""
     import ray
 
     ensure_ray(num_cpus)
     ds = ray.data.read_parquet([str(p) for p in parts], columns=list(columns) if columns else None,
                                override_num_blocks=len(parts))
-    options: dict[str, Any] = {"batch_format": "pandas", "batch_size": None}
-    if isinstance(fn, type):
-        # One actor per CPU, each building fn once (a classifier or embedding model loads once).
-        options.update(fn_constructor_args=tuple(args), concurrency=max(1, min(num_cpus, len(parts))))
-    return ds.map_batches(fn, **options)
+    return ds.map_batches(fn, batch_format="pandas", batch_size=None)
 
 
 def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Executor, num_cpus: int = 2, *,
-              columns: Sequence[str] | None = None, args: Sequence[Any] = ()) -> list[Path]:
+              columns: Sequence[str] | None = None) -> list[Path]:
     """Map every input part (its ``columns``, all by default) with ``fn`` and write the results as
     ``folder/docs.parquet`` parts (``name_parts``). ``fn`` is row-wise (a batch's output depends
     on its rows only, in order) and keeps the ``id`` column. Returns the written parts."""
@@ -138,9 +128,8 @@ def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Execut
     shutil.rmtree(staging, ignore_errors=True)  # files of an interrupted attempt would be named as parts
     if executor == "local":
         staging.mkdir(parents=True)
-        run = _local_fn(fn, args)
         for k, part in enumerate(parts):
-            out = run(pd.read_parquet(part, columns=list(columns) if columns else None))
+            out = fn(pd.read_parquet(part, columns=list(columns) if columns else None))
             if len(out):
                 out.reset_index(drop=True).to_parquet(staging / f"{k:06d}.parquet", index=False)
         return name_parts(staging, folder)
@@ -155,25 +144,24 @@ def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Execut
             return f"{write_uuid}-{task_index:06d}.parquet"
 
     if parts:
-        _ray_dataset(fn, args, parts, columns, num_cpus).write_parquet(str(staging), filename_provider=TaskNames())
+        _ray_dataset(fn, parts, columns, num_cpus).write_parquet(str(staging), filename_provider=TaskNames())
     staging.mkdir(parents=True, exist_ok=True)
     return name_parts(staging, folder)
 
 
 def collect_parts(fn: PartMap, parts: Sequence[Path], executor: Executor, num_cpus: int = 2, *,
-                  columns: Sequence[str] | None = None, args: Sequence[Any] = ()) -> pd.DataFrame:
+                  columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The concatenated results of ``fn`` over every part, on the driver: for the small
     per-document columns of a global step (signatures, ids and dates, line counts). Row order is
     the parts' order locally and unspecified with Ray: results carry their own keys."""
     if executor == "local":
-        run = _local_fn(fn, args)
-        frames = [run(pd.read_parquet(p, columns=list(columns) if columns else None)) for p in parts]
+        frames = [fn(pd.read_parquet(p, columns=list(columns) if columns else None)) for p in parts]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if executor != "ray":
         raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     if not parts:
         return pd.DataFrame()
-    return _ray_dataset(fn, args, parts, columns, num_cpus).to_pandas()
+    return _ray_dataset(fn, parts, columns, num_cpus).to_pandas()
 
 
 def split_shards(df: pd.DataFrame, num_shards: int) -> list[pd.DataFrame]:

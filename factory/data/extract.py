@@ -19,6 +19,7 @@ as the ``docs.parquet/`` parts, one per WARC shard that keeps a document:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -162,15 +163,10 @@ def newest_per_url(small: pd.DataFrame, counts: Counter) -> pd.DataFrame:
     return kept
 
 
-class KeepRows:
+def keep_rows(batch: pd.DataFrame, keep: frozenset[tuple[int, int]]) -> pd.DataFrame:
     """Part map: the scratch rows whose (shard, row) is in ``keep``, without the hidden columns."""
-
-    def __init__(self, keep: frozenset[tuple[int, int]]):
-        self.keep = keep
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        mask = [(int(s), int(r)) in self.keep for s, r in zip(batch[_SHARD], batch[_ROW], strict=True)]
-        return batch.loc[mask, list(COLUMNS)].reset_index(drop=True)
+    mask = [(int(s), int(r)) in keep for s, r in zip(batch[_SHARD], batch[_ROW], strict=True)]
+    return batch.loc[mask, list(COLUMNS)].reset_index(drop=True)
 
 
 def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
@@ -199,7 +195,7 @@ def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, c
         extracted = len(small)
         kept = newest_per_url(small, counts)
         keep = frozenset(zip(kept[_SHARD].astype(int), kept[_ROW].astype(int), strict=True))
-        map_parts(KeepRows, files, out, cfg.executor, ctx.num_cpus, args=(keep,))
+        map_parts(functools.partial(keep_rows, keep=keep), files, out, cfg.executor, ctx.num_cpus)
     wall = time.perf_counter() - start
     meta = {
         "shards": len(shards),

@@ -117,7 +117,7 @@ def test_ray_executor_writes_the_same_parts_as_local(tmp_path, embedded_ray):
         assert [p.name for p in doc_parts(tmp_path / ex)] == [f"part-{k:05d}.parquet"
                                                              for k in range(len(doc_parts(tmp_path / ex)))]
     local, ray = (read_docs(tmp_path / ex).sort_values("id").reset_index(drop=True) for ex in ("local", "ray"))
-    pd.testing.assert_frame_equal(local, ray)
+    pd.testing.assert_frame_equal(local, ray, check_dtype=False)  # Ray writes strings as large_string
     assert len(local) == meta["local"]["docs_out"] == 12 and "d3" not in set(local["id"])
     # 9 "en" copies of the line go (the near-duplicate's copy carries its extra tail), the 2 "de" stay.
     assert meta["local"]["lines_removed"] == meta["ray"]["lines_removed"] == 9
