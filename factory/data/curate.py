@@ -17,7 +17,11 @@ Sub-stages, in order (per-document work runs over shards, in-process or as Ray D
 6. ``topics``: nearest topic centroid on the same embeddings.
 7. the quality threshold drops low-scoring documents of the configured domains.
 
-Outputs: ``docs.parquet`` (input columns + quality_fasttext, quality_transformer, domain, topic),
+The stage still holds its document table on the driver: ``read_docs`` of the input parts, and under
+``executor: ray`` each sub-stage's shards go to Ray Data and back (``documents.map_shards``).
+
+Outputs: ``docs.parquet/`` (input columns + quality_fasttext, quality_transformer, domain, topic; as
+many parts as the input, contiguous in input order),
 ``dropped_samples.parquet`` (up to N documents per drop
 reason, for audit) and ``classifiers.npz`` (the MiniLM quality head and the topic centroids).
 """
@@ -37,7 +41,7 @@ from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
 from factory.core.steps import Steps
-from factory.data.documents import Executor, map_shards, read_docs, write_docs
+from factory.data.documents import Executor, doc_parts, map_shards, read_docs, write_docs
 from factory.data.filters import (
     FilterThresholds,
     LanguageThresholds,
@@ -365,6 +369,7 @@ def curate_frame(df: pd.DataFrame, cfg: FilterConfig, scratch: Path, ctx: StageC
 def run_filtered_corpus(cfg: FilterConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
     """Read ``deduped_docs/docs.parquet``; write the curated ``docs.parquet``, the audit sample of
     dropped documents and the small classifiers; return counts, per-step seconds and counts, and docs/s."""
+    parts = doc_parts(inputs["deduped_docs"])
     df = read_docs(inputs["deduped_docs"])
     ctx.log(f"filtered_corpus: {len(df)} documents, {cfg.num_shards} shards, executor={cfg.executor}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -372,8 +377,8 @@ def run_filtered_corpus(cfg: FilterConfig, inputs: dict[str, Path], out: Path, c
         scratch.mkdir(parents=True, exist_ok=True)
         result = curate_frame(df, cfg, scratch, ctx)
     meta = result.meta
-    write_docs(result.docs, out)
-    write_docs(result.dropped, out, DROPPED_FILE)
+    write_docs(result.docs, out, num_parts=len(parts))
+    result.dropped.to_parquet(out / DROPPED_FILE, index=False)
     np.savez(out / CLASSIFIERS_FILE, **result.classifiers)
     ctx.log(f"filtered_corpus: kept {meta['docs_out']}/{meta['docs_in']} at {meta['docs_per_s']} docs/s; "
             f"dropped {meta['dropped_by_reason']}")

@@ -4,22 +4,26 @@ lines that appear more than 6 times in each bucket of 30M documents"; "Multiling
 levels run within each language).
 
 Document level: word shingles -> MinHash signatures (``datasketch.MinHash.bulk``), computed per
-shard (a Ray Data map under ``executor: ray``); then the banding of LSH runs once over all
-signatures, so near-duplicates are found across shards (global dedup). Candidates that share a
+input part (a Ray Data map under ``executor: ray``); then the banding of LSH runs once on the
+driver over all signatures (the global step: signatures and ids are all it holds), so
+near-duplicates are found across parts (global dedup). Candidates that share a
 band are confirmed by the signature's Jaccard estimate against the band's first member, which keeps
 the LSH's false positives out; the connected components are the near-duplicate clusters, and each
-keeps its most complete member (longest text, earliest on ties).
+keeps its most complete member (longest text, smallest id on ties).
 
 Line level: each line is normalized as CCNet does (lower case, digits -> 0, punctuation and extra
-spaces removed) and hashed; per bucket of ``line_bucket_docs`` consecutive documents (and per
-language) a line whose normalized form occurs more than ``line_max_repeats`` times is removed
-everywhere in that bucket. Per-shard counts are merged globally before the per-shard removal.
+spaces removed) and hashed; per bucket of ``line_bucket_docs`` documents (consecutive in id order,
+a pseudo-random order like CCNet's shards; and per language) a line whose normalized form occurs
+more than ``line_max_repeats`` times is removed everywhere in that bucket. Per-part counts are
+merged on the driver; the removal is a part map that writes the output parts.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import tempfile
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -27,11 +31,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
 from factory.core.steps import Steps
-from factory.data.documents import Executor, map_shards, read_docs, write_docs
+from factory.data.documents import Executor, collect_parts, doc_parts, map_parts, read_docs, write_docs
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _DIGIT = re.compile(r"\d")
@@ -59,8 +64,8 @@ class DedupConfig(StageConfig):
     per_language: bool = Field(
         True, description="Both dedup levels run within each language (the documents' language column); off: across "
         "all.")
-    num_shards: int = Field(4, ge=1, description="Shards the per-document work is split into.")
-    executor: Executor = Field("local", description="'local' runs shards in-process; 'ray' maps them with Ray Data.")
+    executor: Executor = Field(
+        "local", description="'local' maps the input parts in-process; 'ray' streams them through Ray Data.")
 
 
 # --- document level ---------------------------------------------------------------------------
@@ -193,6 +198,15 @@ def repeated_lines(counts: pd.DataFrame, max_repeats: int) -> set[tuple[int, int
     return {(int(b), int(g), k) for (b, g, k) in total[total > max_repeats].index}
 
 
+def removed_lines(counts: pd.DataFrame, repeated: set[tuple[int, int, bytes]]) -> int:
+    """Lines the removal takes out: every occurrence of a repeated (bucket, group, line hash) goes."""
+    if counts.empty:
+        return 0
+    hit = [(int(b), int(g), k) in repeated for b, g, k in zip(counts["bucket"], counts["group"], counts["key"],
+                                                               strict=True)]
+    return int(counts.loc[hit, "n"].sum())
+
+
 def drop_repeated_lines(text: str, bucket: int, group: int, repeated: set[tuple[int, int, bytes]]) -> tuple[str, int]:
     """The text without its lines in ``repeated`` for its bucket and group; and how many were removed."""
     kept, removed = [], 0
@@ -206,97 +220,112 @@ def drop_repeated_lines(text: str, bucket: int, group: int, repeated: set[tuple[
 
 
 # --- the stage --------------------------------------------------------------------------------
+# Three passes over the input parts; between them only small columns live on the driver: each
+# document's id, language, length, line count and MinHash signature (num_perm * 8 bytes), the
+# (bucket, group) of the kept ids, and the line hashes seen more than line_max_repeats times.
+# Documents are ordered by id for the global steps (the clustering's ties, the line buckets), so
+# the result depends on the document set only, not on how it is split into parts.
 
-def _group_codes(df: pd.DataFrame, per_language: bool) -> np.ndarray:
-    if per_language:
-        return pd.factorize(df["language"].fillna("").astype(str))[0].astype(np.int64)
-    return np.zeros(len(df), dtype=np.int64)
+def sign_part(part: pd.DataFrame, cfg: DedupConfig) -> pd.DataFrame:
+    """Pass 1 (part map): id, language, text length, line count and MinHash signature (bytes)."""
+    sig = signatures(part["text"].fillna("").tolist(), cfg.shingle_size, cfg.num_perm, cfg.seed)
+    texts = part["text"].fillna("")
+    return pd.DataFrame({"id": part["id"], "language": part["language"].fillna("").astype(str),
+                         "length": texts.str.len().astype("int64"),
+                         "lines": texts.map(lambda t: len(t.split("\n"))).astype("int64"),
+                         "sig": [row.tobytes() for row in sig]})
 
 
-def dedup_frame(df: pd.DataFrame, cfg: DedupConfig, num_cpus: int = 2) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Both dedup levels on a document table; returns the kept documents and the counts."""
+def count_part(part: pd.DataFrame, keys: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """Pass 2 (part map): line counts of the kept documents, by their (bucket, group) in ``keys``."""
+    kept = part[part["id"].isin(keys.keys())]
+    bucket_group = [keys[i] for i in kept["id"]]
+    work = pd.DataFrame({"text": kept["text"].fillna("").to_numpy(), "_bucket": [b for b, _ in bucket_group],
+                         "_group": [g for _, g in bucket_group]})
+    return count_lines(work)
+
+
+def strip_part(part: pd.DataFrame, keys: dict[str, tuple[int, int]],
+               repeated: set[tuple[int, int, bytes]]) -> pd.DataFrame:
+    """Pass 3 (part map): the kept documents without their repeated lines; emptied ones dropped."""
+    kept = part[part["id"].isin(keys.keys())].reset_index(drop=True)
+    kept["text"] = [drop_repeated_lines(t, *keys[i], repeated)[0] for t, i in zip(kept["text"].fillna(""), kept["id"],
+                                                                                    strict=True)]
+    return kept[kept["text"].str.strip().str.len() > 0].reset_index(drop=True)
+
+
+def dedup_parts(parts: list[Path], out: Path, cfg: DedupConfig, executor: Executor,
+                num_cpus: int = 2) -> dict[str, Any]:
+    """Both dedup levels over the ``docs.parquet`` parts; writes ``out/docs.parquet`` (same columns)
+    and returns the counts."""
     steps = Steps("deduped_docs")
     bands, rows = lsh_params(cfg)
-    df = df.reset_index(drop=True)
-    groups = _group_codes(df, cfg.per_language)
     with steps.step("minhash") as s:
-        sigs = _signatures(df, cfg, num_cpus)
-        s.count(docs=len(df))
+        small = collect_parts(functools.partial(sign_part, cfg=cfg), parts, executor, num_cpus,
+                              columns=["id", "text", "language"])
+        small = small.sort_values("id", kind="stable").reset_index(drop=True) if len(small) else small
+        s.count(docs=len(small))
     with steps.step("lsh") as s:
+        n = len(small)
+        sigs = (np.frombuffer(b"".join(small["sig"]), dtype=np.uint64).reshape(n, cfg.num_perm) if n
+                else np.zeros((0, cfg.num_perm), np.uint64))
+        languages = small["language"].to_numpy() if n else np.zeros(0, dtype=object)
+        groups = (np.unique(languages, return_inverse=True)[1].astype(np.int64) if cfg.per_language and n
+                  else np.zeros(n, dtype=np.int64))
         labels = near_duplicate_clusters(sigs, bands, rows, cfg.threshold, groups)
-        keep = cluster_keepers(labels, df["text"].str.len().to_numpy())
+        keep = cluster_keepers(labels, small["length"].to_numpy() if n else np.zeros(0, np.int64))
         sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
         s.count(kept=int(keep.sum()), dropped=int((~keep).sum()))
     with steps.step("line_dedup") as s:
-        docs = df[keep].reset_index(drop=True)
-        work = docs[["text"]].assign(_bucket=np.arange(len(docs)) // cfg.line_bucket_docs, _group=groups[keep])
-        stripped = _strip_repeated_lines(work, cfg, num_cpus)
-        lines_in = int(sum(len(t.split("\n")) for t in docs["text"]))
-        docs["text"] = stripped["text"].to_numpy()
-        nonempty = docs["text"].str.strip().str.len() > 0
-        out = docs[nonempty].reset_index(drop=True)
-        lines_removed = int(stripped["lines_removed"].sum()) if len(stripped) else 0
-        s.count(lines_in=lines_in, lines_removed=lines_removed, docs_emptied=int((~nonempty).sum()))
+        buckets = np.arange(int(keep.sum())) // cfg.line_bucket_docs
+        keys = dict(zip(small["id"][keep], zip(buckets.tolist(), groups[keep].tolist(), strict=True), strict=True))
+        counts = collect_parts(functools.partial(count_part, keys=keys), parts, executor, num_cpus,
+                               columns=["id", "text"])
+        repeated = repeated_lines(counts, cfg.line_max_repeats)
+        lines_removed = removed_lines(counts, repeated)
+        written = map_parts(functools.partial(strip_part, keys=keys, repeated=repeated), parts, out, executor, num_cpus)
+        docs_out = sum(pq.ParquetFile(p).metadata.num_rows for p in written)
+        lines_in = int(small["lines"][keep].sum()) if n else 0
+        emptied = int(keep.sum()) - docs_out
+        s.count(lines_in=lines_in, lines_removed=lines_removed, docs_emptied=emptied)
 
     total = steps.total_seconds
-    meta = {
-        "docs_in": int(len(df)),
-        "docs_out": int(len(out)),
+    return {
+        "docs_in": int(n),
+        "docs_out": int(docs_out),
         "near_dup_clusters": int((sizes > 1).sum()),
         "docs_removed_near_dup": int((~keep).sum()),
         "lines_in": lines_in,
         "lines_removed": lines_removed,
-        "docs_removed_empty_after_line_dedup": int((~nonempty).sum()),
-        "line_buckets": int(work["_bucket"].max() + 1) if len(work) else 0,
+        "docs_removed_empty_after_line_dedup": emptied,
+        "line_buckets": int(buckets.max() + 1) if len(buckets) else 0,
         "per_language": cfg.per_language,
         "languages": int(groups.max()) + 1 if len(groups) else 0,
         "lsh_bands": bands,
         "lsh_rows": rows,
         "steps": steps.summary(),
-        "docs_per_s": round(len(df) / total, 2) if total > 0 else 0.0,
+        "docs_per_s": round(n / total, 2) if total > 0 else 0.0,
     }
-    return out, meta
 
 
-def _signatures(df: pd.DataFrame, cfg: DedupConfig, num_cpus: int) -> np.ndarray:
-    """MinHash signatures of every document, ``(len(df), num_perm)`` uint64, computed per shard."""
-    if not len(df):
-        return np.zeros((0, cfg.num_perm), np.uint64)
-
-    def sign(shard: pd.DataFrame) -> pd.DataFrame:
-        sig = signatures(shard["text"].tolist(), cfg.shingle_size, cfg.num_perm, cfg.seed)
-        return pd.DataFrame({"sig": [row.tobytes() for row in sig]})
-
-    sig_frame = map_shards(sign, df[["text"]], cfg.num_shards, cfg.executor, num_cpus)
-    return np.frombuffer(b"".join(sig_frame["sig"]), dtype=np.uint64).reshape(len(df), cfg.num_perm)
-
-
-def _strip_repeated_lines(work: pd.DataFrame, cfg: DedupConfig, num_cpus: int) -> pd.DataFrame:
-    """CCNet line dedup of ``work`` (text, _bucket, _group): lines seen more than
-    ``line_max_repeats`` times in their bucket and group are dropped; returns text, lines_removed."""
-    repeated = repeated_lines(map_shards(count_lines, work, cfg.num_shards, cfg.executor, num_cpus),
-                              cfg.line_max_repeats)
-
-    def strip(shard: pd.DataFrame) -> pd.DataFrame:
-        texts, removed = [], []
-        for text, bucket, group in zip(shard["text"], shard["_bucket"], shard["_group"], strict=True):
-            t, r = drop_repeated_lines(text, int(bucket), int(group), repeated)
-            texts.append(t)
-            removed.append(r)
-        return pd.DataFrame({"text": texts, "lines_removed": removed})
-
-    return map_shards(strip, work, cfg.num_shards, cfg.executor, num_cpus)
+def dedup_frame(df: pd.DataFrame, cfg: DedupConfig, num_parts: int = 1,
+                executor: Executor = "local") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``dedup_parts`` on an in-memory document table split into ``num_parts`` parts: the kept
+    documents (in part order) and the counts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = write_docs(df, Path(tmp) / "in", num_parts)
+        meta = dedup_parts(parts, Path(tmp) / "out", cfg, executor)
+        return read_docs(Path(tmp) / "out"), meta
 
 
 def run_deduped_docs(cfg: DedupConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
-    """Read ``extracted_docs/docs.parquet``, remove near-duplicate documents and repeated lines,
-    write ``out/docs.parquet`` with the same columns."""
-    df = read_docs(inputs["extracted_docs"])
-    ctx.log(f"dedup: {len(df)} documents, {cfg.num_shards} shards, executor={cfg.executor}")
-    docs, meta = dedup_frame(df, cfg, ctx.num_cpus)
-    write_docs(docs, out)
+    """Remove near-duplicate documents and repeated lines from the ``extracted_docs`` parts; write
+    ``out/docs.parquet/`` with the same columns."""
+    parts = doc_parts(inputs["extracted_docs"])
+    ctx.log(f"dedup: {len(parts)} parts, executor={cfg.executor}")
+    meta = dedup_parts(parts, out, cfg, cfg.executor, ctx.num_cpus)
     ctx.log(
         f"dedup: {meta['docs_removed_near_dup']} near-duplicates in {meta['near_dup_clusters']} clusters, "
-        f"{meta['lines_removed']} lines removed, {meta['docs_out']} documents kept"
+        f"{meta['lines_removed']} lines removed, {meta['docs_out']} of {meta['docs_in']} documents kept"
     )
     return meta

@@ -5,8 +5,11 @@ version of each page).
 Work is per WARC shard (``extract_shard``): read the pages (skips counted by reason in
 ``factory.data.warc``), extract each (``factory.data.main_content``), drop pages whose text is
 too short. ``executor: local`` runs the shards in this process; ``executor: ray`` maps the same
-function over the shards with Ray Data. The driver then keeps the newest capture of each
-normalized URL and writes ``docs.parquet``:
+function over the shards with Ray Data. Each shard's documents go to a scratch parquet file; the
+driver reads only their small columns (id, date, where read) to keep the newest capture of each
+normalized URL (the one global step), and a part map (``factory.data.documents.map_parts``: Ray
+Data ``read_parquet`` -> ``map_batches`` -> ``write_parquet`` under ``ray``) writes the kept rows
+as the ``docs.parquet/`` parts, one per WARC shard that keeps a document:
 
     id (sha1 of the normalized URL), url, date (ISO 8601), source (the URL's host), title, text,
     n_code_blocks, n_math, page_domain (the extraction settings the page router chose:
@@ -16,8 +19,11 @@ normalized URL and writes ``docs.parquet``:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -25,10 +31,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import pandas as pd
 from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
-from factory.data.documents import DOC_COLUMNS
+from factory.data.documents import DOC_COLUMNS, ensure_ray, map_parts
 from factory.data.langid import detect_languages
 from factory.data.main_content import extract
 from factory.data.page_routing import PageRoutingConfig
@@ -107,89 +114,102 @@ def extract_shard(path: str, cfg: ExtractConfig) -> tuple[list[Doc], Counter, in
     return docs, counts, pages, seconds
 
 
-def _shard_row(row: dict) -> dict:
-    """Ray Data map: one shard in, its docs and counts out as JSON (schemas stay flat and fixed)."""
-    docs, counts, pages, seconds = extract_shard(row["path"], ExtractConfig.model_validate_json(row["cfg"]))
-    return {"path": row["path"], "docs": json.dumps([asdict(d) for d in docs]), "counts": json.dumps(counts),
-            "pages": pages, "seconds": seconds}
+# Hidden columns of the per-shard scratch files: where each document was read (the URL dedup's
+# "later capture" tie-break and the keep decision's row key) and its text length (metadata).
+_SHARD, _ROW, _CHARS = "_shard", "_row", "_chars"
+_SMALL_COLUMNS = ["id", "date", _SHARD, _ROW, _CHARS, "n_code_blocks", "n_math", "page_domain", "language"]
 
 
-def _run_ray(shards: list[str], cfg: ExtractConfig, ctx: StageContext) -> list[dict]:
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(num_cpus=ctx.num_cpus, include_dashboard=False)
-    items = [{"path": p, "cfg": cfg.model_dump_json()} for p in shards]
-    rows = ray.data.from_items(items, override_num_blocks=len(items)).map(_shard_row).take_all()
-    return sorted(rows, key=lambda r: r["path"])  # shard order, as the local executor reads them
-
-
-def newest_per_url(docs: list[Doc], counts: Counter) -> list[Doc]:
-    """One doc per id: the newest capture (ties: the later one read); sorted by URL."""
-    keep: dict[str, Doc] = {}
-    for doc in docs:
-        old = keep.get(doc.id)
-        if old is not None:
-            counts[DROP_DUPLICATE_URL] += 1
-            if old.date > doc.date:
-                continue
-        keep[doc.id] = doc
-    return sorted(keep.values(), key=lambda d: (d.url, d.id))
-
-
-def write_docs(docs: list[Doc], path: Path) -> None:
+def _write_shard(docs: list[Doc], shard: int, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"n_code_blocks": pa.int64(), "n_math": pa.int64(), "language_score": pa.float64()}
-    schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
-    table = pa.Table.from_pylist([asdict(d) for d in docs], schema=schema)
-    pq.write_table(table, path)
+    types = {"n_code_blocks": pa.int64(), "n_math": pa.int64(), "language_score": pa.float64(),
+             _SHARD: pa.int64(), _ROW: pa.int64(), _CHARS: pa.int64()}
+    columns = [*COLUMNS, _SHARD, _ROW, _CHARS]
+    schema = pa.schema([(c, types.get(c, pa.string())) for c in columns])
+    rows = [{**asdict(d), _SHARD: shard, _ROW: k, _CHARS: len(d.text)} for k, d in enumerate(docs)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def extract_to_scratch(row: dict) -> dict:
+    """One WARC shard: extract it, write its documents to ``<scratch>/<shard>.parquet`` and return
+    its counts (a WARC file is no Ray Data source: the map writes the shard's table itself)."""
+    shard = int(row["shard"])
+    docs, counts, pages, seconds = extract_shard(row["path"], ExtractConfig.model_validate_json(row["cfg"]))
+    _write_shard(docs, shard, Path(row["scratch"]) / f"{shard:06d}.parquet")
+    return {"shard": shard, "counts": json.dumps(counts), "pages": pages, "seconds": seconds}
+
+
+def _extract_all(shards: list[str], cfg: ExtractConfig, scratch: Path, ctx: StageContext) -> list[dict]:
+    """Every shard's counts, in shard order; its documents land in ``scratch``."""
+    items = [{"shard": i, "path": p, "cfg": cfg.model_dump_json(), "scratch": str(scratch)}
+             for i, p in enumerate(shards)]
+    if cfg.executor == "local":
+        return [extract_to_scratch(item) for item in items]
+    import ray
+
+    ensure_ray(ctx.num_cpus)
+    rows = ray.data.from_items(items, override_num_blocks=len(items)).map(extract_to_scratch).take_all()
+    return sorted(rows, key=lambda r: r["shard"])
+
+
+def newest_per_url(small: pd.DataFrame, counts: Counter) -> pd.DataFrame:
+    """The rows (of the scratch files' small columns) kept by URL dedup: per id, the newest capture
+    (ties: the later one read, in shard then row order)."""
+    ordered = small.sort_values(["id", "date", _SHARD, _ROW], kind="stable")
+    kept = ordered.drop_duplicates("id", keep="last")
+    counts[DROP_DUPLICATE_URL] += len(small) - len(kept)
+    return kept
+
+
+def keep_rows(batch: pd.DataFrame, keep: frozenset[tuple[int, int]]) -> pd.DataFrame:
+    """Part map: the scratch rows whose (shard, row) is in ``keep``, without the hidden columns."""
+    mask = [(int(s), int(r)) in keep for s, r in zip(batch[_SHARD], batch[_ROW], strict=True)]
+    return batch.loc[mask, list(COLUMNS)].reset_index(drop=True)
 
 
 def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
-    """Extract every page of ``inputs["raw_crawl"]/warc/*`` into ``out/docs.parquet``."""
-    shards = sorted(str(p) for p in (Path(inputs["raw_crawl"]) / "warc").iterdir()
+    """Extract every page of ``inputs["raw_crawl"]/warc/*`` into ``out/docs.parquet/`` parts (one per
+    WARC shard that keeps a document). Only the small columns of the URL dedup (ids, dates, where
+    each document was read) and per-shard counts come to the driver; texts stay in the shard maps."""
+    shards = sorted(str(p) for p in (Path(inputs["raw_crawl"]) / "warc").absolute().iterdir()
                     if p.name.endswith((".warc", ".warc.gz")))
     if not shards:
         raise FileNotFoundError(f"no WARC shards under {inputs['raw_crawl']}/warc")
     ctx.log(f"extracted_docs: {len(shards)} shards, executor={cfg.executor}")
     start = time.perf_counter()
-    counts: Counter = Counter()
-    docs: list[Doc] = []
-    pages = 0
-    seconds = 0.0
-    if cfg.executor == "ray":
-        for row in _run_ray(shards, cfg, ctx):
-            docs += [Doc(**d) for d in json.loads(row["docs"])]
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = (Path(ctx.work_dir) / "extracted" if ctx.work_dir is not None else Path(tmp)).absolute()
+        shutil.rmtree(scratch, ignore_errors=True)  # an interrupted build's shards are redone
+        scratch.mkdir(parents=True)
+        counts: Counter = Counter()
+        pages = 0
+        seconds = 0.0
+        for row in _extract_all(shards, cfg, scratch, ctx):
             counts.update(json.loads(row["counts"]))
             pages += row["pages"]
             seconds += row["seconds"]
-    else:
-        for shard in shards:
-            shard_docs, shard_counts, shard_pages, shard_seconds = extract_shard(shard, cfg)
-            docs += shard_docs
-            counts.update(shard_counts)
-            pages += shard_pages
-            seconds += shard_seconds
-    extracted = len(docs)
-    docs = newest_per_url(docs, counts)
-    out.mkdir(parents=True, exist_ok=True)
-    write_docs(docs, out / "docs.parquet")
+        files = sorted(scratch.glob("*.parquet"))
+        small = pd.concat([pd.read_parquet(f, columns=_SMALL_COLUMNS) for f in files], ignore_index=True)
+        extracted = len(small)
+        kept = newest_per_url(small, counts)
+        keep = frozenset(zip(kept[_SHARD].astype(int), kept[_ROW].astype(int), strict=True))
+        map_parts(functools.partial(keep_rows, keep=keep), files, out, cfg.executor, ctx.num_cpus)
     wall = time.perf_counter() - start
     meta = {
         "shards": len(shards),
         "pages_in": pages,
         "extracted": extracted,
-        "docs_out": len(docs),
+        "docs_out": len(kept),
         "skipped_or_dropped": dict(sorted(counts.items())),
-        "code_blocks": sum(d.n_code_blocks for d in docs),
-        "formulas": sum(d.n_math for d in docs),
-        "page_domains": dict(sorted(Counter(d.page_domain for d in docs).items())),
-        "languages": dict(Counter(d.language for d in docs).most_common()),
-        "chars_out": sum(len(d.text) for d in docs),
+        "code_blocks": int(kept["n_code_blocks"].sum()),
+        "formulas": int(kept["n_math"].sum()),
+        "page_domains": dict(sorted(Counter(kept["page_domain"]).items())),
+        "languages": dict(Counter(kept["language"]).most_common()),
+        "chars_out": int(kept[_CHARS].sum()),
         "extract_pages_per_s": round(pages / seconds, 1) if seconds else 0.0,
         "stage_pages_per_s": round(pages / wall, 1) if wall else 0.0,
     }
-    ctx.log(f"extracted_docs: {pages} pages -> {len(docs)} docs; {meta['skipped_or_dropped']}")
+    ctx.log(f"extracted_docs: {pages} pages -> {len(kept)} docs; {meta['skipped_or_dropped']}")
     return meta

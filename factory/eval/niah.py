@@ -77,6 +77,7 @@ class NiahBuilder:
         if key_digits < 1:
             raise ValueError(f"key_digits must be >= 1, got {key_digits}")
         self.encode = encode
+        filler = np.asarray(filler)  # a memory-mapped TokenStream is loaded here: the haystack reads all of it
         self.filler = filler[filler != eot_id].astype(np.int64)
         self.key_digits = key_digits
         self.question = np.asarray(encode(QUESTION), dtype=np.int64)

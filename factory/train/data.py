@@ -31,7 +31,8 @@ def _rng(seed: int, index: int) -> np.random.Generator:
 
 
 class PackedTokens:
-    """Random windows over one token stream. tokens: 1-D int array; eot_id separates documents."""
+    """Random windows over one token stream. tokens: 1-D int array, or a memory-mapped
+    ``token_shards.TokenStream`` (only ``len`` and step-1 slices are used); eot_id separates documents."""
 
     def __init__(self, tokens: np.ndarray, seq_len: int, eot_id: int, seed: int = 0):
         if tokens.ndim != 1:

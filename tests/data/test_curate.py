@@ -59,7 +59,7 @@ def test_filtered_corpus_local(tmp_path):
 
 
 @pytest.mark.slow
-def test_filtered_corpus_ray_matches_local(tmp_path):
+def test_filtered_corpus_ray_matches_local(tmp_path, embedded_ray):
     src = tmp_path / "in"
     write_docs(_corpus(30), src)
     meta_l = run_filtered_corpus(_cfg(), {"deduped_docs": src}, tmp_path / "local", StageContext())

@@ -8,7 +8,7 @@ import pytest
 
 from factory.core.stage import StageContext
 from factory.data.dedup import DedupConfig, dedup_frame, lsh_params, normalize_line, run_deduped_docs
-from factory.data.documents import read_docs, write_docs
+from factory.data.documents import doc_parts, read_docs, write_docs
 
 _WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
           "upsilon phi chi psi omega river mountain forest ocean desert valley canyon island").split()
@@ -30,7 +30,7 @@ def _docs(texts: list[str], **extra) -> pd.DataFrame:
 
 
 def _cfg(**kw) -> DedupConfig:
-    return DedupConfig(**{"num_shards": 2, "line_bucket_docs": 100, **kw})
+    return DedupConfig(**{"line_bucket_docs": 100, **kw})
 
 
 def test_planted_near_duplicate_is_removed_and_longest_kept():
@@ -45,7 +45,7 @@ def test_planted_near_duplicate_is_removed_and_longest_kept():
 
 
 def test_distinct_documents_survive_across_shards():
-    out, meta = dedup_frame(_docs([_text(i) for i in range(8)]), _cfg(num_shards=3))
+    out, meta = dedup_frame(_docs([_text(i) for i in range(8)]), _cfg(), num_parts=3)
     assert meta["docs_removed_near_dup"] == 0 and len(out) == 8
 
 
@@ -100,3 +100,26 @@ def test_stage_writes_same_columns(tmp_path):
     out = read_docs(tmp_path / "out")
     assert list(out.columns) == list(read_docs(src).columns)
     assert meta["docs_out"] == len(out) == 4
+
+
+@pytest.mark.slow
+def test_ray_executor_writes_the_same_parts_as_local(tmp_path, embedded_ray):
+    line = "Subscribe to our newsletter today!"
+    base = [f"{_text(i)}\n{line}" for i in range(12)]
+    near = base[3].replace("alpha", "changed", 1) + " extra tail words"
+    src = tmp_path / "in"
+    write_docs(_docs(base + [near, base[5]], language=["en"] * 10 + ["de"] * 2 + ["en"] * 2), src, num_parts=3)
+    meta = {ex: run_deduped_docs(_cfg(executor=ex), {"extracted_docs": src}, tmp_path / ex, StageContext())
+            for ex in ("local", "ray")}
+    # Ray Data may read several small parts in one task (fewer, larger output parts): the documents
+    # are the same, the parts are numbered from 0 by their smallest id either way.
+    for ex in meta:
+        assert [p.name for p in doc_parts(tmp_path / ex)] == [f"part-{k:05d}.parquet"
+                                                             for k in range(len(doc_parts(tmp_path / ex)))]
+    local, ray = (read_docs(tmp_path / ex).sort_values("id").reset_index(drop=True) for ex in ("local", "ray"))
+    pd.testing.assert_frame_equal(local, ray, check_dtype=False)  # Ray writes strings as large_string
+    assert len(local) == meta["local"]["docs_out"] == 12 and "d3" not in set(local["id"])
+    # 9 "en" copies of the line go (the near-duplicate's copy carries its extra tail), the 2 "de" stay.
+    assert meta["local"]["lines_removed"] == meta["ray"]["lines_removed"] == 9
+    assert {k: v for k, v in meta["local"].items() if k not in ("steps", "docs_per_s")} == {
+        k: v for k, v in meta["ray"].items() if k not in ("steps", "docs_per_s")}

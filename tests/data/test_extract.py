@@ -177,7 +177,9 @@ def _crawl(tmp_path, records: list[bytes], extra: bytes = b"") -> dict:
 
 
 @pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])
-def test_stage_dedups_urls_keeping_newest_and_counts_drops(tmp_path, executor):
+def test_stage_dedups_urls_keeping_newest_and_counts_drops(tmp_path, executor, request):
+    if executor == "ray":
+        request.getfixturevalue("embedded_ray")
     old = page("<p>" + "Old version of the story, superseded later, with enough words. " * 5 + "</p>")
     new = page("<p>" + "New version of the story, the latest capture, with enough words. " * 5 + "</p>")
     other = page("<p>" + "A different page about another subject entirely, long enough. " * 5 + "</p>")
