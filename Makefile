@@ -33,8 +33,11 @@ system-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# A client of the local cluster (profile cluster-local) takes its addresses and S3 settings from `factory cluster env`.
+CLIENT_ENV := $(if $(filter cluster-local,$(PROFILE)),eval "$$(FACTORY_HOME=$(FACTORY_HOME) $(VENV)/bin/factory cluster env)" &&)
+
 run: venv system-deps
-	FACTORY_HOME=$(FACTORY_HOME) $(PY) -m assets run --profile $(PROFILE)
+	$(CLIENT_ENV) FACTORY_HOME=$(FACTORY_HOME) $(PY) -m assets run --profile $(PROFILE)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -43,7 +46,7 @@ test: venv system-deps lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ui: venv
-	DAGSTER_HOME=$(abspath $(FACTORY_HOME))/dagster FACTORY_PROFILE=$(PROFILE) FACTORY_HOME=$(FACTORY_HOME) \
+	$(CLIENT_ENV) DAGSTER_HOME=$(abspath $(FACTORY_HOME))/dagster FACTORY_PROFILE=$(PROFILE) FACTORY_HOME=$(FACTORY_HOME) \
 		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow: venv

@@ -154,13 +154,18 @@ def post_training_rounds(profile: Profile) -> int:
 def stage_specs(profile: Profile) -> list[StageSpec]:
     """Every stage of the graph for this profile, in a topological order.
 
-    Raises if the profile has a section no stage reads (a misspelt section would otherwise leave
-    its stage on the defaults without a word)."""
+    Raises if the profile has a section no stage reads, or resources for no stage (a misspelt name
+    would otherwise leave its stage on the defaults without a word)."""
     rounds = post_training_rounds(profile)
     specs = _CORE + _round_specs(rounds) + _tail_specs(rounds)
-    unknown = set(profile.sections) - {spec.config_section for spec in specs} - {"posttraining"}
+    sections = {spec.config_section for spec in specs}
+    unknown = set(profile.sections) - sections - {"posttraining"}
     if unknown:
         raise ValueError(f"profile {profile.name!r} has sections no stage reads: {', '.join(sorted(unknown))}")
+    unplaced = set(profile.runtime.resources) - sections - {"default"}
+    if unplaced:
+        raise ValueError(f"profile {profile.name!r}: runtime.resources names no stage: {', '.join(sorted(unplaced))} "
+                         f"(stages: {', '.join(sorted(sections))})")
     return specs
 
 
