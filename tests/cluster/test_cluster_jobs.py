@@ -33,13 +33,10 @@ def test_raw_crawl_runs_as_a_job_on_the_worker_node_and_lands_in_s3(local_cluste
     assert job.status == "SUCCEEDED"
     assert job.entrypoint.startswith("python -m ray_jobs.curate ")
     assert job.runtime_env["working_dir"].startswith("gcs://")
-    import ray
+    from ray.util.state import list_nodes
 
-    ray.init(address=env["RAY_ADDRESS"], log_to_driver=False)
-    try:
-        nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"]}
-    finally:
-        ray.shutdown()
-    assert "node_worker" in nodes[job.driver_node_id]["Resources"]  # placed by runtime.resources.raw_crawl
+    # Through the dashboard's state API (HTTP), not a Ray Client connection.
+    nodes = {n.node_id: n for n in list_nodes(address=env["RAY_API_SERVER_ADDRESS"]) if n.state == "ALIVE"}
+    assert "node_worker" in nodes[job.driver_node_id].resources_total  # placed by runtime.resources.raw_crawl
     # The driver joined a raylet of the cluster (the head's: both nodes share this host, see docs/cluster.md).
     assert meta["ray_node_id"] in nodes
