@@ -34,8 +34,11 @@ system-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# A client of the local cluster (profile cluster-local) takes its addresses and S3 settings from `factory cluster env`.
+CLIENT_ENV := $(if $(filter cluster-local,$(PROFILE)),eval "$$(FACTORY_HOME=$(FACTORY_HOME) $(VENV)/bin/factory cluster env)" &&)
+
 run: venv system-deps
-	FACTORY_HOME=$(FACTORY_HOME) $(VENV)/bin/factory run --profile $(PROFILE) $(ASSETS)
+	$(CLIENT_ENV) FACTORY_HOME=$(FACTORY_HOME) $(VENV)/bin/factory run --profile $(PROFILE) $(ASSETS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -45,7 +48,7 @@ test: venv system-deps lint
 
 ui: venv
 	DAGSTER_HOME=$(abspath $(FACTORY_HOME))/dagster $(PY) -m assets.instance
-	DAGSTER_HOME=$(abspath $(FACTORY_HOME))/dagster FACTORY_PROFILE=$(PROFILE) FACTORY_HOME=$(FACTORY_HOME) \
+	$(CLIENT_ENV) DAGSTER_HOME=$(abspath $(FACTORY_HOME))/dagster FACTORY_PROFILE=$(PROFILE) FACTORY_HOME=$(FACTORY_HOME) \
 		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow: venv

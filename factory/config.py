@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from factory.core.resources import Accelerator, StageResources
 from factory.core.stage import StageConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -44,7 +45,42 @@ class RuntimeConfig(StageConfig):
         "(no new interpreter per stage).")
     num_cpus: int = Field(2, description="CPUs of the embedded local Ray.")
     torch_threads: int = Field(2, description="torch intra-op threads inside a stage.")
-    accelerator: Literal["cpu", "cuda"] = Field("cpu", description="Device heavy stages train on.")
+    accelerator: Accelerator = Field(
+        "cpu", description="Device every training run trains on: cuda gives each run a GPU (nccl between Ray Train "
+        "workers), cpu none (gloo). Where a run trains must have one: see resources.")
+    resources: dict[str, StageResources] = Field(
+        default_factory=dict, description="What each stage's driver and workers ask Ray for, by stage (its profile "
+        "section name: the asset, or sft/dpo for every round); 'default' is every stage's, and a stage's entry "
+        "replaces the default's driver and worker parts it names. Not part of any artifact key.")
+    job_env: Literal["working_dir", "pip", "image"] = Field(
+        "working_dir", description="What a stage's Ray Job on a cluster runs in: 'working_dir' uploads the checkout "
+        "and runs the nodes' own python (an environment with the pinned requirements); 'pip' also has Ray install "
+        "pyproject.toml's pinned requirements into a virtualenv per node (cached); 'image' runs the job in the "
+        "container job_image (project and requirements installed in it).")
+    job_image: str = Field("", description="Container image (runtime_env image_uri) of job_env: image.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RuntimeConfig:
+        if (self.job_env == "image") != bool(self.job_image):
+            raise ValueError("runtime.job_image is the image of job_env: image (set both or neither)")
+        for name in ["default", *self.resources]:
+            placed = self.stage_resources(name)
+            if self.accelerator == "cuda" and placed.worker.num_gpus <= 0:
+                raise ValueError(f"runtime.resources.{name}: with accelerator cuda every worker trains on a GPU "
+                                 "(worker.num_gpus > 0)")
+            if self.accelerator == "cpu" and (placed.worker.num_gpus or placed.driver.num_gpus):
+                raise ValueError(f"runtime.resources.{name}: GPUs asked for while accelerator is cpu")
+        return self
+
+    def stage_resources(self, name: str) -> StageResources:
+        """The resources of stage ``name``: the default's parts, each replaced by the stage's entry when it
+        names that part."""
+        default = self.resources.get("default", StageResources())
+        own = self.resources.get(name)
+        if own is None:
+            return default
+        return StageResources(**{part: getattr(own if part in own.model_fields_set else default, part)
+                                 for part in StageResources.model_fields})
 
 
 class Profile:

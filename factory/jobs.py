@@ -2,11 +2,14 @@
 
 A request is a JSON-able dict built by ``factory.runner``:
 ``{"asset", "target", "config_class", "config", "extra", "inputs": {name: folder}, "out",
-"work_dir", "torch_threads", "num_cpus", "accelerator", "mlflow": {"tracking_uri", "run_id"}}``.
+"work_dir", "torch_threads", "num_cpus", "accelerator", "resources": {"driver", "worker"},
+"mlflow": {"tracking_uri", "run_id"}}``.
 
 ``run_job(kind, request)`` prepares the process for the job's kind (``curate``: corpus work;
 ``train``: anything with a model, which also needs DeepSpeed's environment), validates the stage
-config, calls the stage function and streams its step metrics to the request's MLflow run.
+config, calls the stage function under the stage's placement (``factory.core.resources``: the
+device it trains on, what its Ray Train workers and grid runs ask for) and streams its step
+metrics to the request's MLflow run.
 
 ``run_stage_job(kind, request)`` is what a Ray Job runs (``python -m ray_jobs.<kind>``): the request
 then also names the artifact store (``"store": {"root", "local_dir"}``), the artifact's key config,
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.core.environment import apply_env, training_env
+from factory.core.resources import Placement, StageResources, use
 from factory.core.stage import MetricsTarget, StageContext
 from factory.stages import load_object
 
@@ -44,8 +48,10 @@ def run_job(kind: str, request: dict[str, Any], log: Callable[[str], None] | Non
     if kind not in JOB_KINDS:
         raise ValueError(f"unknown job kind {kind!r}; expected one of {JOB_KINDS}")
     apply_env()
+    resources = StageResources(**request.get("resources", {}))
+    placement = Placement(request.get("accelerator", "cpu"), resources.worker)
     if kind == "train":
-        apply_env(training_env(use_gpu=request.get("accelerator", "cpu") != "cpu"))
+        apply_env(training_env(use_gpu=placement.use_gpu))
     import torch
 
     torch.set_num_threads(int(request.get("torch_threads", 2)))
@@ -61,7 +67,8 @@ def run_job(kind: str, request: dict[str, Any], log: Callable[[str], None] | Non
     )
     ctx.log(f"{request['asset']}: starting")
     inputs = {name: Path(path) for name, path in request["inputs"].items()}
-    metadata = fn(config, inputs, Path(request["out"]), ctx, **request.get("extra", {}))
+    with use(placement):
+        metadata = fn(config, inputs, Path(request["out"]), ctx, **request.get("extra", {}))
     ctx.log(f"{request['asset']}: done")
     return metadata
 
@@ -80,8 +87,10 @@ def _connect_ray() -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS") or "auto", log_to_driver=True)
 
 
-def job_nodes() -> dict[str, Any]:
-    """Node ids of this job: the driver's, and those its tasks and actors ran on (Ray's state API)."""
+def job_nodes(submission_id: str = "") -> dict[str, Any]:
+    """Node ids of this job (Ray's state API): the node Ray placed the job on (``ray_job_node_id``, the
+    Jobs API's ``driver_node_id``), the raylet its driver joined (``ray_node_id``: on one host with
+    several nodes, always the head's) and the nodes its tasks and actors ran on."""
     import ray
 
     if not ray.is_initialized():
@@ -89,8 +98,13 @@ def job_nodes() -> dict[str, Any]:
     ctx = ray.get_runtime_context()
     nodes: dict[str, Any] = {"ray_node_id": ctx.get_node_id()}
     try:
-        from ray.util.state import list_actors, list_tasks
+        from ray.util.state import list_actors, list_jobs, list_tasks
 
+        if submission_id:
+            placed = list_jobs(filters=[("submission_id", "=", submission_id)], timeout=15,
+                               raise_on_missing_output=False)
+            if placed and placed[0].driver_node_id:
+                nodes["ray_job_node_id"] = placed[0].driver_node_id
         job = ctx.get_job_id()
         used = {t.node_id for t in list_tasks(filters=[("job_id", "=", job)], limit=10000, timeout=15,
                                               raise_on_missing_output=False) if t.node_id}
@@ -128,7 +142,7 @@ def run_stage_job(kind: str, request: dict[str, Any], log: Callable[[str], None]
         extra = {"mlflow_run_id": mlflow_run} if mlflow_run else {}
         if request.get("ray_job_id"):
             extra["ray_job_id"] = request["ray_job_id"]
-        return {**(metadata or {}), **extra, **job_nodes()}
+        return {**(metadata or {}), **extra, **job_nodes(request.get("ray_job_id", ""))}
 
     manifest, reused = store.build(request["asset"], request["key_config"], inputs, produce, code_version=version,
                                    log=log)

@@ -367,6 +367,9 @@ def _mlflow_cmd(ports: dict[str, int], state_dir: Path) -> list[str]:
 
 def _node_env(s3_endpoint: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    # A stage job runs the nodes' `python` (factory.raycluster): this interpreter's, first on PATH,
+    # so jobs get the environment the nodes run in (the project's venv) without being told.
+    env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), env.get("PATH")]))
     # Stage code on the Ray nodes reads and writes artifacts in the local S3.
     return {**env, **PROCESS_ENV, **EMBEDDED_RAY_ENV, **s3_env(s3_endpoint)}
 

@@ -10,14 +10,17 @@ survives a dropped client, streams its logs while it runs and can be stopped by 
   Python process and its imports (no package upload).
 - **A cluster** (``RAY_ADDRESS`` / ``runtime.ray_address``): nothing is started or connected here;
   jobs go to the Jobs API (``RAY_API_SERVER_ADDRESS``, ``runtime.ray_jobs_address``, or an
-  ``http(s)://`` ray address), with the project shipped as the job's ``working_dir`` and the user's
-  Ray auth settings (``RAY_AUTH_*``) and object-store settings (``AWS_*``) passed through.
+  ``http(s)://`` ray address) and run ``python`` of the nodes, in the environment ``runtime.job_env``
+  names (``cluster_runtime_env``: the checkout as ``working_dir``, plus pyproject.toml's pinned
+  requirements with ``pip``, or a container ``image``), with the user's Ray auth settings
+  (``RAY_AUTH_*``) and object-store settings (``AWS_*``) passed through.
 
 How a job is launched is a ``JobLauncher``: ``SubmissionLauncher`` (here, used by the CLI, the
 tests and library calls) submits with ``JobSubmissionClient``, prints the job's log lines as they
 come and stops the job when interrupted; the Dagster layer passes one built on Dagster Pipes
-(``assets/pipes.py``). The job driver reserves no CPU (``entrypoint_num_cpus=0``): the stage's own
-parallel work (Ray Data, Ray Train workers, grid runs) must be able to claim the cluster's CPUs.
+(``assets/pipes.py``). The job driver asks for what ``runtime.resources`` gives the stage's driver
+(``entrypoint_num_cpus/gpus/resources``; by default no CPU, so the stage's own parallel work can
+claim the cluster's CPUs); the task launcher gives its task the same.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +44,7 @@ from typing import Any, Protocol
 
 from factory.config import Profile
 from factory.core.environment import EMBEDDED_RAY_ENV, PROCESS_ENV, apply_env
+from factory.core.resources import DriverResources
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,10 +54,8 @@ RESULT_MARKER = "FACTORY_JOB_RESULT "
 PASS_THROUGH_PREFIXES = ("RAY_AUTH_", "AWS_", "FSSPEC_S3_", "MLFLOW_S3_", "MLFLOW_TRACKING_")
 # The project as a job's working_dir on a cluster: code only (Ray also skips .gitignore'd paths).
 WORKING_DIR_EXCLUDES = [".git", ".factory", ".venv", "tests", "docs", ".ci", "**/__pycache__"]
-JOB_PYTHON_ENV = "FACTORY_RAY_JOB_PYTHON"
-# Set on a cluster whose nodes see this checkout at a path (a shared filesystem, the local cluster):
-# jobs import it from there (PYTHONPATH) instead of getting it as an uploaded working_dir.
-JOB_PYTHONPATH_ENV = "FACTORY_RAY_JOB_PYTHONPATH"
+# The extra whose pins a job on a cluster also installs: s3fs and boto3 for an s3:// artifact store.
+JOB_EXTRA = "cluster"
 
 _embedded_jobs_address: str | None = None
 
@@ -166,14 +169,15 @@ class RayJob:
     submission_id: str
     runtime_env: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
-    entrypoint_num_cpus: float = 0
+    driver: DriverResources = field(default_factory=DriverResources)  # the entrypoint's (or task's) resources
     kind: str = "curate"  # the job kind and request the entrypoint runs (what a TaskLauncher runs directly)
     request: dict[str, Any] = field(default_factory=dict)
 
     def submit_params(self) -> dict[str, Any]:
         return {"entrypoint": self.entrypoint, "submission_id": self.submission_id,
                 "runtime_env": json.loads(json.dumps(self.runtime_env)), "metadata": dict(self.metadata),
-                "entrypoint_num_cpus": self.entrypoint_num_cpus}
+                "entrypoint_num_cpus": self.driver.num_cpus, "entrypoint_num_gpus": self.driver.num_gpus,
+                "entrypoint_resources": dict(self.driver.resources)}
 
 
 def job_for(profile: Profile, kind: str, request: dict[str, Any], submission_id: str | None = None,
@@ -192,27 +196,42 @@ def job_for(profile: Profile, kind: str, request: dict[str, Any], submission_id:
         payload = str(request_file)
         # This interpreter and checkout; -P keeps the job's working directory off sys.path (a
         # folder holding Ray's temp `ray/` would shadow the package).
-        python = os.environ.get(JOB_PYTHON_ENV) or shlex.quote(sys.executable)
-        entrypoint = f"{python} -P -m ray_jobs.{kind} {shlex.quote(payload)}"
+        entrypoint = f"{shlex.quote(sys.executable)} -P -m ray_jobs.{kind} {shlex.quote(payload)}"
         env_vars.update(EMBEDDED_RAY_ENV)
         env_vars["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), (env or {}).get("PYTHONPATH")]))
         runtime_env: dict[str, Any] = {"env_vars": env_vars}
     else:
-        python = os.environ.get(JOB_PYTHON_ENV, "python")
-        entrypoint = f"{python} -m ray_jobs.{kind} {shlex.quote(payload)}"
+        # The nodes' python, in the environment of runtime.job_env (pip: Ray's virtualenv is first on PATH).
+        entrypoint = f"python -m ray_jobs.{kind} {shlex.quote(payload)}"
         env_vars.update({k: v for k, v in os.environ.items() if k.startswith(PASS_THROUGH_PREFIXES)})
-        if os.environ.get(JOB_PYTHONPATH_ENV):
-            env_vars["PYTHONPATH"] = os.environ[JOB_PYTHONPATH_ENV]
-            runtime_env = {"env_vars": env_vars}
-        else:
-            runtime_env = {"working_dir": str(PROJECT_ROOT), "excludes": list(WORKING_DIR_EXCLUDES),
-                           "env_vars": env_vars}
+        runtime_env = cluster_runtime_env(profile, env_vars)
     for key, value in (env or {}).items():
         if key != "PYTHONPATH" or not is_embedded(profile):
             env_vars[key] = value
     metadata = {"factory.asset": request["asset"], "factory.kind": kind, "factory.profile": profile.name}
-    return RayJob(address, entrypoint, submission_id, runtime_env, metadata, entrypoint_num_cpus=0, kind=kind,
-                  request=request)
+    driver = DriverResources(**request.get("resources", {}).get("driver", {}))
+    return RayJob(address, entrypoint, submission_id, runtime_env, metadata, driver=driver, kind=kind, request=request)
+
+
+def cluster_runtime_env(profile: Profile, env_vars: dict[str, str]) -> dict[str, Any]:
+    """The ``runtime_env`` of a stage job on a cluster, by ``runtime.job_env`` (docs/cluster.md):
+    ``working_dir``: the checkout (code only, ~1 MB), run by the nodes' python, which must have the
+    pinned requirements; ``pip``: the same plus ``pinned_requirements()``, which Ray installs into a
+    virtualenv on each node (once per node and requirement list: the first job waits for it);
+    ``image``: the container ``runtime.job_image`` with the project installed (Ray allows no
+    working_dir beside an image)."""
+    if profile.runtime.job_env == "image":
+        return {"image_uri": profile.runtime.job_image, "env_vars": env_vars}
+    runtime_env = {"working_dir": str(PROJECT_ROOT), "excludes": list(WORKING_DIR_EXCLUDES), "env_vars": env_vars}
+    if profile.runtime.job_env == "pip":
+        runtime_env["pip"] = {"packages": pinned_requirements(), "pip_check": False}
+    return runtime_env
+
+
+def pinned_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> list[str]:
+    """What a stage job needs installed, as pyproject.toml pins it: the dependencies and the ``cluster`` extra."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    return [*project["dependencies"], *project["optional-dependencies"][JOB_EXTRA]]
 
 
 def new_submission_id(asset: str) -> str:
@@ -261,8 +280,8 @@ class TaskLauncher:
 
         from factory.jobs import run_stage_job
 
-        task = ray.remote(num_cpus=0, max_retries=0)(run_stage_job)
-        ref = task.options(name=job.submission_id).remote(job.kind, job.request)
+        task = ray.remote(max_retries=0)(run_stage_job)
+        ref = task.options(name=job.submission_id, **job.driver.ray_options()).remote(job.kind, job.request)
         log(f"Ray task {job.submission_id} started on the embedded Ray")
         try:
             return ray.get(ref)

@@ -199,6 +199,8 @@ class Runner:
             "torch_threads": self.profile.runtime.torch_threads,
             "num_cpus": self.profile.runtime.num_cpus,
             "accelerator": self.profile.runtime.accelerator,
+            # Where the job's driver and workers run (runtime.resources): not in the key.
+            "resources": self.profile.runtime.stage_resources(spec.config_section).model_dump(mode="json"),
             "mlflow": {"tracking_uri": self.profile.mlflow_tracking_uri, "run_id": mlflow_run_id},
         }
 

@@ -180,6 +180,12 @@ def _unknown_sections(profile: Profile, specs: list[StageSpec]) -> list[str]:
     return [f"unknown section {name!r}" + _suggestion(name, known) for name in sorted(set(profile.sections) - known)]
 
 
+def _unplaced_resources(profile: Profile, specs: list[StageSpec]) -> list[str]:
+    known = {spec.config_section for spec in specs}
+    unplaced = sorted(set(profile.runtime.resources) - known - {"default"})
+    return [f"runtime.resources names no stage: {name}" + _suggestion(name, known) for name in unplaced]
+
+
 def _suggestion(name: str, known: set[str]) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else " (no stage reads it)"
@@ -188,10 +194,10 @@ def _suggestion(name: str, known: set[str]) -> str:
 def stage_specs(profile: Profile) -> list[StageSpec]:
     """Every stage of the graph for this profile, in a topological order.
 
-    Raises if the profile has a section no stage reads (a misspelt section would otherwise leave
-    its stage on the defaults without a word)."""
+    Raises if the profile has a section no stage reads, or resources for no stage (a misspelt name
+    would otherwise leave its stage on the defaults without a word)."""
     specs = _graph(post_training_rounds(profile))
-    unknown = _unknown_sections(profile, specs)
+    unknown = _unknown_sections(profile, specs) + _unplaced_resources(profile, specs)
     if unknown:
         raise ProfileError(f"profile {profile.name!r}: {'; '.join(unknown)}")
     return specs

@@ -51,7 +51,9 @@ class CheckpointConfig(StageConfig):
 
 
 class ParallelismConfig(StageConfig):
-    """Backend and workers of the run, and how a failed worker group is restarted."""
+    """Backend and workers of the run, and how a failed worker group is restarted. The device and what
+    each worker asks Ray for are the stage's placement (``runtime.accelerator``, ``runtime.resources``),
+    not part of the run's config."""
 
     backend: Literal["single", "ddp", "deepspeed"] = Field(
         "single", description="single process; Ray Train DDP; or DeepSpeed ZeRO inside Ray Train workers."
@@ -59,7 +61,6 @@ class ParallelismConfig(StageConfig):
     num_workers: int = Field(
         1, ge=1, description="Data-parallel workers; 1 runs in the calling process, never through Ray Train."
     )
-    use_gpu: bool = Field(False, description="One GPU per worker (nccl) instead of CPU workers (gloo).")
     micro_batch_size: int = Field(
         0, description="Samples per forward/backward on one worker; 0 means its whole share of the batch at once."
     )

@@ -6,6 +6,10 @@ below; ``TrainConfig.parallelism.backend`` picks the engine:
 - ``single``: one process (the caller's, or the caller's Ray task), plain AdamW.
 - ``ddp``: data parallel with ``DistributedDataParallel`` inside Ray Train ``TorchTrainer``
   workers (gloo on CPU, nccl on GPU); gradients are averaged across ranks.
+
+The device, the process-group backend and what each Ray Train worker asks Ray for are not the
+run's config but its stage's placement (``factory.core.resources``: ``runtime.accelerator`` and
+``runtime.resources`` of the profile).
 - ``deepspeed``: DeepSpeed ZeRO stage 0-3 (optimizer state, gradients and, at stage 3,
   parameters partitioned across ranks; optional optimizer offload to CPU) inside the same Ray
   Train workers; DeepSpeed reuses Ray's process group.
@@ -33,6 +37,7 @@ import torch
 from torch import nn
 
 from factory.core.environment import EMBEDDED_RAY_ENV, apply_env
+from factory.core.resources import Placement, current
 from factory.train.checkpoint import (
     AsyncCheckpointer,
     begin_checkpoint,
@@ -283,21 +288,19 @@ def make_engine(cfg: TrainConfig, model: nn.Module, objective: Callable[..., Any
 
     distributed = dist.is_available() and dist.is_initialized()
     backend = cfg.parallelism.backend
-    if cfg.parallelism.use_gpu:
-        device = torch.device("cuda", torch.cuda.current_device())
-    else:
-        device = torch.device("cpu")
+    placement = current()
+    device = placement.device()
     if backend == "deepspeed":
         if not distributed:
-            _init_single_process_group()
+            _init_single_process_group(placement.backend)
         return DeepSpeedEngine(cfg, model, objective, device, micro_batch)
     if backend == "ddp" and distributed and dist.get_world_size() > 1:
         return DDPEngine(cfg, model, objective, device)
     return LocalEngine(cfg, model, objective, device)
 
 
-def _init_single_process_group() -> None:
-    """A one-rank gloo group in this process, so DeepSpeed runs without a launcher (num_workers=1)."""
+def _init_single_process_group(backend: str) -> None:
+    """A one-rank group in this process, so DeepSpeed runs without a launcher (num_workers=1)."""
     import torch.distributed as dist
 
     with socket.socket() as s:
@@ -305,7 +308,7 @@ def _init_single_process_group() -> None:
         port = s.getsockname()[1]
     for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}.items():
         os.environ.setdefault(key, value)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
 
 
 def run_on_ray(cfg: ParallelismConfig, worker: Callable[[], None], storage: Path) -> None:
@@ -315,8 +318,8 @@ def run_on_ray(cfg: ParallelismConfig, worker: Callable[[], None], storage: Path
     as many CPUs as workers need. Raises if the run fails more than ``cfg.max_failures`` times.
     """
     import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train import FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized():
         if os.environ.get("RAY_ADDRESS"):
@@ -324,14 +327,11 @@ def run_on_ray(cfg: ParallelismConfig, worker: Callable[[], None], storage: Path
         else:
             apply_env(EMBEDDED_RAY_ENV)
             ray.init(num_cpus=max(cfg.num_workers, os.cpu_count() or 1), include_dashboard=False)
+    scaling, torch_config = worker_group(cfg, current())
     trainer = TorchTrainer(
         train_loop_per_worker=worker,
-        scaling_config=ScalingConfig(
-            num_workers=cfg.num_workers,
-            use_gpu=cfg.use_gpu,
-            resources_per_worker={"GPU": 1} if cfg.use_gpu else {"CPU": 1},
-        ),
-        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+        scaling_config=scaling,
+        torch_config=torch_config,
         run_config=RunConfig(
             name="factory-train",
             storage_path=str(storage),
@@ -341,3 +341,14 @@ def run_on_ray(cfg: ParallelismConfig, worker: Callable[[], None], storage: Path
     result = trainer.fit()
     if getattr(result, "error", None) is not None:
         raise RuntimeError("distributed training failed") from result.error
+
+
+def worker_group(cfg: ParallelismConfig, placement: Placement):
+    """Ray Train's ``ScalingConfig`` and ``TorchConfig`` of the run's workers: ``cfg.num_workers`` of
+    them, each asking for the placement's worker resources, on GPUs with nccl when it runs on CUDA."""
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig
+
+    scaling = ScalingConfig(num_workers=cfg.num_workers, use_gpu=placement.use_gpu,
+                            resources_per_worker=placement.worker.bundle())
+    return scaling, TorchConfig(backend=placement.backend)

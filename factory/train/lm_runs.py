@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from factory.core.resources import Placement, current, use
 from factory.core.stage import StageContext
 from factory.model.llama import ModelArgs, Transformer
 from factory.train.config import TrainConfig
@@ -42,16 +43,24 @@ def train_lm(
 
 def map_runs(fn: Callable[..., Any], items: Sequence[Any], **shared: Any) -> list[Any]:
     """``[fn(item, **shared) for item in items]``: as plain Ray tasks when Ray is initialized (each
-    run is single-worker; never a Ray Train job per run), else sequentially in this process."""
+    run is single-worker; never a Ray Train job per run), else sequentially in this process. Each
+    task asks for the stage's worker resources and trains on the stage's device (its placement)."""
     try:
         import ray
     except ImportError:  # Ray is a pinned dependency; without it the grid simply runs in-process.
         ray = None
     if ray is not None and ray.is_initialized():
-        remote = ray.remote(num_cpus=1)(fn)
+        placement = current()
+        remote = ray.remote(_placed_run).options(**placement.worker.ray_options())
         refs = {k: ray.put(v) for k, v in shared.items()}
-        return ray.get([remote.remote(item, **refs) for item in items])
+        return ray.get([remote.remote(placement, fn, item, **refs) for item in items])
     return [fn(item, **shared) for item in items]
+
+
+def _placed_run(placement: Placement, fn: Callable[..., Any], item: Any, **shared: Any) -> Any:
+    """One grid run in its Ray task, under its stage's placement."""
+    with use(placement):
+        return fn(item, **shared)
 
 
 def load_streams(mix_dir: Path, names: Sequence[str], split: str) -> dict[str, np.ndarray]:

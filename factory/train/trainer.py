@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from factory.core.resources import Placement, current, use
 from factory.core.stage import MetricsTarget
 from factory.train.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
 from factory.train.config import TrainConfig
@@ -117,6 +118,7 @@ class _Job:
     stop_after: int | None
     kill_at: tuple[int, ...] = ()
     metrics_target: MetricsTarget | None = None  # where rank 0 of a distributed run logs its records
+    placement: Placement = field(default_factory=current)  # the stage's, installed in each Ray Train worker
 
 
 @dataclass
@@ -241,7 +243,7 @@ def _loop(job: _Job, log: Callable[[str], None],
                 "samples_seen": samples_before(done, cfg.batch_size, cfg.schedule.batch_ramp),
                 "lr": lr,
                 "world_size": engine.world_size,
-                "rng": _rng_state(cfg.parallelism.use_gpu),
+                "rng": _rng_state(engine.device.type == "cuda"),
             }
             engine.save(job.checkpoint_dir, done, meta, cfg.checkpoint.keep_last)
         if done in job.kill_at and rank == engine.world_size - 1 and job.checkpoint_dir is not None:
@@ -294,8 +296,9 @@ def _worker(job: _Job) -> None:
     """Entry point of each Ray Train worker."""
     from factory.core.environment import apply_env, training_env
 
-    apply_env(training_env(job.cfg.parallelism.use_gpu))
-    _loop(job, _rank0_print, _streamer(job.metrics_target) if job.metrics_target is not None else None)
+    apply_env(training_env(job.placement.use_gpu))
+    with use(job.placement):
+        _loop(job, _rank0_print, _streamer(job.metrics_target) if job.metrics_target is not None else None)
 
 
 def train(
@@ -338,7 +341,8 @@ def train(
         wall = time.perf_counter() - t0
         final = dict(out.history[-1]) if out.history else {}
         final["goodput"] = out.productive_s / wall if wall > 0 else 0.0
-        return TrainResult(out.model, out.history, out.steps, out.resumed_from, wall, out.tokens, final)
+        # Stages evaluate and save the result on the CPU, as they get it from a distributed run.
+        return TrainResult(out.model.cpu(), out.history, out.steps, out.resumed_from, wall, out.tokens, final)
     with contextlib.ExitStack() as stack:
         root = checkpoint_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="factory-train-")))
         return _train_distributed(job, root, log, on_metrics)

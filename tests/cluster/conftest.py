@@ -19,7 +19,8 @@ def local_cluster(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("cluster")
     t0 = time.monotonic()
     try:
-        state = localcluster.up(state_dir, base=TEST_PORT_BASE, log=print)
+        # 10 min: on the shared 2-core host the MLflow server alone has taken over 3 min to answer.
+        state = localcluster.up(state_dir, base=TEST_PORT_BASE, timeout=600, log=print)
         print(f"local cluster up in {time.monotonic() - t0:.1f} s")
         yield state
     finally:

@@ -26,8 +26,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    old = os.environ.get("FACTORY_HOME")
+    old = {key: os.environ.get(key) for key in ("FACTORY_HOME", "PATH")}
     os.environ["FACTORY_HOME"] = str(home)
+    # This Ray also serves as a cluster (the termination test), whose jobs run the nodes' `python`:
+    # this interpreter's, as on the local cluster.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), old["PATH"] or ""])
     import ray
 
     if ray.is_initialized():  # an earlier test's ray.init() without a dashboard: jobs need one
@@ -36,10 +39,11 @@ def smoke(tmp_path_factory):
         profile = load_profile("smoke")
         yield profile, ensure_ray(profile)
     finally:
-        if old is None:
-            os.environ.pop("FACTORY_HOME")
-        else:
-            os.environ["FACTORY_HOME"] = old
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key)
+            else:
+                os.environ[key] = value
 
 
 def test_a_stage_runs_as_a_ray_job_listed_by_the_jobs_api(smoke):
@@ -115,7 +119,7 @@ def test_terminating_the_dagster_run_stops_the_ray_job(smoke, tmp_path):
     import ray
 
     env = {**os.environ, "FACTORY_HOME": str(tmp_path), "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-           "RAY_API_SERVER_ADDRESS": address, "FACTORY_RAY_JOB_PYTHON": sys.executable,
+           "RAY_API_SERVER_ADDRESS": address,
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
     proc = subprocess.Popen([sys.executable, "-c", CANCEL_SCRIPT.format(here=str(HERE))], env=env, cwd=ROOT,
                             start_new_session=True)
