@@ -293,14 +293,15 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _alive_nodes(dashboard_url: str) -> int:
+def _alive_nodes(dashboard_url: str) -> set[str]:
+    """Ids of the Ray nodes the GCS holds alive (empty while the dashboard does not answer)."""
     try:
         with urllib.request.urlopen(f"{dashboard_url}/api/v0/nodes?limit=100", timeout=5) as response:
             data = json.load(response)
     except (urllib.error.URLError, OSError, ValueError):
-        return 0
+        return set()
     rows = data.get("data", {}).get("result", {}).get("result", [])
-    return sum(1 for row in rows if row.get("state") == "ALIVE")
+    return {row["node_id"] for row in rows if row.get("state") == "ALIVE"}
 
 
 def _tail(path: str, lines: int = 20) -> str:
@@ -451,7 +452,7 @@ def up(state_dir: Path | None = None, base: int | None = None, timeout: float = 
         _wait("MLflow", lambda: _http_ok(f"{a['mlflow_uri']}/health"), [procs["mlflow"]], deadline)
         log(f"MLflow up at {a['mlflow_uri']}")
         _wait("Ray dashboard", lambda: _http_ok(f"{a['dashboard_url']}/api/version"), [procs["ray_head"]], deadline)
-        _wait("Ray nodes", lambda: _alive_nodes(a["dashboard_url"]) >= 2,
+        _wait("Ray nodes", lambda: len(_alive_nodes(a["dashboard_url"])) >= 2,
               [procs["ray_head"], procs["ray_worker"]], deadline)
         log(f"Ray up: 2 nodes, jobs at {a['dashboard_url']}, client at {a['ray_address']}")
     except BaseException:
@@ -494,3 +495,52 @@ def down(state_dir: Path | None = None, purge: bool = False, timeout: float = 20
         shutil.rmtree(state_dir, ignore_errors=True)
         log(f"removed {state_dir}")
     return {"stopped": taken, "down_seconds": round(time.monotonic() - t0, 1), "purged": purge}
+
+
+# ---------------------------------------------------------------------------------------------
+# Node faults: what tests/cluster/test_fault.py does to the cluster
+
+
+def raylet_pid(node: str = "ray_worker", state_dir: Path | None = None) -> int:
+    """Pid of the raylet of Ray node ``node`` (``ray_head`` or ``ray_worker``): the process named
+    ``raylet`` in that node's session. Killing it takes the node down: its ``ray start --block``
+    sees the raylet gone, kills the node's other processes and exits; its workers exit within ~1 s."""
+    state = read_state(state_dir)
+    if state is None:
+        raise RuntimeError(f"no local cluster recorded in {state_dir or default_state_dir()}")
+    for pid in _session_members(state["processes"][node]["sid"]):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet":
+                return pid
+        except OSError:
+            continue
+    raise RuntimeError(f"no raylet in the session of {node}")
+
+
+def restart_worker_node(state_dir: Path | None = None, timeout: float = 120.0,
+                        log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Bring the Ray worker node back after it went down, as a cluster manager replaces a lost node
+    (KubeRay restarts a worker pod whose ``ray start --block`` exited): stop what is left of its
+    session, start it again on the same ports and wait until a new node is alive in the GCS. Returns
+    the status, with the new process recorded (``status``/``down`` find it) and ``node_id``."""
+    state_dir = Path(state_dir or default_state_dir()).resolve()
+    state = read_state(state_dir)
+    if state is None:
+        raise RuntimeError(f"no local cluster recorded in {state_dir}")
+    t0 = time.monotonic()
+    stop_sessions({"ray_worker": state["processes"]["ray_worker"]["sid"]}, RAY_STOP_SECONDS)
+    dashboard = state["addresses"]["dashboard_url"]
+    before = _alive_nodes(dashboard)
+    cmd = _ray_cmd("ray_worker", state["ports"], Path(state["ray_temp_dir"]))
+    entry = _start("ray_worker", cmd, state_dir, _node_env(state["addresses"]["s3_endpoint"]))
+    state["processes"]["ray_worker"] = entry
+    _write_state(state)
+    new: set[str] = set()
+
+    def joined() -> bool:
+        new.update(_alive_nodes(dashboard) - before)
+        return bool(new)
+
+    _wait("Ray worker node", joined, [entry], time.monotonic() + timeout)
+    log(f"Ray worker node back in {time.monotonic() - t0:.1f} s as {min(new)}")
+    return {**status(state_dir), "node_id": min(new)}
