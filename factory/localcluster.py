@@ -84,6 +84,10 @@ PORT_OFFSETS = {
     "mlflow": 30,
 }
 WORKER_PORTS = {"ray_head": (100, 149), "ray_worker": (150, 199)}  # Ray worker process ranges
+# A replacement worker node (restart_worker_node) alternates to its node's ports + this shift (its
+# Ray worker processes too): the GCS's gRPC channel to the dead node's address is left failing and
+# backing off, and a new raylet on that address got "connection refused" from it and no placement.
+REPLACEMENT_PORT_SHIFT = 200
 
 
 def default_state_dir() -> Path:
@@ -325,10 +329,12 @@ def _wait(what: str, ready: Callable[[], bool], procs: list[dict[str, Any]], dea
 # Commands
 
 
-def _ray_cmd(role: str, ports: dict[str, int], temp_dir: Path) -> list[str]:
+def _ray_cmd(role: str, ports: dict[str, int], temp_dir: Path, shift: int = 0) -> list[str]:
+    """``ray start --block`` of a node; ``shift`` moves the node's own ports (a replacement node)."""
     head = role == "ray_head"
     prefix = "head" if head else "worker"
-    low, high = WORKER_PORTS[role]
+    ports = {k: v + shift if k.startswith(prefix) else v for k, v in ports.items()}
+    low, high = (p + shift for p in WORKER_PORTS[role])
     base = ports["ray_gcs"]
     cmd = [_bin("ray"), "start", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}",
            "--num-cpus=1", f"--object-store-memory={OBJECT_STORE_BYTES}",
@@ -521,7 +527,8 @@ def restart_worker_node(state_dir: Path | None = None, timeout: float = 120.0,
                         log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Bring the Ray worker node back after it went down, as a cluster manager replaces a lost node
     (KubeRay restarts a worker pod whose ``ray start --block`` exited): stop what is left of its
-    session, start it again on the same ports and wait until a new node is alive in the GCS. Returns
+    session, start it again on other ports (``REPLACEMENT_PORT_SHIFT``: a new address, as a new pod
+    has) and wait until a new node is alive in the GCS. Returns
     the status, with the new process recorded (``status``/``down`` find it) and ``node_id``."""
     state_dir = Path(state_dir or default_state_dir()).resolve()
     state = read_state(state_dir)
@@ -531,8 +538,9 @@ def restart_worker_node(state_dir: Path | None = None, timeout: float = 120.0,
     stop_sessions({"ray_worker": state["processes"]["ray_worker"]["sid"]}, RAY_STOP_SECONDS)
     dashboard = state["addresses"]["dashboard_url"]
     before = _alive_nodes(dashboard)
-    cmd = _ray_cmd("ray_worker", state["ports"], Path(state["ray_temp_dir"]))
-    entry = _start("ray_worker", cmd, state_dir, _node_env(state["addresses"]["s3_endpoint"]))
+    shift = 0 if state["processes"]["ray_worker"].get("port_shift") else REPLACEMENT_PORT_SHIFT
+    cmd = _ray_cmd("ray_worker", state["ports"], Path(state["ray_temp_dir"]), shift)
+    entry = {**_start("ray_worker", cmd, state_dir, _node_env(state["addresses"]["s3_endpoint"])), "port_shift": shift}
     state["processes"]["ray_worker"] = entry
     _write_state(state)
     new: set[str] = set()
