@@ -84,6 +84,10 @@ PORT_OFFSETS = {
     "mlflow": 30,
 }
 WORKER_PORTS = {"ray_head": (100, 149), "ray_worker": (150, 199)}  # Ray worker process ranges
+# A replacement worker node (restart_worker_node) alternates to its node's ports + this shift (its
+# Ray worker processes too): the GCS's gRPC channel to the dead node's address is left failing and
+# backing off, and a new raylet on that address got "connection refused" from it and no placement.
+REPLACEMENT_PORT_SHIFT = 200
 
 
 def default_state_dir() -> Path:
@@ -293,14 +297,15 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _alive_nodes(dashboard_url: str) -> int:
+def _alive_nodes(dashboard_url: str) -> set[str]:
+    """Ids of the Ray nodes the GCS holds alive (empty while the dashboard does not answer)."""
     try:
         with urllib.request.urlopen(f"{dashboard_url}/api/v0/nodes?limit=100", timeout=5) as response:
             data = json.load(response)
     except (urllib.error.URLError, OSError, ValueError):
-        return 0
+        return set()
     rows = data.get("data", {}).get("result", {}).get("result", [])
-    return sum(1 for row in rows if row.get("state") == "ALIVE")
+    return {row["node_id"] for row in rows if row.get("state") == "ALIVE"}
 
 
 def _tail(path: str, lines: int = 20) -> str:
@@ -324,10 +329,12 @@ def _wait(what: str, ready: Callable[[], bool], procs: list[dict[str, Any]], dea
 # Commands
 
 
-def _ray_cmd(role: str, ports: dict[str, int], temp_dir: Path) -> list[str]:
+def _ray_cmd(role: str, ports: dict[str, int], temp_dir: Path, shift: int = 0) -> list[str]:
+    """``ray start --block`` of a node; ``shift`` moves the node's own ports (a replacement node)."""
     head = role == "ray_head"
     prefix = "head" if head else "worker"
-    low, high = WORKER_PORTS[role]
+    ports = {k: v + shift if k.startswith(prefix) else v for k, v in ports.items()}
+    low, high = (p + shift for p in WORKER_PORTS[role])
     base = ports["ray_gcs"]
     cmd = [_bin("ray"), "start", "--block", "--disable-usage-stats", f"--node-ip-address={HOST}",
            "--num-cpus=1", f"--object-store-memory={OBJECT_STORE_BYTES}",
@@ -454,7 +461,7 @@ def up(state_dir: Path | None = None, base: int | None = None, timeout: float = 
         _wait("MLflow", lambda: _http_ok(f"{a['mlflow_uri']}/health"), [procs["mlflow"]], deadline)
         log(f"MLflow up at {a['mlflow_uri']}")
         _wait("Ray dashboard", lambda: _http_ok(f"{a['dashboard_url']}/api/version"), [procs["ray_head"]], deadline)
-        _wait("Ray nodes", lambda: _alive_nodes(a["dashboard_url"]) >= 2,
+        _wait("Ray nodes", lambda: len(_alive_nodes(a["dashboard_url"])) >= 2,
               [procs["ray_head"], procs["ray_worker"]], deadline)
         log(f"Ray up: 2 nodes, jobs at {a['dashboard_url']}, client at {a['ray_address']}")
     except BaseException:
@@ -497,3 +504,54 @@ def down(state_dir: Path | None = None, purge: bool = False, timeout: float = 20
         shutil.rmtree(state_dir, ignore_errors=True)
         log(f"removed {state_dir}")
     return {"stopped": taken, "down_seconds": round(time.monotonic() - t0, 1), "purged": purge}
+
+
+# ---------------------------------------------------------------------------------------------
+# Node faults: what tests/cluster/test_fault.py does to the cluster
+
+
+def raylet_pid(node: str = "ray_worker", state_dir: Path | None = None) -> int:
+    """Pid of the raylet of Ray node ``node`` (``ray_head`` or ``ray_worker``): the process named
+    ``raylet`` in that node's session. Killing it takes the node down: its ``ray start --block``
+    sees the raylet gone, kills the node's other processes and exits; its workers exit within ~1 s."""
+    state = read_state(state_dir)
+    if state is None:
+        raise RuntimeError(f"no local cluster recorded in {state_dir or default_state_dir()}")
+    for pid in _session_members(state["processes"][node]["sid"]):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "raylet":
+                return pid
+        except OSError:
+            continue
+    raise RuntimeError(f"no raylet in the session of {node}")
+
+
+def restart_worker_node(state_dir: Path | None = None, timeout: float = 120.0,
+                        log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Bring the Ray worker node back after it went down, as a cluster manager replaces a lost node
+    (KubeRay restarts a worker pod whose ``ray start --block`` exited): stop what is left of its
+    session, start it again on other ports (``REPLACEMENT_PORT_SHIFT``: a new address, as a new pod
+    has) and wait until a new node is alive in the GCS. Returns
+    the status, with the new process recorded (``status``/``down`` find it) and ``node_id``."""
+    state_dir = Path(state_dir or default_state_dir()).resolve()
+    state = read_state(state_dir)
+    if state is None:
+        raise RuntimeError(f"no local cluster recorded in {state_dir}")
+    t0 = time.monotonic()
+    stop_sessions({"ray_worker": state["processes"]["ray_worker"]["sid"]}, RAY_STOP_SECONDS)
+    dashboard = state["addresses"]["dashboard_url"]
+    before = _alive_nodes(dashboard)
+    shift = 0 if state["processes"]["ray_worker"].get("port_shift") else REPLACEMENT_PORT_SHIFT
+    cmd = _ray_cmd("ray_worker", state["ports"], Path(state["ray_temp_dir"]), shift)
+    entry = {**_start("ray_worker", cmd, state_dir, _node_env(state["addresses"]["s3_endpoint"])), "port_shift": shift}
+    state["processes"]["ray_worker"] = entry
+    _write_state(state)
+    new: set[str] = set()
+
+    def joined() -> bool:
+        new.update(_alive_nodes(dashboard) - before)
+        return bool(new)
+
+    _wait("Ray worker node", joined, [entry], time.monotonic() + timeout)
+    log(f"Ray worker node back in {time.monotonic() - t0:.1f} s as {min(new)}")
+    return {**status(state_dir), "node_id": min(new)}

@@ -98,7 +98,9 @@ def shifted_mix(base: Mapping[str, float], domain: str, share: float) -> dict[st
 
 
 def run_summary(result: TrainResult, cfg: TrainConfig, seq_len: int) -> dict[str, Any]:
-    """Params, FLOPs per token and tokens of a whole run (resumed or not) for stage metadata."""
+    """Params, FLOPs per token and tokens of a whole run (resumed or not) for stage metadata, and how
+    it weathered faults: worker-group restarts, steps thrown away by them, goodput (time in steps
+    that count / wall time)."""
     model = result.model
     tokens = samples_before(cfg.steps, cfg.batch_size, cfg.schedule.batch_ramp) * seq_len
     fpt = flops_per_token(model, seq_len)
@@ -113,4 +115,7 @@ def run_summary(result: TrainResult, cfg: TrainConfig, seq_len: int) -> dict[str
         "wall_s": round(result.wall_s, 2),
         "final_train_loss": round(result.final.get("loss", float("nan")), 5),
         "tokens_per_s": round(result.final.get("tokens_per_s", 0.0), 1),
+        "restarts": result.restarts,
+        "lost_steps": result.lost_steps,
+        "goodput": round(result.final.get("goodput", 0.0), 4),
     }

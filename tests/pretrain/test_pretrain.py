@@ -78,6 +78,7 @@ def test_cosine_base_run_beats_its_initialization(chain):
     base = meta["base"]
     assert base["val_loss"]["mean"] < base["init_val_loss"] - 0.3
     assert base["tokens"] == (4 * 2 + 12 * 4) * 32  # the batch ramp: 4 steps of 2, then 12 of 4
+    assert base["restarts"] == base["lost_steps"] == 0 and 0 < base["goodput"] <= 1
     history = json.loads((root / "base" / HISTORY_FILE).read_text())
     assert history[-1]["lr"] < history[0]["lr"] and history[0]["batch_size"] == 2
     args = load_args(root / "base")
