@@ -4,6 +4,9 @@ Tests run many tiny forward passes; a second OpenMP thread only spin-waits on th
 15-25x slower on a busy 2-core host), so the whole suite uses one intra-op thread.
 """
 
+import threading
+import time
+
 import pytest
 import torch
 
@@ -37,3 +40,51 @@ def _build_chain(store):
 @pytest.fixture
 def artifact_chain():
     return _build_chain
+
+
+def _build_concurrently(stores, produce_seconds: float = 0.5):
+    """Build one key from two stores at once (as two machines would), with a slow stage that notes
+    each call. Returns (calls, [(manifest, reused) of each builder])."""
+    calls, results = [], []
+
+    def produce(out, work):
+        calls.append(threading.get_ident())
+        time.sleep(produce_seconds)  # the other builder arrives while this one builds
+        (out / "data.txt").write_text("built once")
+        return {"builder": len(calls)}
+
+    threads = [threading.Thread(target=lambda st=st: results.append(
+        st.build("a", {"x": 1}, {}, produce, code_version="v1"))) for st in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return calls, results
+
+
+@pytest.fixture
+def build_concurrently():
+    return _build_concurrently
+
+
+def _interrupt_and_await_stop(proc, client, job_id: str, limit: float = 30.0) -> float:
+    """SIGINT the process that runs a materialization (what terminating a Dagster run does to its
+    step process) and wait until its Ray job is STOPPED; fails after ``limit`` seconds. Returns the
+    seconds it took."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    while client.get_job_status(job_id) != "STOPPED":
+        status = client.get_job_status(job_id)
+        assert time.monotonic() - t0 < limit, f"job still {status} {limit:.0f} s after the interrupt"
+        time.sleep(0.5)
+    seconds = time.monotonic() - t0
+    print(f"Ray job STOPPED {seconds:.1f} s after the run was interrupted")
+    proc.wait(timeout=60)
+    return seconds
+
+
+@pytest.fixture
+def interrupt_and_await_stop():
+    return _interrupt_and_await_stop

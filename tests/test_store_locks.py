@@ -15,28 +15,9 @@ from factory.locks import FileLock
 from factory.store import ArtifactStore
 
 
-def _slow_produce(calls, seconds=0.5):
-    def produce(out, work):
-        calls.append(threading.get_ident())
-        time.sleep(seconds)  # the other builder arrives while this one builds
-        (out / "data.txt").write_text("built once")
-        return {"builder": len(calls)}
-
-    return produce
-
-
-def test_two_concurrent_builds_of_one_key_build_once_and_share_the_artifact(tmp_path):
-    calls, results = [], []
-
-    def build():
-        store = ArtifactStore(tmp_path)  # one store per builder, as two processes would have
-        results.append(store.build("a", {"x": 1}, {}, _slow_produce(calls), code_version="v1"))
-
-    threads = [threading.Thread(target=build) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+def test_two_concurrent_builds_of_one_key_build_once_and_share_the_artifact(tmp_path, build_concurrently):
+    # One store per builder, as two processes would have.
+    calls, results = build_concurrently([ArtifactStore(tmp_path), ArtifactStore(tmp_path)])
     assert len(calls) == 1
     (m1, r1), (m2, r2) = results
     assert m1.digest == m2.digest and m1.to_json() == m2.to_json()

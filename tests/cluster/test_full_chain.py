@@ -7,7 +7,6 @@ materialization that stops its Ray job."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -130,7 +129,8 @@ def test_the_registered_chat_model_loads_with_mlflow_transformers_in_a_fresh_pro
     assert "GENERATED TextGenerationPipeline 'What is 12+7?" in proc.stdout
 
 
-def test_cancelling_a_running_materialization_stops_its_ray_job_within_30_s(chain, tmp_path):
+def test_cancelling_a_running_materialization_stops_its_ray_job_within_30_s(chain, tmp_path,
+                                                                            interrupt_and_await_stop):
     """A longer base_checkpoint (another key: it must train) materialized through Dagster in another
     process, interrupted once its job is training, as terminating the run does to its step process."""
     profile = yaml.safe_load((PROFILES_DIR / "cluster-local.yaml").read_text())
@@ -156,13 +156,7 @@ def test_cancelling_a_running_materialization_stops_its_ray_job_within_30_s(chai
             time.sleep(1)
         else:
             pytest.fail("the long base_checkpoint job never started training")
-        proc.send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        while client.get_job_status(job_id) != "STOPPED":
-            assert time.monotonic() - t0 < 30, f"job still {client.get_job_status(job_id)} 30 s after the interrupt"
-            time.sleep(0.5)
-        print(f"Ray job STOPPED {time.monotonic() - t0:.1f} s after the run was interrupted")
-        proc.wait(timeout=60)
+        interrupt_and_await_stop(proc, client, job_id)
     finally:
         if proc.poll() is None:
             proc.kill()

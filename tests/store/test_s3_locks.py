@@ -13,25 +13,11 @@ from factory.store import ArtifactStore
 pytestmark = pytest.mark.cluster
 
 
-def test_two_concurrent_builds_on_s3_build_once(s3_prefix, s3_env, tmp_path):
+def test_two_concurrent_builds_on_s3_build_once(s3_prefix, s3_env, tmp_path, build_concurrently):
     bucket, base = s3_prefix
-    calls, results = [], []
-
-    def produce(out, work):
-        calls.append(1)
-        time.sleep(1.0)
-        (out / "data.txt").write_text("built once")
-        return {}
-
-    def build(i):
-        store = ArtifactStore(f"s3://{bucket}/{base}/art", local_dir=tmp_path / f"node{i}")
-        results.append(store.build("a", {"x": 1}, {}, produce, code_version="v1"))
-
-    threads = [threading.Thread(target=build, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # Two machines: one bucket, each its own local staging.
+    stores = [ArtifactStore(f"s3://{bucket}/{base}/art", local_dir=tmp_path / f"node{i}") for i in range(2)]
+    calls, results = build_concurrently(stores, produce_seconds=1.0)
     assert len(calls) == 1
     (m1, r1), (m2, r2) = results
     assert m1.to_json() == m2.to_json() and sorted([r1, r2]) == [False, True]
