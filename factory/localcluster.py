@@ -50,8 +50,9 @@ SECRET_KEY = "factory-local-secret"
 REGION = "us-east-1"
 OBJECT_STORE_BYTES = 100_000_000
 # Ray's Unix sockets live at <temp dir>/session_<date>_<pid>/sockets/plasma_store and must fit in
-# 107 bytes: the session part takes about 65, so the temp dir may take at most this many.
-MAX_RAY_TEMP_LEN = 40
+# 107 bytes: the session part takes about 65, so the temp dir may take at most this many (the
+# worker node's is 2 longer, see node_temp_dir).
+MAX_RAY_TEMP_LEN = 38
 PROCESSES = ("ray_head", "ray_worker", "s3", "mlflow")
 RAY_STOP_SECONDS = 8.0
 
@@ -329,6 +330,16 @@ def _wait(what: str, ready: Callable[[], bool], procs: list[dict[str, Any]], dea
 # Commands
 
 
+def node_temp_dir(role: str, temp_dir: Path) -> Path:
+    """A node's own Ray temp dir: the head's is ``temp_dir``, the worker's ``temp_dir/w``. Nodes of
+    one host must not share one: each node's runtime-env agent unpacks a job's ``working_dir`` into
+    ``<temp dir>/session_*/runtime_resources`` and, on a new setup of the same package, deletes and
+    unpacks it again (Ray's ``overwrite=True``), so a shared folder was replaced under a running
+    job's driver by the other node's agent (its working directory gone: ``getcwd`` failed, torch's
+    libraries could not be loaded)."""
+    return temp_dir if role == "ray_head" else temp_dir / "w"
+
+
 def _ray_cmd(role: str, ports: dict[str, int], temp_dir: Path, shift: int = 0) -> list[str]:
     """``ray start --block`` of a node; ``shift`` moves the node's own ports (a replacement node)."""
     head = role == "ray_head"
@@ -346,7 +357,7 @@ def _ray_cmd(role: str, ports: dict[str, int], temp_dir: Path, shift: int = 0) -
            f"--runtime-env-agent-port={ports[f'{prefix}_runtime_env_agent']}",
            f"--metrics-export-port={ports[f'{prefix}_metrics']}",
            f"--min-worker-port={base + low}", f"--max-worker-port={base + high}",
-           f"--temp-dir={temp_dir}"]
+           f"--temp-dir={node_temp_dir(role, temp_dir)}"]
     if head:
         cmd += ["--head", f"--port={ports['ray_gcs']}", "--include-dashboard=true", f"--dashboard-host={HOST}",
                 f"--dashboard-port={ports['ray_dashboard']}", f"--ray-client-server-port={ports['ray_client']}"]
