@@ -15,11 +15,6 @@ import json
 import os
 from pathlib import Path
 
-# torch's native libraries load first, before Ray's and the S3 client's: on the local cluster a job
-# that imported torch only after joining Ray and opening the store died at times with "Intel oneMKL
-# FATAL ERROR: Cannot load .../libtorch_cpu.so" (docs/cluster.md, "Job environment").
-import torch  # noqa: F401
-
 from factory.jobs import run_stage_job
 from factory.raycluster import RESULT_MARKER
 
