@@ -98,13 +98,14 @@ def job_nodes(submission_id: str = "") -> dict[str, Any]:
     ctx = ray.get_runtime_context()
     nodes: dict[str, Any] = {"ray_node_id": ctx.get_node_id()}
     try:
-        from ray.util.state import list_actors, list_jobs, list_tasks
+        from ray.util.state import list_actors, list_tasks
 
-        if submission_id:
-            placed = list_jobs(filters=[("submission_id", "=", submission_id)], timeout=15,
-                               raise_on_missing_output=False)
-            if placed and placed[0].driver_node_id:
-                nodes["ray_job_node_id"] = placed[0].driver_node_id
+        if submission_id:  # the Jobs API knows the placement (the state API's job list leaves it empty)
+            from ray.job_submission import JobSubmissionClient
+
+            placed = JobSubmissionClient(os.environ.get("RAY_ADDRESS") or "auto").get_job_info(submission_id)
+            if placed.driver_node_id:
+                nodes["ray_job_node_id"] = placed.driver_node_id
         job = ctx.get_job_id()
         used = {t.node_id for t in list_tasks(filters=[("job_id", "=", job)], limit=10000, timeout=15,
                                               raise_on_missing_output=False) if t.node_id}

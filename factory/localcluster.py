@@ -340,6 +340,19 @@ def node_temp_dir(role: str, temp_dir: Path) -> Path:
     return temp_dir if role == "ray_head" else temp_dir / "w"
 
 
+def _share_head_logs(temp_dir: Path) -> None:
+    """Make the worker node write its session's logs into the head's logs folder (a link). On one
+    host Ray reports the head's dashboard agent as the agent of every job driver, so the log of a
+    job placed on the worker node (its lines, Pipes messages, result line) is read from the head's
+    folder; the nodes shared one temp dir before (node_temp_dir), so this is how their logs lay."""
+    session = (temp_dir / "session_latest").resolve()
+    logs = node_temp_dir("ray_worker", temp_dir) / session.name / "logs"
+    if not logs.is_symlink():
+        logs.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.symlink_to(session / "logs", target_is_directory=True)
+
+
 def _ray_cmd(role: str, ports: dict[str, int], temp_dir: Path, shift: int = 0) -> list[str]:
     """``ray start --block`` of a node; ``shift`` moves the node's own ports (a replacement node)."""
     head = role == "ray_head"
@@ -464,7 +477,9 @@ def up(state_dir: Path | None = None, base: int | None = None, timeout: float = 
         procs["mlflow"] = _start("mlflow", _mlflow_cmd(ports, state_dir), state_dir, server_env)
         _write_state(state)  # from here on, down() from another process can stop what was started
         log(f"starting Ray head, SeaweedFS and MLflow (ports from {base}, state in {state_dir})")
-        _wait("Ray head", lambda: _port_open(ports["ray_gcs"]), [procs["ray_head"]], deadline)
+        _wait("Ray head", lambda: _port_open(ports["ray_gcs"]) and (temp_dir / "session_latest").exists(),
+              [procs["ray_head"]], deadline)
+        _share_head_logs(temp_dir)
         procs["ray_worker"] = _start("ray_worker", _ray_cmd("ray_worker", ports, temp_dir), state_dir, node_env)
         _write_state(state)
         _wait("S3", lambda: _create_bucket(a["s3_endpoint"]), [procs["s3"]], deadline)
@@ -553,6 +568,7 @@ def restart_worker_node(state_dir: Path | None = None, timeout: float = 120.0,
     dashboard = state["addresses"]["dashboard_url"]
     before = _alive_nodes(dashboard)
     shift = 0 if state["processes"]["ray_worker"].get("port_shift") else REPLACEMENT_PORT_SHIFT
+    _share_head_logs(Path(state["ray_temp_dir"]))
     cmd = _ray_cmd("ray_worker", state["ports"], Path(state["ray_temp_dir"]), shift)
     entry = {**_start("ray_worker", cmd, state_dir, _node_env(state["addresses"]["s3_endpoint"])), "port_shift": shift}
     state["processes"]["ray_worker"] = entry
