@@ -64,16 +64,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     from factory.lineage import artifact_path
-    from factory.store import ArtifactStore
+    from factory.store import open_store
 
-    store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
+    store = open_store(profile)
     print(f"\nDone in {minutes:.1f} min with profile '{profile.name}'.")
     try:
         print(f"Release:      {artifact_path(store, 'quantized_release')}")
     except FileNotFoundError:
         pass
     print("Audit it:     .venv/bin/factory lineage quantized_release")
-    print(f"Dagster UI:   DAGSTER_HOME={os.environ['DAGSTER_HOME']} FACTORY_PROFILE={profile.name} "
+    print(f"Dagster UI:   DAGSTER_HOME={os.environ['DAGSTER_HOME']} FACTORY_PROFILE={args.profile} "
           ".venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000   (or: make ui)")
     print(f"MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {profile.mlflow_tracking_uri} "
           "-h 127.0.0.1 -p 5000   (or: make mlflow)")

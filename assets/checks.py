@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.resources import FactoryResource
 from factory.expectations import SUITES, load_frame, validate
-from factory.store import ArtifactStore
+from factory.store import open_store
 
 
 def _check_for(asset: str) -> dg.AssetChecksDefinition:
@@ -16,7 +16,7 @@ def _check_for(asset: str) -> dg.AssetChecksDefinition:
                     description=f"Great Expectations suite '{asset}' on the latest artifact.")
     def _check(factory: FactoryResource) -> dg.AssetCheckResult:
         profile = factory.load()
-        store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
+        store = open_store(profile)
         folder = store.local_path(store.latest(asset))
         result = validate(asset, load_frame(asset, folder))
         return dg.AssetCheckResult(

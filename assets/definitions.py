@@ -24,6 +24,6 @@ defs = dg.Definitions(
     jobs=[rebuild_job],
     schedules=[rebuild_stale_nightly],
     sensors=[new_warc_files],
-    resources={"factory": FactoryResource(profile=_profile.name)},
+    resources={"factory": FactoryResource(profile=default_profile_name())},  # a name or a YAML path, as given
     executor=dg.in_process_executor,
 )

@@ -40,10 +40,10 @@ def _lineage(argv: list[str]) -> int:
 
     from factory.config import load_profile
     from factory.lineage import audit, format_audit
-    from factory.store import ArtifactStore
+    from factory.store import open_store
 
     profile = load_profile(args.profile)
-    store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
+    store = open_store(profile)
     try:
         nodes = audit(store, args.asset)
     except FileNotFoundError as err:

@@ -34,7 +34,7 @@ from factory.config import Profile
 from factory.lineage import Tracker
 from factory.raycluster import JobFailedError, JobLauncher, job_for, launcher_for, new_submission_id
 from factory.stages import StageSpec, check_profile, stage_config, stage_specs
-from factory.store import ArtifactStore, Manifest, canonical_json, is_remote, stage_key
+from factory.store import Manifest, canonical_json, is_remote, open_store, stage_key
 
 
 @dataclass
@@ -92,7 +92,7 @@ class Runner:
         check_profile(profile)  # every section's errors now, not when its stage comes to run
         self.profile = profile
         self.launcher: JobLauncher = launcher or launcher_for(profile)
-        self.store = ArtifactStore(profile.artifact_root, local_dir=profile.home)
+        self.store = open_store(profile)
         self.specs = spec_by_asset(profile)
         self.log = log
         self._tracker: Tracker | None = None

@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factory.config import Profile
 from factory.core.files import MANIFEST, atomic_write_text, canonical_json, sha256_file, sha256_text
 from factory.locks import FileLock, LeaseLock
 
@@ -407,3 +408,11 @@ class ArtifactStore:
         """The committed artifact of (stage, key) when every file matches its manifest, else None."""
         existing = self.find(stage, key)
         return existing if existing is not None and not self.verify(existing) else None
+
+
+def open_store(profile: Profile) -> ArtifactStore:
+    """The profile's artifact store as a client (runner, checks, CLI) opens it. An object-store root
+    keeps the client's verified downloads (what it logs to MLflow, what checks read) in the
+    machine's temp cache, as a job on a node does, never in the factory home: on a cluster the
+    home holds no artifact data."""
+    return ArtifactStore(profile.artifact_root, local_dir=None if is_remote(profile.artifact_root) else profile.home)
