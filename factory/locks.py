@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 POLL_SECONDS = 0.2
 LEASE_TTL = 60.0
@@ -52,7 +52,24 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class FileLock:
+class _HeldWhileOpen:
+    """``with lock:`` acquires on entry and releases on exit (both lock kinds)."""
+
+    def acquire(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class FileLock(_HeldWhileOpen):
     """An exclusive ``flock`` on a local file, waited for by polling (interruptible, logged once)."""
 
     def __init__(self, path: Path, log: Callable[[str], None] | None = None):
@@ -92,15 +109,9 @@ class FileLock:
             os.close(self._fd)  # closing the last descriptor drops the flock
             self._fd = None
 
-    def __enter__(self) -> FileLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
-class LeaseLock:
+class LeaseLock(_HeldWhileOpen):
     """A lease object on an fsspec object store (``s3fs``), taken and renewed by conditional PUTs."""
 
     def __init__(self, fs: Any, path: str, log: Callable[[str], None] | None = None, ttl: float = LEASE_TTL):
@@ -188,9 +199,3 @@ class LeaseLock:
             self._put(0.0, IfMatch=self._etag)
         self._etag = None
 
-    def __enter__(self) -> LeaseLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
