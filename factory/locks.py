@@ -35,6 +35,7 @@ import socket
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
@@ -52,14 +53,16 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class _HeldWhileOpen:
+class _HeldWhileOpen(ABC):
     """``with lock:`` acquires on entry and releases on exit (both lock kinds)."""
 
+    @abstractmethod
     def acquire(self) -> None:
-        raise NotImplementedError
+        """Block until this process holds the lock."""
 
+    @abstractmethod
     def release(self) -> None:
-        raise NotImplementedError
+        """Give the lock up (a no-op when not held)."""
 
     def __enter__(self) -> Self:
         self.acquire()
