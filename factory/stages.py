@@ -38,6 +38,9 @@ class StageSpec:
     description: str
     section: str = ""  # profile section holding the config; defaults to the asset key
     extra: tuple[tuple[str, Any], ...] = ()  # fixed keyword arguments (e.g. the round number)
+    # Config values this asset's stage starts from, under its profile section: two assets that share
+    # a config class differ here (the experts' domains), so a profile need not restate them.
+    defaults: tuple[tuple[str, Any], ...] = ()
 
     @property
     def config_section(self) -> str:
@@ -98,10 +101,12 @@ _CORE: list[StageSpec] = [
           "LR annealed linearly to 0 on a mix upsampling high-quality data."),
     _spec("code_expert", "pretraining", "factory.pretrain.experts:run_expert_checkpoint",
           "factory.pretrain.experts:ExpertConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
-          "Continued pre-training branched from the base run on a code-heavy mix."),
+          "Continued pre-training branched from the base run on a code-heavy mix.",
+          defaults=(("domain", "code"), ("domain_weight", 0.85))),
     _spec("multilingual_expert", "pretraining", "factory.pretrain.experts:run_expert_checkpoint",
           "factory.pretrain.experts:ExpertConfig", ["base_checkpoint", "data_mix", "tokenizer"], "train",
-          "Continued pre-training branched from the base run on a multilingual-heavy mix."),
+          "Continued pre-training branched from the base run on a multilingual-heavy mix.",
+          defaults=(("domain", "multilingual"), ("domain_weight", 0.9))),
     _spec("preference_data", "posttraining", "factory.post.preference:run_preference_data",
           "factory.post.preference:PreferenceConfig",
           ["annealed_checkpoint", "code_expert", "multilingual_expert", "tokenizer"], "train",
@@ -204,9 +209,10 @@ def stage_specs(profile: Profile) -> list[StageSpec]:
 
 
 def stage_config(spec: StageSpec, profile: Profile) -> StageConfig:
-    """Validate the profile section of a stage into its typed config (unknown keys raise)."""
+    """Validate the profile section of a stage, over the table's defaults for its asset, into its typed
+    config (unknown keys raise)."""
     cls = spec.load_config_class()
-    return cls(**profile.section(spec.config_section))
+    return cls(**{**dict(spec.defaults), **profile.section(spec.config_section)})
 
 
 def config_errors(section: str, err: ValidationError) -> list[str]:

@@ -16,17 +16,6 @@ torch.set_num_threads(1)
 apply_env({**PROCESS_ENV, **EMBEDDED_RAY_ENV})
 
 
-# What a profile of only a runtime needs besides it: the experts' domains have no defaults.
-EXPERT_SECTIONS = {"code_expert": {"domain": "code", "domain_weight": 0.85},
-                   "multilingual_expert": {"domain": "multilingual", "domain_weight": 0.9}}
-
-
-@pytest.fixture
-def expert_sections():
-    """Sections a profile of only a runtime needs to validate (the experts' domains have no default)."""
-    return dict(EXPERT_SECTIONS)
-
-
 def _build_chain(store):
     """raw_crawl -> extracted_docs -> quantized_release, one tiny file each, refs set: the smallest
     lineage chain an audit can walk back to the crawl. Returns the three manifests."""

@@ -24,10 +24,8 @@ def _no_cluster_env(monkeypatch):
 
 
 def _profile(runtime: dict) -> Profile:
-    """A profile with only a runtime (and the experts' domains, which have no defaults)."""
-    experts = {"code_expert": {"domain": "code", "domain_weight": 0.85},
-               "multilingual_expert": {"domain": "multilingual", "domain_weight": 0.9}}
-    return Profile("test", {"runtime": runtime, **experts})
+    """A profile with only a runtime: every stage on its defaults."""
+    return Profile("test", {"runtime": runtime})
 
 
 def test_a_stage_takes_the_default_parts_its_own_entry_does_not_name():

@@ -21,7 +21,7 @@ class ExpertConfig(StageConfig):
     """Continued pre-training of a domain expert branched from the base checkpoint."""
 
     domain: str = Field(description="Domain stream the expert specializes in (code, multilingual, ...).")
-    domain_weight: float = Field(description="Share of that domain in the expert's mix (e.g. 0.85 code).")
+    domain_weight: float = Field(gt=0, le=1, description="Share of that domain in the expert's mix (e.g. 0.85 code).")
     train: TrainConfig = Field(
         TrainConfig(steps=60, batch_size=16, lr=1.0e-3, log_every=20, schedule={"warmup_steps": 5, "min_lr": 1.0e-4}),
         description="Run settings of the continued pre-training.")

@@ -147,7 +147,7 @@ def test_external_fingerprint_of_an_s3_warc_glob_follows_the_objects(s3_prefix, 
     assert external_fingerprint(config) not in (before, changed)
 
 
-def test_runner_stages_locally_and_uploads_to_s3(s3_prefix, s3_env, tmp_path, monkeypatch, expert_sections):
+def test_runner_stages_locally_and_uploads_to_s3(s3_prefix, s3_env, tmp_path, monkeypatch):
     """The stage job hands a stage local folders: inputs downloaded into <home>/cache, output uploaded
     (``factory.jobs.run_stage_job``, run here in-process in place of a Ray Job)."""
     from factory.config import load_profile
@@ -158,8 +158,7 @@ def test_runner_stages_locally_and_uploads_to_s3(s3_prefix, s3_env, tmp_path, mo
     bucket, base = s3_prefix
     profile_file = tmp_path / "s3.yaml"
     profile_file.write_text(yaml.safe_dump({"runtime": {"home": str(tmp_path / "home"),
-                                                        "artifact_root": f"s3://{bucket}/{base}/art"},
-                                            **expert_sections}))
+                                                        "artifact_root": f"s3://{bucket}/{base}/art"}}))
     monkeypatch.delenv("FACTORY_HOME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     seen = {}
