@@ -100,7 +100,7 @@ def checkpoint_step(folder: Path) -> int:
 def load_checkpoint(folder: Path) -> dict[str, Any]:
     """The top-level ``NAME.pt`` files of a checkpoint as {NAME: value} (engine shards stay on disk)."""
     files = json.loads((folder / MANIFEST).read_text())["files"]
-    return {Path(n).stem: torch.load(folder / n, weights_only=False)
+    return {Path(n).stem: torch.load(folder / n, weights_only=True)
             for n in files if "/" not in n and n.endswith(".pt")}
 
 

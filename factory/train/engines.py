@@ -268,7 +268,7 @@ class DeepSpeedEngine(Engine):
         path, _ = self.wrapped.load_checkpoint(str(folder / DS_DIR), tag=DS_TAG, load_lr_scheduler_states=False)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed state in {folder}")
-        return torch.load(folder / "meta.pt", weights_only=False)
+        return torch.load(folder / "meta.pt", weights_only=True)
 
 
 def _all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:

@@ -90,7 +90,11 @@ def _split(batch: dict[str, torch.Tensor], size: int) -> list[dict[str, torch.Te
 
 
 def _rng_state(use_gpu: bool) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state in types ``torch.load(weights_only=True)`` accepts: numpy's MT19937 key
+    (a uint32[624] array) travels as an int64 tensor, so loading a checkpoint unpickles no code."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if use_gpu:
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -98,7 +102,8 @@ def _rng_state(use_gpu: bool) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
     if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"])
