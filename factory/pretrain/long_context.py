@@ -23,7 +23,7 @@ from factory.eval.perplexity import val_losses
 from factory.model.checkpoint_io import load_args, load_state, save_model
 from factory.model.llama import Transformer
 from factory.pretrain.continued import pretrain_run, stage_inputs
-from factory.train.checkpoint import latest_checkpoint, load_checkpoint
+from factory.train.checkpoint import checkpoint_step, latest_checkpoint, load_checkpoint
 from factory.train.config import TrainConfig
 from factory.train.lm_runs import load_streams, mix_data
 
@@ -130,7 +130,7 @@ def run_long_context_checkpoint(cfg: LongContextConfig, inputs: dict[str, Path],
                         info.eot_id, tcfg.seed, extra_sources=needle_source)
         checks: list[dict[str, Any]] = []
         latest = latest_checkpoint(ckdir)
-        step = int(latest.name.split("-")[-1]) if latest is not None else 0
+        step = checkpoint_step(latest) if latest is not None else 0  # the manifest's step, not the folder's name
         while True:
             stop = min(step + cfg.check_every, tcfg.steps)
             result = pretrain_run(run, tcfg, args, data, ctx, init_state=state, stop_after=stop)
