@@ -172,6 +172,12 @@ class RayJob:
     driver: DriverResources = field(default_factory=DriverResources)  # the entrypoint's (or task's) resources
     kind: str = "curate"  # the job kind and request the entrypoint runs (what a TaskLauncher runs directly)
     request: dict[str, Any] = field(default_factory=dict)
+    request_file: Path | None = None  # where an embedded job's entrypoint reads its request
+
+    def discard_request_file(self) -> None:
+        """Remove the request file once the job has ended (its entrypoint reads it only at start)."""
+        if self.request_file is not None:
+            self.request_file.unlink(missing_ok=True)
 
     def submit_params(self) -> dict[str, Any]:
         return {"entrypoint": self.entrypoint, "submission_id": self.submission_id,
@@ -188,6 +194,7 @@ def job_for(profile: Profile, kind: str, request: dict[str, Any], submission_id:
     request = {**request, "ray_job_id": submission_id}
     payload = json.dumps(request, separators=(",", ":"), default=str)
     env_vars = dict(PROCESS_ENV)
+    request_file = None
     if is_embedded(profile):
         # The job runs on this machine: the request goes as a file (input manifests can be long).
         request_file = profile.home / "jobs" / f"{submission_id}.json"
@@ -210,7 +217,8 @@ def job_for(profile: Profile, kind: str, request: dict[str, Any], submission_id:
             env_vars[key] = value
     metadata = {"factory.asset": request["asset"], "factory.kind": kind, "factory.profile": profile.name}
     driver = DriverResources(**request.get("resources", {}).get("driver", {}))
-    return RayJob(address, entrypoint, submission_id, runtime_env, metadata, driver=driver, kind=kind, request=request)
+    return RayJob(address, entrypoint, submission_id, runtime_env, metadata, driver=driver, kind=kind, request=request,
+                  request_file=request_file)
 
 
 def cluster_runtime_env(profile: Profile, env_vars: dict[str, str]) -> dict[str, Any]:

@@ -210,7 +210,10 @@ class Runner:
         job = job_for(self.profile, spec.ray_job, request, submission_id=new_submission_id(spec.asset),
                       env=self.job_env)
         self.log(f"{spec.asset}: running as Ray job '{spec.ray_job}' ({job.submission_id})")
-        result = self.launcher.launch(job, self.log)
+        try:
+            result = self.launcher.launch(job, self.log)
+        finally:
+            job.discard_request_file()
         manifest = self.store.find(spec.asset, key)
         if manifest is None or manifest.digest != result.get("manifest", {}).get("digest"):
             raise JobFailedError(f"Ray job {job.submission_id} ended without committing {spec.asset}/{key}")

@@ -54,6 +54,7 @@ def test_a_stage_runs_as_a_ray_job_listed_by_the_jobs_api(smoke):
     assert jobs[meta["ray_job_id"]].entrypoint.split()[2:4] == ["-m", "ray_jobs.curate"]
     assert meta["ray_node_id"] == jobs[meta["ray_job_id"]].driver_node_id
     assert (outcome.path / "crawl.json").exists()
+    assert not list((profile.home / "jobs").iterdir())  # the job's request file goes when the job ends
 
 
 def test_a_failing_stage_fails_with_the_stages_error(smoke):
@@ -66,6 +67,7 @@ def test_a_failing_stage_fails_with_the_stages_error(smoke):
         runner.materialize("raw_crawl")
     job_id = str(err.value).split()[2]
     assert job_client(address).get_job_status(job_id) == "FAILED"
+    assert not (profile.home / "jobs" / f"{job_id}.json").exists()
 
 
 def test_the_embedded_default_launches_tasks_and_reuses_what_a_job_built(smoke):
