@@ -29,7 +29,7 @@ def _asset_config(job, asset: str, run_config: dict) -> dict:
     return dg.validate_run_config(job, {"ops": {asset: {"config": run_config}}})["ops"][asset]["config"]
 
 
-@pytest.mark.parametrize("name", ["smoke", "demo"])
+@pytest.mark.parametrize("name", ["smoke", "demo", "cluster"])
 def test_the_launchpad_defaults_are_the_profiles_stage_configs(name, tmp_path, monkeypatch):
     monkeypatch.setenv("FACTORY_HOME", str(tmp_path))
     profile = load_profile(name)
@@ -38,9 +38,10 @@ def test_the_launchpad_defaults_are_the_profiles_stage_configs(name, tmp_path, m
     for spec in stage_specs(profile):
         expected = stage_config(spec, profile)
         assert stage_config(spec, with_stage_config(profile, spec, filled[spec.asset]["config"])) == expected
-    assert filled["raw_crawl"]["config"]["inbox"] == str(tmp_path / "inbox")
+    inbox = {"smoke": "{home}/inbox", "demo": "{home}/inbox", "cluster": ""}[name]  # as the profile writes it
+    assert filled["raw_crawl"]["config"]["inbox"] == inbox.replace("{home}", str(tmp_path))
     steps = _fields(profile, "base_checkpoint")["train"].config_type.fields["steps"]
-    assert steps.default_value == {"smoke": 30, "demo": 600}[name]
+    assert steps.default_value == {"smoke": 30, "demo": 600, "cluster": 1_200_000}[name]
     assert steps.description == "Optimizer steps of the run."
 
 
@@ -121,13 +122,14 @@ def test_a_shared_sections_run_config_configures_that_materialization_only(tmp_p
     assert profile.sections["sft"]["rs_samples"] == 2
 
 
-@pytest.mark.slow  # the embedded Ray and two smoke crawls through Dagster: ~30 s
+@pytest.mark.slow  # the embedded Ray and two smoke crawls through Dagster: 16-51 s on the shared 2-core host
 def test_dagster_materializes_the_profiles_config_and_an_edited_one(tmp_path, monkeypatch):
     import ray
 
     monkeypatch.setenv("FACTORY_HOME", str(tmp_path))
-    for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which profiles prefer: set here, undone after the test.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     profile = load_profile("smoke")
     crawl = {a.key.path[0]: a for a in build_assets(profile)}["raw_crawl"]
     resources = {"factory": FactoryResource(profile="smoke")}
