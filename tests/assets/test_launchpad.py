@@ -152,3 +152,14 @@ def test_dagster_materializes_the_profiles_config_and_an_edited_one(tmp_path, mo
     assert [m.config["config"]["max_pages_per_source"] for m in built] == [4, 3]
     assert all(store.verify(m) == [] for m in built)
     assert store.latest("raw_crawl").key == keys[1]  # the ref follows the last materialization
+
+
+def test_a_field_type_without_a_launchpad_type_is_refused_by_path():
+    from assets.launchpad import _fields
+    from factory.core.stage import StageConfig
+
+    class Odd(StageConfig):
+        shards: set[int] = {1}
+
+    with pytest.raises(TypeError, match=r"^odd\.shards: no Launchpad config type for set\[int\]"):
+        _fields(Odd, {"shards": [1]}, "odd")
