@@ -16,11 +16,12 @@ from typing import Any
 import dagster as dg
 
 from assets.instance import TRAINING_POOL
+from assets.launchpad import config_schema
 from assets.pipes import PipesJobLauncher
 from assets.resources import FactoryResource
 from factory.config import Profile
-from factory.runner import Outcome
-from factory.stages import StageSpec, stage_specs
+from factory.runner import Outcome, Runner
+from factory.stages import StageSpec, stage_specs, with_stage_config
 
 
 def dagster_metadata(outcome: Outcome) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def dagster_metadata(outcome: Outcome) -> dict[str, Any]:
     return meta
 
 
-def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
+def _asset_for(spec: StageSpec, profile: Profile) -> dg.AssetsDefinition:
     @dg.asset(
         name=spec.asset,
         group_name=spec.group,
@@ -53,12 +54,14 @@ def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
         tags={"ray_job": spec.ray_job},
         code_version=spec.code_version,
         pool=TRAINING_POOL if spec.ray_job == "train" else None,  # one training at a time (assets/instance.py)
+        config_schema=config_schema(spec, profile),  # the stage's config, the profile's values as defaults
     )
     def _materialize(context: dg.AssetExecutionContext, factory: FactoryResource) -> dg.MaterializeResult:
         # Ray Jobs go through Dagster Pipes; the embedded default's task launcher needs no Pipes.
-        profile = factory.load()
+        # The run's stage config (assets/launchpad.py) replaces the stage's section for this materialization.
+        profile = with_stage_config(factory.load(), spec, context.op_config)
         launcher = PipesJobLauncher(context) if profile.runtime.launcher == "job" else None
-        runner = factory.runner(context.log.info, launcher=launcher)
+        runner = Runner(profile, log=context.log.info, launcher=launcher)
         outcome = runner.materialize(spec.asset, dagster_run_id=context.run_id)
         return dg.MaterializeResult(metadata=dagster_metadata(outcome),
                                     data_version=dg.DataVersion(outcome.manifest.digest))
@@ -67,4 +70,4 @@ def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
 
 
 def build_assets(profile: Profile) -> list[dg.AssetsDefinition]:
-    return [_asset_for(spec) for spec in stage_specs(profile)]
+    return [_asset_for(spec, profile) for spec in stage_specs(profile)]

@@ -1,14 +1,11 @@
-"""The one Dagster resource: a factory runner bound to a profile (FACTORY_PROFILE, default demo)."""
+"""The one Dagster resource: the profile the factory runs (FACTORY_PROFILE, default demo)."""
 
 
 import os
-from collections.abc import Callable
 
 import dagster as dg
 
 from factory.config import PROFILE_ENV, Profile, load_profile
-from factory.raycluster import JobLauncher
-from factory.runner import Runner
 
 
 def default_profile_name() -> str:
@@ -22,6 +19,3 @@ class FactoryResource(dg.ConfigurableResource):
 
     def load(self) -> Profile:
         return load_profile(self.profile)
-
-    def runner(self, log: Callable[[str], None], launcher: JobLauncher | None = None) -> Runner:
-        return Runner(self.load(), log=log, launcher=launcher)

@@ -12,6 +12,7 @@ in code paths.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -124,6 +125,13 @@ class Profile:
         stage receives must be absolute; ``{home}`` is how a profile names paths inside home.
         """
         return _substitute_home(self.sections.get(asset, {}), str(self.home))
+
+    def with_section(self, name: str, values: dict[str, Any]) -> Profile:
+        """This profile with section ``name`` replaced as a whole by ``values`` (one run's own stage
+        config: Dagster's run config, see ``factory.stages.with_stage_config``); this one is unchanged."""
+        edited = copy.copy(self)
+        edited.sections = {**self.sections, name: dict(values)}
+        return edited
 
 
 def _substitute_home(value: Any, home: str) -> Any:

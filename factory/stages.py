@@ -215,6 +215,24 @@ def stage_config(spec: StageSpec, profile: Profile) -> StageConfig:
     return cls(**{**dict(spec.defaults), **profile.section(spec.config_section)})
 
 
+def with_stage_config(profile: Profile, spec: StageSpec, values: dict[str, Any]) -> Profile:
+    """``profile`` with the section of ``spec`` replaced by ``values``, one run's own config of that stage
+    (Dagster's run config, the profile's values by default: ``assets/launchpad.py``), validated by the
+    stage's config class: raises ``ProfileError`` naming each unknown key or bad value, before anything runs.
+
+    Replacing the section as a whole gives exactly the profile's config when ``values`` is that config's
+    dump, so an unedited run keeps the profile's key. A section shared by several stages (``sft``, ``dpo``:
+    every round) is replaced in the returned profile only: it configures the one materialization run with it.
+    """
+    edited = profile.with_section(spec.config_section, values)
+    try:
+        stage_config(spec, edited)
+    except ValidationError as err:
+        errors = config_errors(spec.config_section, err)
+        raise ProfileError(f"run config of {spec.asset!r} is invalid:\n  " + "\n  ".join(errors)) from None
+    return edited
+
+
 def config_errors(section: str, err: ValidationError) -> list[str]:
     """One line per error of a section's validation, named by its dotted path (``base_checkpoint.train.foo``)."""
     lines = []
