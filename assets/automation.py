@@ -17,8 +17,8 @@ Policy (docs/architecture.md, "Rebuilds"):
   ``NIGHTLY_CRON`` tick only if, since they were last requested or updated, their code version
   changed, an input was updated or they went missing (``nightly``). A night with no change requests
   nothing; a change during the day waits for the night, so one training run takes in all of the
-  day's changes. If an input is still being built or missing at the tick, the asset waits for it
-  and runs when it lands.
+  day's changes. An asset due at the tick whose input is still being built waits for it and runs
+  when it lands; an input that lands after the tick is taken in the next night.
 - Nothing runs while an input is missing or in progress, or the asset itself is in progress. An
   asset requested in the same tick as its input counts as updated (Dagster's ``any_deps_updated``),
   so a change requests the changed asset and everything below it that the policy lets run then.
@@ -41,7 +41,9 @@ from factory.runner import files_fingerprint
 from factory.stages import StageSpec, stage_config, stage_specs
 
 NIGHTLY_CRON = "0 3 * * *"
-WARC_OBSERVATION_CRON = "*/15 * * * *"  # each observation is a short run; the inbox is a folder listing
+# Every 15 minutes, off the quarter hours: an observation is a short run of its own, never part of
+# the nightly tick's run (one tick's requests share a run).
+WARC_OBSERVATION_CRON = "7-59/15 * * * *"
 CRAWL_STAGE = "raw_crawl"  # the stage whose external files warc_files observes
 WARC_FILES = dg.AssetKey("warc_files")
 

@@ -4,7 +4,9 @@ after a code change, a new WARC file, and nothing, and the reason the UI shows f
 The real ``Definitions`` on an ephemeral instance; the WARC files are observed by a real observation
 run (the job the sensor's request runs); the stages' materializations are recorded as runless
 events carrying the tags a run records, so no stage runs. Ticks are simulated times: the first at
-``DAY`` (12:05 UTC, between two observation ticks), the nightly one at 03:00 the next morning.
+``DAY`` (12:00 UTC, between two observation ticks), the nightly one just after 03:00 the next
+morning, after a tick a minute before it that requests the 02:52 observation (the sensor ticks
+every minute).
 """
 
 import datetime
@@ -12,13 +14,13 @@ import datetime
 import dagster as dg
 import pytest
 
-from assets.automation import NIGHTLY_CRON, WARC_FILES
+from assets.automation import NIGHTLY_CRON, WARC_FILES, WARC_OBSERVATION_CRON
 from assets.resources import default_profile_name
 from factory.config import load_profile
 from factory.runner import external_fingerprint
 from factory.stages import stage_config, stage_specs
 
-DAY = datetime.datetime(2026, 12, 1, 12, 5, tzinfo=datetime.UTC)
+DAY = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
 NIGHT = datetime.datetime(2026, 12, 2, 3, 0, 30, tzinfo=datetime.UTC)
 MINUTE = datetime.timedelta(minutes=1)
 
@@ -48,6 +50,14 @@ class Ticks:
 
     def requested(self) -> set[str]:
         return {name for name, r in self.last.items() if not r.true_subset.is_empty}
+
+    def night(self, night: datetime.datetime = NIGHT) -> set[str]:
+        """What the nightly tick requests, after the tick before it (the 02:52 observation only)."""
+        self.at(night - MINUTE)
+        assert self.requested() == {"warc_files"}
+        assert true_labels(self.last["warc_files"]) >= {f"observe every tick of {WARC_OBSERVATION_CRON}"}
+        self.at(night)
+        return self.requested()
 
 
 def true_labels(result: dg.AutomationResult) -> set[str]:
@@ -103,22 +113,18 @@ def test_nothing_changed_requests_no_materialization(factory_defs):
     ticks, _ = factory_defs
     ticks.at(DAY + MINUTE)
     assert ticks.requested() == set()
-    ticks.at(NIGHT)
-    assert ticks.requested() == {"warc_files"}  # the observation of the */15 tick, nothing to build
-    assert true_labels(ticks.last["warc_files"]) >= {"observe every tick of */15 * * * *"}
+    assert ticks.night() == set()
     assert "changed since last requested or updated" not in true_labels(ticks.last["base_checkpoint"])
 
 
 def test_a_change_after_a_quiet_night_waits_for_the_next_night(factory_defs):
     ticks, _ = factory_defs
-    ticks.at(NIGHT)
-    assert ticks.requested() == {"warc_files"}
+    assert ticks.night() == set()
     ticks.instance.report_runless_asset_event(dg.AssetMaterialization("data_mix"))  # rebuilt by hand in the day
-    ticks.at(NIGHT + datetime.timedelta(hours=9))
-    assert ticks.requested() == {"warc_files"}  # the 12:00 observation; the quiet night armed nothing
+    ticks.at(DAY + datetime.timedelta(days=1))
+    assert ticks.requested() == {"warc_files"}  # the 11:52 observation; the quiet night left nothing due
     assert "changed since last requested or updated" in true_labels(ticks.last["scaling_law_fit"])
-    ticks.at(NIGHT + datetime.timedelta(days=1))
-    assert ticks.requested() == {"warc_files", *BELOW_DATA}
+    assert ticks.night(NIGHT + datetime.timedelta(days=1)) == BELOW_DATA
 
 
 def test_a_code_change_rebuilds_the_stage_and_its_downstream_at_night(factory_defs):
@@ -129,8 +135,7 @@ def test_a_code_change_rebuilds_the_stage_and_its_downstream_at_night(factory_de
         ticks.last["reward_model"])
     assert "code_version_changed" not in true_labels(ticks.last["preference_data"])
 
-    ticks.at(NIGHT)
-    assert ticks.requested() == {"warc_files", "reward_model", *BELOW_REWARD_MODEL}
+    assert ticks.night() == {"reward_model", *BELOW_REWARD_MODEL}
     night = f"nightly({NIGHTLY_CRON})"
     assert {night, f"changed at a tick of {NIGHTLY_CRON}"} <= true_labels(ticks.last["reward_model"])
     assert {night, "any_deps_updated", "will_be_requested"} <= true_labels(ticks.last["sft_round_1"])
@@ -160,8 +165,7 @@ def test_a_new_warc_file_rebuilds_the_data_group_then_the_rest_at_night(factory_
         ticks.instance.report_runless_asset_event(dg.AssetMaterialization(asset))  # the data run lands
     ticks.at(DAY + 2 * MINUTE)
     assert ticks.requested() == set()
-    ticks.at(NIGHT)
-    assert ticks.requested() == {"warc_files", *BELOW_DATA}
+    assert ticks.night() == BELOW_DATA
 
 
 def test_an_unchanged_listing_is_not_an_update(factory_defs):
