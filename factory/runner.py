@@ -64,8 +64,7 @@ def external_fingerprint(config: Any) -> str:
 
 def files_fingerprint(paths: list[str]) -> str:
     """Digest of a listing of files: local files by name, size and mtime; remote ones (``s3://...``) by
-    name and what fsspec's ``info`` reports: the ETag when there is one, else size and modification time.
-    (Also the data version of the ``warc_files`` source asset, assets/automation.py.)"""
+    name and what fsspec's ``info`` reports: the ETag when there is one, else size and modification time."""
     h = hashlib.sha256()
     for path in sorted(paths):
         if is_remote(path):
