@@ -1,4 +1,4 @@
-"""Dagster layer: the recipe's assets, their checks, the rebuild schedule and the crawl sensor.
+"""Dagster layer: the recipe's assets, their checks, their automation conditions and sensor.
 
 Everything here only builds configs, calls ``factory.runner`` and reports metadata; the ML lives
 in ``factory/`` and runs as Ray jobs.

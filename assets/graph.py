@@ -15,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.automation import automation_condition, external_deps
 from assets.instance import TRAINING_POOL
 from assets.launchpad import config_schema
 from assets.pipes import PipesJobLauncher
@@ -48,13 +49,14 @@ def _asset_for(spec: StageSpec, profile: Profile) -> dg.AssetsDefinition:
     @dg.asset(
         name=spec.asset,
         group_name=spec.group,
-        deps=[dg.AssetKey(name) for name in spec.inputs],
+        deps=[dg.AssetKey(name) for name in spec.inputs] + external_deps(spec),
         description=spec.description,
         kinds={"ray", "mlflow"},
         tags={"ray_job": spec.ray_job},
         code_version=spec.code_version,
         pool=TRAINING_POOL if spec.ray_job == "train" else None,  # one training at a time (assets/instance.py)
         config_schema=config_schema(spec, profile),  # the stage's config, the profile's values as defaults
+        automation_condition=automation_condition(spec),  # when it rebuilds (assets/automation.py)
     )
     def _materialize(context: dg.AssetExecutionContext, factory: FactoryResource) -> dg.MaterializeResult:
         # Ray Jobs go through Dagster Pipes; the embedded default's task launcher needs no Pipes.

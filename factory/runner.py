@@ -57,13 +57,16 @@ def spec_by_asset(profile: Profile) -> dict[str, StageSpec]:
 
 def external_fingerprint(config: Any) -> str:
     """Digest of files outside the store a stage reads (its config's ``external_files()``, globs already
-    expanded there): local files by name, size and mtime; remote ones (``s3://...``) by name and what
-    fsspec's ``info`` reports: the ETag when there is one, else size and modification time."""
+    expanded there); "" for a stage that reads none."""
     files_fn = getattr(config, "external_files", None)
-    if files_fn is None:
-        return ""
+    return "" if files_fn is None else files_fingerprint(files_fn())
+
+
+def files_fingerprint(paths: list[str]) -> str:
+    """Digest of a listing of files: local files by name, size and mtime; remote ones (``s3://...``) by
+    name and what fsspec's ``info`` reports: the ETag when there is one, else size and modification time."""
     h = hashlib.sha256()
-    for path in sorted(files_fn()):
+    for path in sorted(paths):
         if is_remote(path):
             h.update(f"{path}\0{_remote_signature(path)}\n".encode())
         else:
@@ -124,6 +127,8 @@ class Runner:
         return inputs
 
     def is_stale(self, spec: StageSpec, stale_upstream: bool) -> bool:
+        """Whether materializing ``spec`` now would build (not reuse): its key differs from its current
+        artifact's, it has none, or an input will be rebuilt first (``stale_upstream``)."""
         if stale_upstream:
             return True
         try:
@@ -132,14 +137,6 @@ class Runner:
         except (FileNotFoundError, MissingUpstreamError):
             return True
         return current.key != stage_key(spec.asset, self.key_config(spec), inputs, code_version=spec.code_version)
-
-    def stale_assets(self) -> list[str]:
-        """Assets whose artifact would change if materialized now, plus everything downstream of them."""
-        stale: set[str] = set()
-        for spec in self.specs.values():
-            if self.is_stale(spec, any(i in stale for i in spec.inputs)):
-                stale.add(spec.asset)
-        return [a for a in self.specs if a in stale]
 
     def materialize(self, asset: str, dagster_run_id: str = "") -> Outcome:
         """Reuse the keyed artifact or build it. A reuse opens no MLflow run: the outcome names the

@@ -1,4 +1,4 @@
-"""Runner keys: configs, external inbox files and the stale set, without running any stage."""
+"""Runner keys: configs, external inbox files and staleness, without running any stage."""
 
 from factory.config import load_profile
 from factory.runner import Runner
@@ -23,7 +23,8 @@ def test_new_inbox_warc_changes_the_raw_crawl_key(tmp_path, monkeypatch):
 def test_nothing_built_means_everything_is_stale(tmp_path, monkeypatch):
     monkeypatch.setenv("FACTORY_HOME", str(tmp_path))
     runner = Runner(load_profile("smoke"), log=lambda _: None)
-    assert runner.stale_assets() == list(runner.specs)
+    assert [spec.asset for spec in runner.specs.values() if runner.is_stale(spec, stale_upstream=False)] == list(
+        runner.specs)
 
 
 def _fake_job_launcher(monkeypatch, calls):

@@ -1,9 +1,12 @@
-"""The Dagster Definitions load, hold every asset key, the blocking checks, schedule and sensor."""
+"""The Dagster Definitions load, hold every asset key, the observed WARC files, the blocking checks and the
+automation sensor."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import dagster as dg
 
 from factory.config import available_profiles, load_profile
 from factory.stages import stage_config, stage_specs
@@ -22,12 +25,20 @@ def test_definitions_hold_the_whole_graph():
 
     graph = defs.resolve_asset_graph()
     keys = {k.path[0] for k in graph.get_all_asset_keys()}
-    assert keys == KEYS
+    assert keys == KEYS | {"warc_files"}
+    assert graph.get(dg.AssetKey("warc_files")).is_observable
+    assert graph.get(dg.AssetKey("raw_crawl")).parent_keys == {dg.AssetKey("warc_files")}
     checks = {k.name for k in graph.asset_check_keys}
     assert checks == {"extracted_docs_expectations", "deduped_docs_expectations", "filtered_corpus_expectations",
                       "preference_data_expectations"}
-    assert defs.resolve_schedule_def("rebuild_stale_nightly") is not None
-    assert defs.resolve_sensor_def("new_warc_files") is not None
+    sensors = defs.get_repository_def().sensor_defs  # ours only: no default automation sensor beside it
+    assert [s.name for s in sensors] == ["factory_automation"]
+    assert sensors[0].asset_selection.resolve(graph) == graph.get_all_asset_keys()
+    conditions = {k.path[0]: graph.get(k).automation_condition.get_label() for k in graph.get_all_asset_keys()}
+    assert {k for k, label in conditions.items() if label == "on_change"} == {
+        "raw_crawl", "extracted_docs", "deduped_docs", "filtered_corpus", "tokenizer", "data_mix"}
+    assert {k for k, label in conditions.items() if label == "nightly(0 3 * * *)"} == KEYS - {
+        "raw_crawl", "extracted_docs", "deduped_docs", "filtered_corpus", "tokenizer", "data_mix"}
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {"data", "pretraining", "posttraining", "safety", "release"}
 
@@ -37,7 +48,7 @@ def test_each_asset_carries_its_stages_code_version():
     from assets.resources import default_profile_name
 
     graph = defs.resolve_asset_graph()
-    versions = {k.path[0]: graph.get(k).code_version for k in graph.get_all_asset_keys()}
+    versions = {k.path[0]: graph.get(k).code_version for k in graph.materializable_asset_keys}
     assert versions == {spec.asset: spec.code_version for spec in stage_specs(load_profile(default_profile_name()))}
     assert versions["raw_crawl"] != versions["base_checkpoint"]  # per stage, not one hash of the tree
 
