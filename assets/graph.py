@@ -9,38 +9,14 @@ Ray jobs) share the concurrency pool ``training`` (``assets/instance.py``). A re
 the MLflow run that built it (``mlflow_run_id``, with ``reused: true``): a reuse opens no run.
 """
 
-
-import json
-from typing import Any
-
 import dagster as dg
 
 from assets.instance import TRAINING_POOL
+from assets.metadata import dagster_metadata
 from assets.pipes import PipesJobLauncher
 from assets.resources import FactoryResource
 from factory.config import Profile
-from factory.runner import Outcome
 from factory.stages import StageSpec, stage_specs
-
-
-def dagster_metadata(outcome: Outcome) -> dict[str, Any]:
-    """Stage metadata for the UI: scalars as-is, nested values (counts per reason, tables) as JSON."""
-    meta: dict[str, Any] = {
-        "path": dg.MetadataValue.path(str(outcome.path)),
-        "digest": outcome.manifest.digest,
-        "artifact_key": outcome.manifest.key,
-        "reused": outcome.reused,
-        "mlflow_run_id": outcome.mlflow_run_id,
-        "seconds": round(outcome.seconds, 2),
-    }
-    for name, value in outcome.manifest.metadata.items():
-        if name == "mlflow_run_id":
-            continue
-        if isinstance(value, (dict, list)):
-            meta[name] = dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
-        elif isinstance(value, (bool, int, float, str)) or value is None:
-            meta[name] = value if value is not None else "null"
-    return meta
 
 
 def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
@@ -60,7 +36,7 @@ def _asset_for(spec: StageSpec) -> dg.AssetsDefinition:
         launcher = PipesJobLauncher(context) if profile.runtime.launcher == "job" else None
         runner = factory.runner(context.log.info, launcher=launcher)
         outcome = runner.materialize(spec.asset, dagster_run_id=context.run_id)
-        return dg.MaterializeResult(metadata=dagster_metadata(outcome),
+        return dg.MaterializeResult(metadata=dagster_metadata(outcome, runner.store, profile.mlflow_tracking_uri),
                                     data_version=dg.DataVersion(outcome.manifest.digest))
 
     return _materialize
