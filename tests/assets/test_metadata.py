@@ -92,10 +92,9 @@ def test_materialization_shows_plots_loss_curve_tables_and_the_run_page(tmp_path
                 "runs": [{"seed": 1, "beta": 0.1, "heldout": {"accuracy": 0.25}},
                          {"seed": 2, "beta": 0.5, "heldout": {"accuracy": 0.5}}],
                 "weights": {"general": 0.7, "code": 0.3}}
-    big, small = _png(1000, 500), _png(300, 200)
-    store, outcome = _artifact(tmp_path, {"isoflops.png": big, "tasks.png": small, "README.md": card.encode(),
-                                          "report.md": b"# Evaluation report\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"},
-                               metadata)
+    files = {"isoflops.png": _png(1000, 500), "tasks.png": _png(300, 200), "README.md": card.encode(),
+             "report.md": b"# Evaluation report\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"}
+    store, outcome = _artifact(tmp_path, files, metadata)
     experiment, run_id = _stage_run(tracking_uri, RUNS)
     outcome.mlflow_run_id = run_id
 
@@ -103,10 +102,12 @@ def test_materialization_shows_plots_loss_curve_tables_and_the_run_page(tmp_path
 
     assert meta["digest"] == outcome.manifest.digest and meta["pairs"] == 12 and meta["note"] == "null"
     assert meta["seconds"] == 1.23 and meta["reused"] is False
-    # Plots: the big one downscaled to 800 px wide (aspect kept), the small one passed through as it is.
+    # Plots: the big one downscaled to 800 px wide (aspect kept), the small one kept at its size; both
+    # in a palette, the small one's one colour as it was.
     name, image, _ = _image(meta["plot_isoflops"])
-    assert name == "isoflops" and image.format == "PNG" and image.size == (800, 400)
-    assert _image(meta["plot_tasks"])[2] == small
+    assert name == "isoflops" and image.format == "PNG" and image.size == (800, 400) and image.mode == "P"
+    image = _image(meta["plot_tasks"])[1]
+    assert image.size == (300, 200) and image.convert("RGB").getpixel((150, 100)) == (30, 120, 200)
     # The loss curve: drawn (640x360 at 100 dpi) from the run's losses, one line per run.
     name, image, _ = _image(meta["loss_curve"])
     assert name == "loss_curve" and image.size == (640, 360)
@@ -158,7 +159,7 @@ def test_shrink_png_caps_bytes_of_a_plot_that_compresses_badly():
     noisy = _png(700, 700, noise=True)  # ~1.5 MB: under the pixel cap, far over the byte cap
     assert len(noisy) > PLOT_MAX_BYTES
     out = shrink_png(noisy)
-    assert len(out) <= PLOT_MAX_BYTES and Image.open(io.BytesIO(out)).format == "PNG"
+    assert len(out) <= PLOT_MAX_BYTES and Image.open(io.BytesIO(out)).size == (350, 350)  # halved once
 
 
 def test_tables_from_mappings_of_rows_and_cells():
