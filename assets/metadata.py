@@ -196,10 +196,13 @@ def _run_of(metric: str) -> str | None:
 def loss_figure(curves: Mapping[str, Sequence[tuple[int, float]]], title: str):
     """One line per run (``{label: [(step, loss), ...]}``) against the step; a matplotlib Figure
     (no pyplot: no global state in Dagster's process)."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 3.6), dpi=100)
     ax = fig.subplots()
+    if len(curves) > 10:  # the default cycle repeats after 10 colours; a grid has more runs
+        ax.set_prop_cycle(color=[colormaps["tab20"](i % 20) for i in range(len(curves))])
     for label, points in curves.items():
         steps, losses = zip(*points, strict=True) if points else ((), ())
         ax.plot(steps, losses, label=label, marker="." if len(points) <= 30 else None, linewidth=1.2)
