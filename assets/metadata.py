@@ -169,11 +169,20 @@ def _encode(image) -> bytes:
 
 
 def run_entries(tracking_uri: str, run_id: str, asset: str) -> dict[str, Any]:
-    """``mlflow_run`` (the run's page) and, when the run has loss curves, ``loss_curve``."""
+    """``mlflow_run`` (the run's page) and, when the run has loss curves, ``loss_curve``; nothing
+    when this tracking store has no such run (a reused artifact built against another store, or
+    whose run was deleted): the artifact is committed, its page only lacks the run."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
     client = MlflowClient(tracking_uri)
-    run = client.get_run(run_id)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        if err.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+        return {}
     out: dict[str, Any] = {"mlflow_run": dg.MetadataValue.url(run_page(tracking_uri, run.info.experiment_id, run_id))}
     keys = sorted(k for k in run.data.metrics if _run_of(k) is not None)
     if keys:

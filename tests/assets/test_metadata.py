@@ -134,9 +134,10 @@ def test_loss_curve_lines_are_the_runs_losses(tracking_uri):
     # Other losses give another picture.
     other = loss_figure({"run_0": [(1, 2.5), (2, 1.0), (3, 0.4)], "run_1": [(1, 2.6), (2, 2.4)]}, "dpo")
     assert figure_png(fig) != figure_png(other)
-    # A stage's one unprefixed run is labelled by the asset; runs with no loss curve draw nothing.
+    # A run with no loss curve draws nothing.
     _, run_id = _stage_run(tracking_uri, {})
     assert set(run_entries(tracking_uri, run_id, "prompt_guard")) == {"mlflow_run"}
+    assert run_entries(tracking_uri, "0" * 32, "prompt_guard") == {}  # a run this store does not hold
 
 
 def test_run_entries_read_each_runs_history_in_step_order(tracking_uri, monkeypatch):
