@@ -2,7 +2,7 @@
 
 Each asset materializes through ``factory.runner.Runner`` (artifact reuse, Ray Job submitted through
 Dagster Pipes by ``assets.pipes.PipesJobLauncher``, MLflow run)
-and reports the stage's metadata, the artifact's path, digest and MLflow run; the manifest digest
+and reports what ``assets.metadata`` shows of it (stage metadata, plots, loss curve, MLflow run); the manifest digest
 is the asset's data version and the stage's code version (``StageSpec.code_version``) the asset's
 code version, so staleness follows content and the code each stage runs. Training stages (``train``
 Ray jobs) share the concurrency pool ``training`` (``assets/instance.py``). A reused artifact reports
