@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nFAILED after {minutes:.1f} min; see the step errors above, or the run in the Dagster UI.",
               file=sys.stderr)
         return 1
-    from factory.lineage import artifact_path
+    from factory.lineage import MLFLOW_UI_HOST, MLFLOW_UI_PORT, artifact_path
     from factory.store import open_store
 
     store = open_store(profile)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Dagster UI:   DAGSTER_HOME={os.environ['DAGSTER_HOME']} FACTORY_PROFILE={args.profile} "
           ".venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000   (or: make ui)")
     print(f"MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {profile.mlflow_tracking_uri} "
-          "-h 127.0.0.1 -p 5000   (or: make mlflow)")
+          f"-h {MLFLOW_UI_HOST} -p {MLFLOW_UI_PORT}   (or: make mlflow)")
     return 0
 
 

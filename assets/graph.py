@@ -2,47 +2,24 @@
 
 Each asset materializes through ``factory.runner.Runner`` (artifact reuse, Ray Job submitted through
 Dagster Pipes by ``assets.pipes.PipesJobLauncher``, MLflow run)
-and reports the stage's metadata, the artifact's path, digest and MLflow run; the manifest digest
+and reports what ``assets.metadata`` shows of it (stage metadata, plots, loss curve, MLflow run); the manifest digest
 is the asset's data version and the stage's code version (``StageSpec.code_version``) the asset's
 code version, so staleness follows content and the code each stage runs. Training stages (``train``
 Ray jobs) share the concurrency pool ``training`` (``assets/instance.py``). A reused artifact reports
 the MLflow run that built it (``mlflow_run_id``, with ``reused: true``): a reuse opens no run.
 """
 
-
-import json
-from typing import Any
-
 import dagster as dg
 
 from assets.automation import automation_condition, external_deps
 from assets.instance import TRAINING_POOL
 from assets.launchpad import config_schema
+from assets.metadata import dagster_metadata
 from assets.pipes import PipesJobLauncher
 from assets.resources import FactoryResource
 from factory.config import Profile
-from factory.runner import Outcome, Runner
+from factory.runner import Runner
 from factory.stages import StageSpec, stage_specs, with_stage_config
-
-
-def dagster_metadata(outcome: Outcome) -> dict[str, Any]:
-    """Stage metadata for the UI: scalars as-is, nested values (counts per reason, tables) as JSON."""
-    meta: dict[str, Any] = {
-        "path": dg.MetadataValue.path(str(outcome.path)),
-        "digest": outcome.manifest.digest,
-        "artifact_key": outcome.manifest.key,
-        "reused": outcome.reused,
-        "mlflow_run_id": outcome.mlflow_run_id,
-        "seconds": round(outcome.seconds, 2),
-    }
-    for name, value in outcome.manifest.metadata.items():
-        if name == "mlflow_run_id":
-            continue
-        if isinstance(value, (dict, list)):
-            meta[name] = dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
-        elif isinstance(value, (bool, int, float, str)) or value is None:
-            meta[name] = value if value is not None else "null"
-    return meta
 
 
 def _asset_for(spec: StageSpec, profile: Profile) -> dg.AssetsDefinition:
@@ -65,7 +42,7 @@ def _asset_for(spec: StageSpec, profile: Profile) -> dg.AssetsDefinition:
         launcher = PipesJobLauncher(context) if profile.runtime.launcher == "job" else None
         runner = Runner(profile, log=context.log.info, launcher=launcher)
         outcome = runner.materialize(spec.asset, dagster_run_id=context.run_id)
-        return dg.MaterializeResult(metadata=dagster_metadata(outcome),
+        return dg.MaterializeResult(metadata=dagster_metadata(outcome, runner.store, profile.mlflow_tracking_uri),
                                     data_version=dg.DataVersion(outcome.manifest.digest))
 
     return _materialize

@@ -34,13 +34,14 @@ from factory.core.stage import MetricsTarget, StageContext
 from factory.stages import load_object
 
 JOB_KINDS = ("curate", "train")
+METRICS_PREFIX = "train/"  # the stage's curves in its MLflow run: train/<metric>, train/<run>/<metric>
 
 
 def _metrics_target(mlflow_cfg: dict[str, str] | None) -> MetricsTarget | None:
     """The request's MLflow run as the stage's metrics target (curves named ``train/<metric>``)."""
     if not mlflow_cfg or not mlflow_cfg.get("run_id"):
         return None
-    return MetricsTarget(mlflow_cfg["tracking_uri"], mlflow_cfg["run_id"], "train/")
+    return MetricsTarget(mlflow_cfg["tracking_uri"], mlflow_cfg["run_id"], METRICS_PREFIX)
 
 
 def run_job(kind: str, request: dict[str, Any], log: Callable[[str], None] | None = None) -> dict[str, Any]:

@@ -52,6 +52,21 @@ CHECKPOINT_PATH = "checkpoint"  # artifact path of a checkpoint inside its run
 HF_BUNDLE = "hf"  # folder of an artifact holding a Hugging Face causal LM + tokenizer
 CHAT_MODEL = "factory-chat"  # registered name of the transformers-flavor chat model
 HOST_TAG, PID_TAG = "factory.host", "factory.pid"  # who opened a run (see Tracker.fail_orphaned_runs)
+# Where `make mlflow` serves the UI over an embedded (sqlite) tracking store.
+MLFLOW_UI_HOST, MLFLOW_UI_PORT = "127.0.0.1", 5000
+
+
+def mlflow_ui(tracking_uri: str) -> str:
+    """The MLflow UI's address for ``tracking_uri``: a tracking server serves its own UI; a local
+    store is served by ``mlflow ui`` at ``MLFLOW_UI_HOST:MLFLOW_UI_PORT`` (``make mlflow``)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return f"http://{MLFLOW_UI_HOST}:{MLFLOW_UI_PORT}"
+
+
+def run_page(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The page of one run in the MLflow UI."""
+    return f"{mlflow_ui(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 class BuildInterrupted(KeyboardInterrupt):
@@ -104,6 +119,11 @@ def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
         return None
     db = Path(tracking_uri[len("sqlite:///"):])
     return (db.parent.resolve() / "mlartifacts" / experiment.replace("/", "_")).as_uri()
+
+
+def plot_files(manifest: Manifest) -> list[str]:
+    """The plots a stage drew: the PNG files at the top of its artifact."""
+    return sorted(rel for rel in manifest.files if "/" not in rel and rel.endswith(".png"))
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +228,7 @@ class Tracker:
         for chunk in _chunks(sorted(metrics.items()), 200):
             mlflow.log_metrics(dict(chunk))
         mlflow.log_text(manifest.to_json(), "manifest.json")
-        for png in sorted(rel for rel in manifest.files if "/" not in rel and rel.endswith(".png")):
+        for png in plot_files(manifest):
             mlflow.log_artifact(str(store.local_file(manifest, png)), artifact_path="plots")
         for report in ("report.md", "report.json", "README.md"):
             if report in manifest.files:

@@ -63,7 +63,7 @@ def test_concurrent_materializations_build_once_and_reuse_opens_no_mlflow_run(tm
 
     import mlflow
 
-    from assets.graph import dagster_metadata
+    from assets.metadata import dagster_metadata
 
     monkeypatch.setenv("FACTORY_HOME", str(tmp_path))
     calls = []
@@ -90,5 +90,6 @@ def test_concurrent_materializations_build_once_and_reuse_opens_no_mlflow_run(tm
     again = [runners[0].materialize("raw_crawl"), runners[1].materialize("raw_crawl")]
     assert len(client.search_runs([experiment])) == 1 and len(calls) == 1
     assert all(o.reused and o.mlflow_run_id == calls[0] for o in again)
-    meta = dagster_metadata(again[0])
+    meta = dagster_metadata(again[0], runners[0].store, runners[0].tracker.tracking_uri)
     assert meta["reused"] is True and meta["mlflow_run_id"] == calls[0]
+    assert meta["mlflow_run"].url.endswith(f"/#/experiments/{experiment}/runs/{calls[0]}")

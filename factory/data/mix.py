@@ -38,6 +38,7 @@ from factory.model.flavors import model_args
 from factory.model.tokenizer_files import TokenizerInfo, tokenizer_info
 from factory.train.config import TrainConfig
 from factory.train.lm_runs import map_runs, mix_data, normalize, train_lm
+from factory.train.stage_training import log_history
 from factory.train.token_shards import HIGH_QUALITY, MIX_FILE, encode_documents, save_stream
 
 DOMAINS = ("general", "code", "math", "multilingual")
@@ -163,6 +164,15 @@ def extrapolate(params: list[float], scores: list[float], target_params: float) 
     return float(a + b * np.log(target_params))
 
 
+def experiment_rows(results: Mapping[str, Mapping[str, Any]], target: str) -> list[dict[str, Any]]:
+    """One row per mix experiment (candidate x flavor): its size, final train loss and validation
+    loss on ``target``, beside the candidate's predicted loss when there is one."""
+    return [{"candidate": name, "flavor": run["flavor"], "non_embedding_params": run["non_embedding_params"],
+             "train_loss": round(run["train_loss"], 5), f"val_loss_{target}": round(run["val_loss"][target], 5),
+             "predicted": entry.get("predicted")}
+            for name, entry in results.items() for run in entry["runs"]]
+
+
 def choose_mix(results: Mapping[str, Mapping[str, Any]]) -> str:
     """The candidate with the lowest ``predicted`` score (or ``score`` when nothing was predicted)."""
     if not results:
@@ -179,7 +189,8 @@ def mix_experiment(item: dict[str, Any], train_streams: Mapping[str, np.ndarray]
     result = train_lm(settings["train"], args, data, log=lambda _: None)
     val = val_losses(result.model, val_streams, settings["seq_len"], settings["eot_id"], settings["eval_windows"])
     return {**item, "non_embedding_params": result.model.num_params(exclude_embeddings=True),
-            "train_loss": result.final.get("loss"), "val_loss": val, "wall_s": round(result.wall_s, 2)}
+            "train_loss": result.final.get("loss"), "val_loss": val, "wall_s": round(result.wall_s, 2),
+            "history": result.history}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +278,10 @@ def _experiments(cfg: DataMixConfig, candidates: dict[str, dict[str, float]], av
                 "eot_id": info.eot_id, "train": cfg.train, "eval_windows": cfg.eval_windows}
     items = [{"candidate": n, "weights": w, "flavor": f} for n, w in candidates.items() for f in cfg.experiment_flavors]
     ctx.log(f"mix experiments: {len(candidates)} candidates x {len(cfg.experiment_flavors)} sizes")
-    return map_runs(mix_experiment, items, train_streams=train_streams, val_streams=val_streams, settings=settings)
+    runs = map_runs(mix_experiment, items, train_streams=train_streams, val_streams=val_streams, settings=settings)
+    for run in runs:  # each experiment's curves join the stage's, as mix/<candidate>/<flavor>/<metric>
+        log_history(f"mix/{run['candidate']}/{run['flavor']}", run.pop("history"), ctx)
+    return runs
 
 
 def _score_candidates(cfg: DataMixConfig, candidates: dict[str, dict[str, float]], runs: list[dict[str, Any]],
@@ -337,6 +351,7 @@ def run_data_mix(cfg: DataMixConfig, inputs: dict[str, Path], out: Path, ctx: St
         "chosen_mix": chosen,
         "weights": candidates[chosen],
         "experiment_losses": {n: r.get("predicted", r["score"]) for n, r in results.items()},
+        "experiments": experiment_rows(results, cfg.target),
         "skipped_candidates": skipped,
         "steps": steps.summary(),
     }

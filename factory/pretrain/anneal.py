@@ -18,6 +18,7 @@ from factory.eval.perplexity import val_losses
 from factory.pretrain.continued import Continued, continue_pretraining
 from factory.train.config import TrainConfig
 from factory.train.lm_runs import mix_data, normalize, train_lm
+from factory.train.stage_training import log_history
 from factory.train.token_shards import HIGH_QUALITY, read_mix
 
 
@@ -95,6 +96,7 @@ def _value_dataset(cfg: AnnealConfig, run: Continued, default_mix: Mapping[str, 
     for label, weights in (("default_mix", dict(default_mix)), ("with_dataset", with_new)):
         data = mix_data(streams.train, weights, args.max_seq_len, run.eot_id, vcfg.seed)
         res = train_lm(vcfg, args, data, init_state=run.init_state, log=ctx.log)
+        log_history(f"valuation/{label}", res.history, ctx)
         runs[label] = {"mix": normalize(weights),
                        "val_loss": val_losses(res.model, streams.val, args.max_seq_len, run.eot_id, cfg.eval_windows)}
     delta = {k: round(runs["with_dataset"]["val_loss"][k] - runs["default_mix"]["val_loss"][k], 5)

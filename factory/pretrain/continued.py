@@ -52,12 +52,14 @@ def branch_from(src: Path, seq_len: int) -> tuple[ModelArgs, dict]:
 
 
 def pretrain_run(name: str, cfg: TrainConfig, args: ModelArgs, data, ctx: StageContext, *,
-                 init_state: Mapping[str, torch.Tensor] | None = None, stop_after: int | None = None) -> TrainResult:
+                 init_state: Mapping[str, torch.Tensor] | None = None, stop_after: int | None = None,
+                 metrics_prefix: str = "") -> TrainResult:
     """The pre-training run ``name`` of a stage: next-token prediction on a ``Transformer`` of shape
     ``args`` through ``train_stage`` (checkpoints in ``ctx.checkpoint_dir(name)``); its curves are
-    the stage's own and keep their plain names (``loss``, ``lr``, ...)."""
+    the stage's own and keep their plain names (``loss``, ``lr``, ...), unless the stage trains
+    several runs and names each one's curves (``metrics_prefix``)."""
     return train_stage(name, cfg, lambda: Transformer(args), LanguageModeling(), data, ctx, init_state=init_state,
-                       stop_after=stop_after, metrics_prefix="")
+                       stop_after=stop_after, metrics_prefix=metrics_prefix)
 
 
 @dataclass

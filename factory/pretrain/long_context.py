@@ -133,7 +133,9 @@ def run_long_context_checkpoint(cfg: LongContextConfig, inputs: dict[str, Path],
         step = checkpoint_step(latest) if latest is not None else 0  # the manifest's step, not the folder's name
         while True:
             stop = min(step + cfg.check_every, tcfg.steps)
-            result = pretrain_run(run, tcfg, args, data, ctx, init_state=state, stop_after=stop)
+            # Each increment's steps count from 1: its curves go apart, beside its gate curves.
+            result = pretrain_run(run, tcfg, args, data, ctx, init_state=state, stop_after=stop,
+                                  metrics_prefix=f"len{length}/")
             step, model = stop, result.model
             gate = _gates(model, cfg, length, short_len, base_short, val_streams, val_builder, info.eot_id,
                           seed=cfg.train.seed + step)

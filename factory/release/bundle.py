@@ -29,7 +29,7 @@ from factory.model.hf import export_hf, import_hf
 from factory.quant.fp8 import emulate_fp8_activations, quantize_fp8
 from factory.quant.int8 import quantize_int8
 from factory.quant.rowwise import load_quantized
-from factory.release.model_card import render_model_card
+from factory.release.model_card import CARD_FILE, render_model_card
 
 
 class ReleaseConfig(StageConfig):
@@ -134,7 +134,7 @@ def run_quantized_release(cfg: ReleaseConfig, inputs: dict[str, Path], out: Path
         "guard_labels": list(read_meta(guard_dir)["extra"].get("labels", [])),
         "lineage": _lineage(inputs),
     }
-    (out / "README.md").write_text(render_model_card(info))
+    (out / CARD_FILE).write_text(render_model_card(info))
     ctx.log(f"release written: hf {sizes['hf']:,} B, fp8 {sizes['fp8']:,} B, "
             f"fp8 logit max delta {logit_delta['max_abs']:.3g}")
     return info

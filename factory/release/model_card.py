@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+CARD_FILE = "README.md"  # the card's name in the release artifact (the Hugging Face convention)
 INTENDED_USE = (
     "A small research chat model built end to end by the factory's reproduction of the Llama 3 recipe. "
     "It is meant for studying the pipeline (data, pre-training, post-training, safety, quantization), "

@@ -46,9 +46,11 @@ from factory.scaling.forecast import (
 )
 from factory.train.config import TrainConfig
 from factory.train.lm_runs import load_streams, map_runs, mix_data, train_lm
+from factory.train.stage_training import log_history
 from factory.train.token_shards import read_mix
 
 FIT_FILE = "fit.json"
+CURVE_RECORDS = 20  # loss records per grid run: enough to draw its curve, few enough to log
 
 
 class ScalingConfig(StageConfig):
@@ -102,13 +104,13 @@ def grid_point(item: dict[str, Any], train_streams, val_streams, proxy: ClozeTas
                       schedule={"min_lr": settings["lr"] * settings["min_lr_ratio"],
                                 "warmup_steps": int(settings["warmup_fraction"] * item["steps"])},
                       seed=settings["seed"],
-                      log_every=max(1, item["steps"]))
+                      log_every=max(1, item["steps"] // CURVE_RECORDS))
     data = mix_data(train_streams, settings["weights"], settings["seq_len"], settings["eot_id"], settings["seed"])
     result = train_lm(cfg, args, data, log=lambda _: None)
     val = val_losses(result.model, val_streams, settings["seq_len"], settings["eot_id"], settings["eval_windows"])
     nll, acc = score_cloze(result.model, proxy)
     return {**item, "val_loss": val["mean"], "val_loss_by_domain": val, "train_loss": result.final.get("loss"),
-            "proxy_nll": nll, "proxy_accuracy": acc, "wall_s": round(result.wall_s, 2)}
+            "proxy_nll": nll, "proxy_accuracy": acc, "wall_s": round(result.wall_s, 2), "history": result.history}
 
 
 def _nearest_flavor(n: float, flavors: list[str], vocab: int) -> tuple[str, int]:
@@ -163,7 +165,8 @@ def _run_grid(cfg: ScalingConfig, items: list[dict[str, Any]], info: TokenizerIn
                 "eot_id": info.eot_id, "eval_windows": cfg.eval_windows}
     points = map_runs(grid_point, items, train_streams=train_streams, val_streams=val_streams, proxy=proxy,
                       settings=settings)
-    for p in points:
+    for p in points:  # each run's curves join the stage's, as grid/<budget>/<flavor>/<metric>
+        log_history(f"grid/{p['budget']:.1e}/{p['flavor']}", p.pop("history"), ctx)
         ctx.log(f"C={p['budget']:.2e} {p['flavor']:>6} N={p['params']:,} steps={p['steps']} "
                 f"val {p['val_loss']:.4f} proxy nll {p['proxy_nll']:.3f} acc {p['proxy_accuracy']:.2f}")
     return points

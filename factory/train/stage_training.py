@@ -14,11 +14,14 @@ Curve names: a run's metrics are logged as ``<name>/<metric>`` (several DPO runs
 the reward model and SFT runs follow the same rule), unless the caller gives another
 ``metrics_prefix``: pre-training and guard stages log their one run's curves unprefixed (``loss``,
 ``lr``, ...; MLflow shows them as ``train/loss``). The step is the metric's step, not a metric.
+Runs trained where no stage context exists (the grid tasks of the mix experiments and the IsoFLOP
+grid, the annealing valuation runs) hand their records back, and ``log_history`` files them under
+the same rule, so every run a stage trains has its curves in the stage's MLflow run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -60,8 +63,19 @@ def train_stage(
     streamed = target is not None and cfg.parallelism.num_workers > 1
 
     def on_metrics(record: dict[str, float], step: int) -> None:
-        ctx.log_metrics({f"{prefix}{k}": v for k, v in record.items() if k != "step"}, step, sink=not streamed)
+        _log_record(ctx, prefix, record, step, sink=not streamed)
 
     return train(cfg, build_model, objective, data, init_state=init_state, strict_init=strict_init,
                  checkpoint_dir=ctx.checkpoint_dir(name) if checkpoints else None, log=ctx.log,
                  on_metrics=on_metrics, stop_after=stop_after, metrics_target=target if streamed else None)
+
+
+def log_history(name: str, history: Sequence[Mapping[str, float]], ctx: StageContext) -> None:
+    """File the records of a finished run ``name`` (``TrainResult.history``) as the stage's curves
+    ``<name>/<metric>``, each at its own step, as ``train_stage`` does for the runs it trains."""
+    for record in history:
+        _log_record(ctx, f"{name}/", record, int(record["step"]))
+
+
+def _log_record(ctx: StageContext, prefix: str, record: Mapping[str, float], step: int, *, sink: bool = True) -> None:
+    ctx.log_metrics({f"{prefix}{k}": v for k, v in record.items() if k != "step"}, step, sink=sink)

@@ -66,7 +66,8 @@ def test_run_data_mix_writes_shards_and_picks_the_best_candidate(tmp_path):
         experiment_flavors=["debug"], seq_len=16, train=TrainConfig(steps=2, batch_size=2, lr=1e-3), eval_windows=2)
     out = tmp_path / "out"
     out.mkdir()
-    meta = M.run_data_mix(cfg, inputs, out, StageContext(log=lambda _: None))
+    ctx = StageContext(log=lambda _: None)
+    meta = M.run_data_mix(cfg, inputs, out, ctx)
     mix = read_mix(out)
     scores = {n: r["score"] for n, r in mix["candidates"].items()}
     assert set(scores) == {"llama3", "code_only", "natural"}
@@ -80,3 +81,8 @@ def test_run_data_mix_writes_shards_and_picks_the_best_candidate(tmp_path):
     assert json.loads((out / "topics.json").read_text())["dropped_docs"] == meta["topic_dropped_docs"] > 0
     assert list(meta["steps"]) == ["downsample", "tokenize", "experiments", "select"]
     assert meta["steps"]["experiments"]["counts"]["runs"] == 3 and meta["steps"]["experiments"]["seconds"] > 0
+    # One row per experiment, and each experiment's curves filed as the stage's (its one record: step 2 of 2).
+    rows = {(r["candidate"], r["flavor"]): r for r in meta["experiments"]}
+    assert set(rows) == {("llama3", "debug"), ("code_only", "debug"), ("natural", "debug")}
+    assert all(r["val_loss_mean"] == round(mix["candidates"][c]["score"], 5) for (c, _), r in rows.items())
+    assert [step for step, m in ctx.history if "mix/code_only/debug/loss" in m] == [2]

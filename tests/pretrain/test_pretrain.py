@@ -15,7 +15,7 @@ from factory.pretrain.base import PretrainConfig, run_base_checkpoint
 from factory.pretrain.continued import HISTORY_FILE
 from factory.pretrain.experts import ExpertConfig, run_expert_checkpoint
 from factory.pretrain.long_context import LongContextConfig, run_long_context_checkpoint
-from factory.scaling.isoflop import FIT_FILE, ScalingConfig, run_scaling_law_fit
+from factory.scaling.isoflop import CURVE_RECORDS, FIT_FILE, ScalingConfig, run_scaling_law_fit
 from factory.train.config import TrainConfig
 from factory.train.lm_runs import shifted_mix
 
@@ -27,25 +27,32 @@ def T(**kw) -> TrainConfig:
     return TrainConfig(**{"steps": 4, "batch_size": 4, "lr": 3e-3, "log_every": 2, **kw})
 
 
-def _stage(root: Path, name: str, fn, cfg, inputs):
+def _stage(root: Path, name: str, fn, cfg, inputs, curves: dict | None = None):
     out = root / name
     out.mkdir()
     # One context per stage run, as the artifact store makes them (its checkpoint folders are its own).
-    return out, fn(cfg, inputs, out, StageContext(log=lambda _: None))
+    ctx = StageContext(log=lambda _: None)
+    meta = fn(cfg, inputs, out, ctx)
+    if curves is not None:  # the names of the curves the stage filed: {metric: [steps]}
+        for step, metrics in ctx.history:
+            for metric in metrics:
+                curves.setdefault(name, {}).setdefault(metric, []).append(step)
+    return out, meta
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
     inputs = write_inputs(root, vocab_size=600)
-    meta = {}
+    meta = {"curves": {}}
     inputs["data_mix"], meta["data_mix"] = _stage(root, "data_mix", run_data_mix, DataMixConfig(
         topic_max_share=0.4, topic_min_keep=0.2, val_fraction=0.15, shard_tokens=4000, high_quality_fraction=0.2,
         experiment_flavors=["debug"], seq_len=32, train=T(steps=2), eval_windows=2), inputs)
     inputs["scaling_law_fit"], meta["scaling_law_fit"] = _stage(root, "fit", run_scaling_law_fit, ScalingConfig(
         budgets=[1e8, 2e8], flavors=["debug", "nano"], seq_len=32, batch_size=2, lr=3e-3, min_steps=1,
         eval_windows=2, target_budget=1e10, recommend_flavors=["debug"], recommend_batch_size=4,
-        recommend_seq_len=32, proxy_items=4, proxy_prompt_len=8, proxy_answer_len=2, proxy_choices=4), inputs)
+        recommend_seq_len=32, proxy_items=4, proxy_prompt_len=8, proxy_answer_len=2, proxy_choices=4), inputs,
+        meta["curves"])
     base_cfg = PretrainConfig(flavor="nano", size_from="scaling_law_fit", seq_len=32, eval_windows=4,
                                 train=T(steps=16, lr=1e-2,
                                         schedule={"warmup_steps": 2, "batch_ramp": [(4, 2)], "min_lr": 1e-3}))
@@ -54,10 +61,10 @@ def chain(tmp_path_factory):
         lengths=[64, 96], train=T(steps=4, schedule={"kind": "constant"}), check_every=2, recovery_tolerance=0.5,
         niah_threshold=0.5, niah_depths=[0.0, 1.0], niah_trials=2, niah_distractors=3, niah_rate=0.2, eval_windows=2)
     inputs["long_context_checkpoint"], meta["long"] = _stage(root, "long", run_long_context_checkpoint, long_cfg,
-                                                             inputs)
+                                                             inputs, meta["curves"])
     anneal_cfg = AnnealConfig(train=T(steps=3, schedule={"kind": "linear_to_zero"}), upsample={"math": 2.0},
                                 high_quality_weight=0.2, eval_windows=2, value_dataset="math", value_steps=2)
-    _, meta["anneal"] = _stage(root, "anneal", run_annealed_checkpoint, anneal_cfg, inputs)
+    _, meta["anneal"] = _stage(root, "anneal", run_annealed_checkpoint, anneal_cfg, inputs, meta["curves"])
     _, meta["code"] = _stage(root, "code", run_expert_checkpoint,
                              ExpertConfig(domain="code", domain_weight=0.85, train=T(steps=3), eval_windows=2), inputs)
     return root, inputs, meta, base_cfg
@@ -70,6 +77,12 @@ def test_fit_recommends_the_base_flavor_and_writes_plots(chain):
     assert len(fit["points"]) == 4 and {p["steps"] for p in fit["points"]} != {0}
     assert meta["base"]["flavor"] == fit["recommendation"]["flavor"] == "debug"
     assert all((root / "fit" / f).stat().st_size > 0 for f in ("isoflops.png", "power_laws.png", "forecast.png"))
+    # Every grid run's loss curve is filed as the stage's, at its own steps (at most CURVE_RECORDS of them).
+    losses = {k: v for k, v in meta["curves"]["fit"].items() if k.endswith("/loss")}
+    every = {p["steps"]: max(1, p["steps"] // CURVE_RECORDS) for p in fit["points"]}
+    assert losses == {f"grid/{p['budget']:.1e}/{p['flavor']}/loss":
+                      [s for s in range(1, p["steps"] + 1) if s % every[p["steps"]] == 0 or s == p["steps"]]
+                      for p in fit["points"]}
 
 
 @pytest.mark.slow
@@ -109,6 +122,11 @@ def test_long_context_raises_the_length_and_records_gates(chain):
             assert {"short_recovered", "niah_solved", "passed", "niah"} <= set(check)
     assert read_meta(root / "long")["args"]["max_seq_len"] == 96
     assert set(long["niah_final_per_length"]) >= {"64", "96"}
+    # Each increment's training curve apart (its steps count from 1), beside its gate curve.
+    curves = meta["curves"]["long"]
+    assert "loss" not in curves
+    assert [curves[f"len{r['length']}/loss"] for r in long["increments"]] == [
+        list(range(2, r["steps"] + 1, 2)) for r in long["increments"]]  # log_every 2
 
 
 @pytest.mark.slow
@@ -121,6 +139,10 @@ def test_anneal_ends_at_zero_lr_and_values_a_dataset(chain):
     valuation = anneal["dataset_valuation"]
     assert valuation["runs"]["with_dataset"]["mix"]["math"] > valuation["runs"]["default_mix"]["mix"]["math"]
     assert set(valuation["val_loss_delta"]) >= {"math", "mean"}
+    # The stage's run and both valuation runs (2 steps, log_every 2), each with its own curve.
+    curves = meta["curves"]["anneal"]
+    assert (curves["loss"], curves["valuation/default_mix/loss"], curves["valuation/with_dataset/loss"]) == (
+        [2, 3], [2], [2])
 
 
 @pytest.mark.slow
