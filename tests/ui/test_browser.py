@@ -15,12 +15,14 @@ URL the metadata carries is that server's page (``factory.lineage.mlflow_ui``), 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -45,6 +47,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
 from assets.instance import instance_settings
+from assets.metadata import PLOT_MAX_PX
 from factory.raycluster import ray_temp_dir
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -156,6 +159,10 @@ def graphql(base: str, query: str, variables: dict[str, Any] | None = None) -> d
 
 WORKSPACE = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+# The opacity an element is drawn with: the product of its own and its ancestors'.
+OPACITY = """let o = 1;
+for (let e = arguments[0]; e instanceof Element; e = e.parentElement) o *= +getComputedStyle(e).opacity;
+return o;"""
 RUNS = "{ runsOrError { ... on Runs { results { runId status } } } }"
 
 
@@ -261,8 +268,7 @@ def _metadata_row(label: str) -> str:
 
 def _launched_run(driver: WebDriver, base: str) -> str | None:
     """The id of the run the UI's toast announces (``Launched run <first 8 characters>``)."""
-    toast = _find(driver, "//*[starts-with(normalize-space(), 'Launched run')]")
-    short = re.search(r"Launched run\s+([0-9a-f]{8})", toast.text) if toast else None
+    short = re.search(r"Launched run\s+([0-9a-f]{8})", _page_text_with(driver, "Launched run") or "")
     if not short:
         return None
     runs = graphql(base, RUNS)["runsOrError"]["results"]
@@ -295,10 +301,18 @@ def test_materialize_from_the_ui_shows_the_loss_curve_and_the_mlflow_run(servers
           servers.logs, every=0.5)
     image = _wait("the loss curve in its dialog", lambda: _find(browser, "//*[@role='dialog']//img"), UI_S,
                   servers.logs, every=0.5)
-    assert image.get_attribute("src").startswith("data:image/png;base64,")
+    scheme, _, data = image.get_attribute("src").partition(",")
+    assert scheme == "data:image/png;base64"
+    # The browser decoded the PNG: its width is the one the file's IHDR header states (a broken image
+    # has none), and that of a real figure.
+    png = base64.b64decode(data)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    (png_width,) = struct.unpack(">I", png[16:20])
     width = _wait("the plot to decode", lambda: browser.execute_script(
         "return arguments[0].complete && arguments[0].naturalWidth", image), UI_S, servers.logs, every=0.5)
-    assert width > 100  # a real figure (PLOT_MAX_PX-bound), not a broken-image placeholder
+    assert width == png_width and 300 <= width <= PLOT_MAX_PX, (width, png_width)
+    # The dialog fades in: photograph it once it and everything around the plot is opaque.
+    _wait("the dialog's fade-in", lambda: browser.execute_script(OPACITY, image) == 1, UI_S, servers.logs, every=0.2)
     shot = tmp_path / f"{ASSET}-loss_curve.png"
     assert browser.save_screenshot(str(shot))
     print(f"\nscreenshot: {shot}")
