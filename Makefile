@@ -1,5 +1,5 @@
 # factory — quickstart: `make run` (whole graph, profile demo) and `make test`.
-# Both create .venv and install what they need, Debian documentation packages included.
+# Both create .venv and install what they need, Debian packages included (documentation; the browser).
 
 PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -11,6 +11,8 @@ FACTORY_HOME ?= .factory
 # Real documents for the embedded sample crawl (Python docs and the Debian Reference in 9 languages).
 DOC_PACKAGES := python3.11-doc debian-reference-en debian-reference-de debian-reference-fr \
 	debian-reference-es debian-reference-it debian-reference-pt debian-reference-ja debian-reference-zh-cn
+# The headless browser of the UI test (tests/ui: selenium drives /usr/bin/chromium through /usr/bin/chromedriver).
+BROWSER_PACKAGES := chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The process environment (offline hubs, quiet GE, DeepSpeed's cache) is set by the factory's own
@@ -28,7 +30,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system-deps:
-	@missing=$$(for p in $(DOC_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(DOC_PACKAGES) $(BROWSER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages: $$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
