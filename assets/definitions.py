@@ -10,6 +10,7 @@ import dagster as dg
 
 from assets.automation import new_warc_files, rebuild_job, rebuild_stale_nightly
 from assets.checks import build_checks
+from assets.gates import build_gates
 from assets.graph import build_assets
 from assets.resources import FactoryResource, default_profile_name
 from factory.config import load_profile
@@ -20,7 +21,7 @@ check_profile(_profile)  # a misspelt section or key fails the code location's l
 
 defs = dg.Definitions(
     assets=build_assets(_profile),
-    asset_checks=build_checks(),
+    asset_checks=build_checks() + build_gates(_profile),
     jobs=[rebuild_job],
     schedules=[rebuild_stale_nightly],
     sensors=[new_warc_files],

@@ -25,7 +25,9 @@ def test_definitions_hold_the_whole_graph():
     assert keys == KEYS
     checks = {k.name for k in graph.asset_check_keys}
     assert checks == {"extracted_docs_expectations", "deduped_docs_expectations", "filtered_corpus_expectations",
-                      "preference_data_expectations"}
+                      "preference_data_expectations", "dpo_round_1_gate", "sft_round_2_gate", "dpo_round_2_gate",
+                      "chat_model_gate", "llama_guard_gate", "prompt_guard_gate", "quantized_release_gate"}
+    assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys)
     assert defs.resolve_schedule_def("rebuild_stale_nightly") is not None
     assert defs.resolve_sensor_def("new_warc_files") is not None
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
