@@ -31,4 +31,4 @@ def materialized_key(instance: dg.DagsterInstance, run_id: str, asset: str) -> s
 
 def checked_manifest(context: dg.AssetCheckExecutionContext, store: ArtifactStore, asset: str) -> Manifest:
     """The manifest of the artifact the checked materialization produced."""
-    return store.load(asset, materialized_key(context.instance, context.run_id, asset))
+    return store.load(asset, materialized_key(context.instance, context.run.run_id, asset))
