@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from assets.artifacts import materialized_key
 from assets.gates import build_gates, gate_check, judge_fp8, judge_guard, judge_round
 from assets.resources import FactoryResource
 from factory.config import load_profile
@@ -155,7 +156,7 @@ def _stand_ins(sft_key, dpo_key, ran):
     return [sft_round_1, dpo_round_1, chat_model]
 
 
-def _run(tmp_path, store, dpo_accuracy, ran):
+def _run(tmp_path, store, dpo_accuracy, ran, instance=None):
     sft = _commit(store, "sft_round_1", _dev(0.60))
     dpo = _commit(store, "dpo_round_1", _dev(dpo_accuracy), {"sft_round_1": sft})
     # A newer, unrelated dpo_round_1 moves the store's latest ref; the check must not read it.
@@ -165,7 +166,7 @@ def _run(tmp_path, store, dpo_accuracy, ran):
     check = gate_check("dpo_round_1", judge_round, "dev accuracy not worse than sft_round_1's")
     return dg.materialize([*_stand_ins(sft.key, dpo.key, ran), check], raise_on_error=False,
                           resources={"factory": FactoryResource(profile=_profile_path(tmp_path))},
-                          instance=dg.DagsterInstance.ephemeral())
+                          instance=instance or dg.DagsterInstance.ephemeral())
 
 
 def _evaluation(result):
@@ -183,6 +184,20 @@ def test_failed_blocking_gate_keeps_the_downstream_asset_from_running(tmp_path, 
     assert ran == [] and not result.success
     materialized = {e.asset_key.path[0] for e in result.get_asset_materialization_events()}
     assert materialized == {"sft_round_1", "dpo_round_1"}
+
+
+def test_checks_read_their_runs_materialization_else_the_latest(tmp_path, store):
+    instance = dg.DagsterInstance.ephemeral()
+    result = _run(tmp_path, store, dpo_accuracy=0.58, ran=[], instance=instance)
+    built = materialized_key(instance, result.run_id, "dpo_round_1")
+    assert built == store.load("dpo_round_1", built).key and store.latest("dpo_round_1").key != built
+    # A later materialization (another run's) leaves this run's answer alone and is what a
+    # check-only run, which materialized nothing, reads.
+    instance.report_runless_asset_event(dg.AssetMaterialization("dpo_round_1", metadata={"artifact_key": "k2"}))
+    assert materialized_key(instance, result.run_id, "dpo_round_1") == built
+    assert materialized_key(instance, "a-run-that-only-checks", "dpo_round_1") == "k2"
+    with pytest.raises(FileNotFoundError, match="'chat_model' has no materialization"):
+        materialized_key(dg.DagsterInstance.ephemeral(), result.run_id, "chat_model")
 
 
 def test_passing_gate_lets_the_downstream_asset_run(tmp_path, store):
