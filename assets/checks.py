@@ -1,11 +1,13 @@
 """Blocking asset checks: the Great Expectations suites of ``factory.expectations``.
 
-A failed suite fails the check and, being blocking, keeps every downstream asset from running.
+Each suite reads the artifact its asset's materialization produced (``assets/artifacts.py``). A
+failed suite fails the check and, being blocking, keeps every downstream asset from running.
 """
 
 
 import dagster as dg
 
+from assets.artifacts import checked_manifest
 from assets.resources import FactoryResource
 from factory.expectations import SUITES, load_frame, validate
 from factory.store import open_store
@@ -13,15 +15,15 @@ from factory.store import open_store
 
 def _check_for(asset: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=f"{asset}_expectations", blocking=True,
-                    description=f"Great Expectations suite '{asset}' on the latest artifact.")
-    def _check(factory: FactoryResource) -> dg.AssetCheckResult:
-        profile = factory.load()
-        store = open_store(profile)
-        folder = store.local_path(store.latest(asset))
-        result = validate(asset, load_frame(asset, folder))
+                    description=f"Great Expectations suite '{asset}' on the materialized artifact.")
+    def _check(context: dg.AssetCheckExecutionContext, factory: FactoryResource) -> dg.AssetCheckResult:
+        store = open_store(factory.load())
+        manifest = checked_manifest(context, store, asset)
+        result = validate(asset, load_frame(asset, store.local_path(manifest)))
         return dg.AssetCheckResult(
             passed=result.success,
-            metadata={"rows": result.rows, "failures": dg.MetadataValue.json(result.failures)},
+            metadata={"artifact_key": manifest.key, "rows": result.rows,
+                      "failures": dg.MetadataValue.json(result.failures)},
         )
 
     return _check

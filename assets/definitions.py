@@ -11,6 +11,7 @@ import dagster as dg
 
 from assets.automation import automation_sensor, warc_files
 from assets.checks import build_checks
+from assets.gates import build_gates
 from assets.graph import build_assets
 from assets.resources import FactoryResource, default_profile_name
 from factory.config import load_profile
@@ -21,7 +22,7 @@ check_profile(_profile)  # a misspelt section or key fails the code location's l
 
 defs = dg.Definitions(
     assets=[warc_files, *build_assets(_profile)],
-    asset_checks=build_checks(),
+    asset_checks=build_checks() + build_gates(_profile),
     sensors=[automation_sensor],  # evaluates the assets' automation conditions (assets/automation.py)
     resources={"factory": FactoryResource(profile=default_profile_name())},  # a name or a YAML path, as given
     executor=dg.in_process_executor,

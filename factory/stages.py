@@ -8,8 +8,9 @@ the table pulls in no torch, Ray or Dagster.
 Post-training rounds are generated from the profile (``posttraining.rounds``): ``sft_round_k`` and
 ``dpo_round_k`` for k = 1..rounds; ``chat_model`` averages the last round's DPO runs.
 
-``validate_profile`` checks a whole profile against the table (every section, every key) so that
-a run refuses a bad profile before its first stage, not when the bad section's stage comes up.
+``validate_profile`` checks a whole profile against the table (every section, every key; plus the
+``posttraining`` and ``gates`` sections, which shape the graph and judge it) so that a run refuses a
+bad profile before its first stage, not when the bad section's stage comes up.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import Field, ValidationError
 from factory.config import Profile
 from factory.core.code_version import code_version
 from factory.core.stage import StageConfig
+from factory.gates import GatesConfig
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def _graph(rounds: int) -> list[StageSpec]:
 
 
 def _unknown_sections(profile: Profile, specs: list[StageSpec]) -> list[str]:
-    known = {spec.config_section for spec in specs} | {"posttraining"}
+    known = {spec.config_section for spec in specs} | {"posttraining", "gates"}
     return [f"unknown section {name!r}" + _suggestion(name, known) for name in sorted(set(profile.sections) - known)]
 
 
@@ -257,6 +259,10 @@ def validate_profile(profile: Profile) -> list[str]:
         rounds, errors = 1, config_errors("posttraining", err)
     specs = _graph(rounds)
     errors += _unknown_sections(profile, specs)
+    try:
+        GatesConfig(**profile.section("gates"))
+    except ValidationError as err:
+        errors += config_errors("gates", err)
     for section, spec in {spec.config_section: spec for spec in specs}.items():
         try:
             stage_config(spec, profile)

@@ -39,6 +39,7 @@ LAYERS: list[set[str]] = [
 # Top-level modules of the library that together run the graph: one component.
 ORCHESTRATION = {
     "config", "stages", "store", "locks", "lineage", "expectations", "jobs", "raycluster", "runner", "localcluster",
+    "gates",
 }
 DYNAMIC_IMPORT_ALLOWED = {"factory.stages"}
 # Third-party packages a layer must not import.

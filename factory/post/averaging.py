@@ -2,8 +2,8 @@
 from experiments using various versions of data or hyperparameters at each RM, SFT, or DPO stage").
 
 The last round's DPO runs (``dpo_round_N/runs/run_i``, same architecture, same SFT starting
-point) are averaged weight by weight; the held-out task accuracy of the average is reported beside
-each run's, so the metadata shows whether averaging helped.
+point) are averaged weight by weight; the dev-split task accuracy of the average is reported beside
+each run's, so the metadata shows whether averaging helped (and the chat model's release gate reads it).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ RUNS_DIR = "runs"  # the layout dpo_round_k writes (factory.post.rounds)
 class AverageConfig(StageConfig):
     """Evaluation of the averaged chat model."""
 
-    eval_prompts: int = Field(200, description="Held-out prompts for the task accuracy of the average and of each run.")
-    eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
+    eval_prompts: int = Field(
+        200, description="Dev-split prompts for the task accuracy of the average and of each run.")
+    eval_seed: int = Field(0, description="Seed of the dev prompts (same for every stage to compare).")
 
 
 def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -69,11 +70,10 @@ def run_chat_model(cfg: AverageConfig, inputs: dict[str, Path], out: Path, ctx: 
     save_model(model, out, extra={"stage": "chat_model", "averaged": [f"{key}/{RUNS_DIR}/{d.name}" for d in run_dirs]})
 
     fmt = load_chat_format(inputs["tokenizer"])
-    prompts = heldout_prompts(cfg.eval_prompts, cfg.eval_seed)
+    prompts = heldout_prompts(cfg.eval_prompts, cfg.eval_seed, "dev")
     runs = {}
     for d in run_dirs:
         run = Transformer(args)
         run.load_state_dict(load_state(d))
         runs[d.name] = evaluate(run.eval(), fmt, prompts)
-    return {"source": key, "runs_averaged": len(run_dirs), "heldout": evaluate(model, fmt, prompts),
-            "heldout_runs": runs}
+    return {"source": key, "runs_averaged": len(run_dirs), "dev": evaluate(model, fmt, prompts), "dev_runs": runs}

@@ -12,7 +12,7 @@ once per configured run (seed, beta), each starting from and referenced to the S
 
 Artifact layouts (checkpoint_io): ``sft_round_k/`` holds the SFT model and ``sft_data.jsonl``;
 ``dpo_round_k/runs/run_i/`` holds each DPO run, and ``dpo_round_k/`` itself the run with the best
-held-out task accuracy (the policy the next round samples from), plus ``onpolicy_preferences.jsonl``.
+dev task accuracy (the policy the next round samples from), plus ``onpolicy_preferences.jsonl``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class SFTConfig(StageConfig):
         TrainConfig(steps=800, batch_size=64, lr=2.0e-3, log_every=100,
                     schedule={"warmup_steps": 50, "min_lr": 1.0e-4}),
         description="Optimization of the SFT run.")
-    eval_prompts: int = Field(200, description="Held-out prompts for the task accuracy after SFT.")
+    eval_prompts: int = Field(200, description="Dev-split prompts for the task accuracy after SFT (the round gate's).")
     eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
     seed: int = Field(0, description="Seed of prompts and sampling; the round number is added to it.")
 
@@ -95,7 +95,8 @@ class DPOConfig(StageConfig):
     train: TrainConfig = Field(
         TrainConfig(steps=80, batch_size=16, lr=2.0e-5, log_every=10, schedule={"warmup_steps": 8}),
         description="Optimization of each DPO run (its seed is the run's).")
-    eval_prompts: int = Field(200, description="Held-out prompts for the task accuracy of each run.")
+    eval_prompts: int = Field(
+        200, description="Dev-split prompts for the task accuracy of each run (picks the best run; the round gate's).")
     eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
     seed: int = Field(0, description="Seed of prompts, sampling and annotation; the round number is added to it.")
 
@@ -156,7 +157,7 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
         "skipped_too_long": len(records) - len(examples),
         "examples_by_source": {s: sum(r["source"] == s for r in records) for s in ("rejection_sampling", "synthetic")},
         "train": describe(result),
-        "heldout": evaluate(result.model, fmt, heldout_prompts(cfg.eval_prompts, cfg.eval_seed)),
+        "dev": evaluate(result.model, fmt, heldout_prompts(cfg.eval_prompts, cfg.eval_seed, "dev")),
     }
 
 
@@ -180,7 +181,7 @@ def run_dpo_round(cfg: DPOConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     if not examples:
         raise ValueError("no preference pairs fit the context: nothing to train DPO on")
 
-    eval_set = heldout_prompts(cfg.eval_prompts, cfg.eval_seed)
+    eval_set = heldout_prompts(cfg.eval_prompts, cfg.eval_seed, "dev")
     runs: list[dict[str, Any]] = []
     for i, run in enumerate(cfg.runs):
         train_cfg = cfg.train.model_copy(update={"seed": run.seed})
@@ -197,9 +198,9 @@ def run_dpo_round(cfg: DPOConfig, inputs: dict[str, Path], out: Path, ctx: Stage
             "dpo_loss_end": hist[-1]["dpo_loss"] if hist else None,
             "reward_accuracy_end": hist[-1]["reward_accuracy"] if hist else None,
             "train": describe(result),
-            "heldout": evaluate(result.model, fmt, eval_set),
+            "dev": evaluate(result.model, fmt, eval_set),
         })
-    best = max(range(len(runs)), key=lambda i: (runs[i]["heldout"]["accuracy"], runs[i]["heldout"]["mean_score"]))
+    best = max(range(len(runs)), key=lambda i: (runs[i]["dev"]["accuracy"], runs[i]["dev"]["mean_score"]))
     for name in (WEIGHTS, META):
         shutil.copyfile(out / RUNS_DIR / f"run_{best}" / name, out / name)
     _write_jsonl(out / ONPOLICY_FILE, [r.to_dict() for r in onpolicy])
@@ -210,5 +211,5 @@ def run_dpo_round(cfg: DPOConfig, inputs: dict[str, Path], out: Path, ctx: Stage
         "skipped_too_long": len(pairs) - len(examples),
         "runs": runs,
         "best_run": best,
-        "heldout": runs[best]["heldout"],
+        "dev": runs[best]["dev"],
     }

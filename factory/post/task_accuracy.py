@@ -1,5 +1,6 @@
 """Held-out verifiable-prompt accuracy (recipe: "Results", post-trained model evaluation on
-math, code and instruction following, here on ``factory.post.tasks``' held-out split).
+math, code and instruction following, here on ``factory.post.tasks``' held-out splits: ``dev``
+for the stages' own measurements, which choices and release gates read, ``test`` for the report).
 
 Each task gets the same number of held-out prompts; the model answers greedily in the chat format
 and each answer is scored by the task's checker. ``accuracy`` counts fully correct answers,
@@ -14,15 +15,17 @@ from typing import Any
 
 from factory.model.chat_format import ChatFormat
 from factory.post.sampling import SamplingConfig, sample_responses
-from factory.post.tasks import TASKS, TaskPrompt, sample_prompts, score
+from factory.post.tasks import TASKS, Split, TaskPrompt, sample_prompts, score
 
 MAX_NEW_TOKENS = 32  # longer than every reference answer of the task generators
 
 
-def heldout_prompts(n: int, seed: int) -> list[TaskPrompt]:
-    """``n`` held-out prompts split evenly over the tasks (at least one per task)."""
+def heldout_prompts(n: int, seed: int, split: Split) -> list[TaskPrompt]:
+    """``n`` prompts of a held-out split (``dev`` or ``test``), evenly over the tasks (at least one per task)."""
+    if split == "train":
+        raise ValueError("held-out prompts come from the dev or test split, not train")
     per_task = max(1, n // len(TASKS))
-    return [p for i, t in enumerate(TASKS) for p in sample_prompts(per_task, seed + i, "eval", {t: 1.0})]
+    return [p for i, t in enumerate(TASKS) for p in sample_prompts(per_task, seed + i, split, {t: 1.0})]
 
 
 def evaluate(model, fmt: ChatFormat, prompts: list[TaskPrompt], batch_size: int = 32) -> dict[str, Any]:
@@ -43,9 +46,10 @@ def _mean(xs) -> float:
     return round(sum(xs) / len(xs), 4) if xs else 0.0
 
 
-def task_accuracy(model_folder: Path, tokenizer_folder: Path, n: int, seed: int) -> dict[str, Any]:
+def task_accuracy(model_folder: Path, tokenizer_folder: Path, n: int, seed: int, split: Split) -> dict[str, Any]:
     """Held-out task accuracy of a saved LM (checkpoint_io layout) with a tokenizer artifact."""
     from factory.model.chat_format import load_chat_format
     from factory.post.sampling import load_policy
 
-    return evaluate(load_policy(Path(model_folder)), load_chat_format(Path(tokenizer_folder)), heldout_prompts(n, seed))
+    prompts = heldout_prompts(n, seed, split)
+    return evaluate(load_policy(Path(model_folder)), load_chat_format(Path(tokenizer_folder)), prompts)

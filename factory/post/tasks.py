@@ -12,9 +12,10 @@ addition to 100% greedy accuracy in ~1,500 steps when each digit is its own toke
 - ``code``: tiny Python functions, scored by the fraction of unit tests that pass when the code
   runs in a subprocess with a timeout (a syntax error or a timeout scores 0).
 
-Every prompt has a ``key`` naming its content; a stable hash of the key puts it in the ``train``
-or the held-out ``eval`` split, so evaluation prompts never appear in post-training data whatever
-seed draws them.
+Every prompt has a ``key`` naming its content; a stable hash of the key puts it in the ``train``,
+``dev`` or ``test`` split, so held-out prompts never appear in post-training data whatever seed
+draws them. ``dev`` is what stages choose and gates decide by (the best DPO run, the release
+gates); ``test`` is read only by the evaluation report.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Split = Literal["train", "eval"]
+Split = Literal["train", "dev", "test"]
 TASKS = ("arithmetic", "uppercase", "word_count", "code")
-HELDOUT_FRACTION = 0.2  # share of each task's key space reserved for evaluation
+TEST_FRACTION = 0.2  # share of each task's key space reserved for the report
+DEV_FRACTION = 0.1  # share reserved for choices and gates (taken from what was train, so test stays put)
 CODE_TIMEOUT_S = 2.0  # generous for tiny functions; an endless loop scores 0
 
 _WORDS = ("apple", "river", "stone", "cloud", "tiger", "green", "light", "music", "paper", "house", "bread",
@@ -86,7 +88,9 @@ class TaskPrompt:
 
 def split_of(key: str) -> Split:
     h = int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") / 2**64
-    return "eval" if h < HELDOUT_FRACTION else "train"
+    if h < TEST_FRACTION:
+        return "test"
+    return "dev" if h < TEST_FRACTION + DEV_FRACTION else "train"
 
 
 def _arithmetic(rng: random.Random) -> TaskPrompt:

@@ -8,8 +8,10 @@ Output folder:
 - ``guard_int8/``: the Llama-Guard-style classifier with INT8 per-row weights;
 - ``prompt_guard/``, ``code_shield/``: the other safety tools, copied as they are;
 - ``README.md``: the model card, rendered from the measured metadata.
-The metadata reports sizes on disk, FP8/INT8 round-trip errors and the output deltas of the
-quantized models measured on random token sequences.
+The metadata reports sizes on disk, FP8/INT8 round-trip errors, the output deltas of the
+quantized models measured on random token sequences, and the dev-split task accuracy of the bundle
+as users load it (``hf_dtype``) and of its FP8 weights with FP8 activations: the FP8 release gate
+reads those two (``factory.gates``).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from pydantic import Field
 
 from factory.core.files import MANIFEST
 from factory.core.stage import StageConfig, StageContext
+from factory.model.chat_format import load_chat_format
 from factory.model.checkpoint_io import load_model, read_meta
 from factory.model.hf import export_hf, import_hf
+from factory.post.task_accuracy import evaluate, heldout_prompts
 from factory.quant.fp8 import emulate_fp8_activations, quantize_fp8
 from factory.quant.int8 import quantize_int8
 from factory.quant.rowwise import load_quantized
@@ -48,6 +52,9 @@ class ReleaseConfig(StageConfig):
     eval_sequences: int = Field(8, ge=1, description="Random token sequences used to measure output deltas.")
     eval_seq_len: int = Field(64, ge=2, description="Length of those sequences.")
     seed: int = Field(0, description="Seed of the random sequences.")
+    eval_prompts: int = Field(
+        200, ge=1, description="Dev-split prompts for the task accuracy of the bundle and of its FP8 weights.")
+    eval_seed: int = Field(0, description="Seed of those prompts (same as the post-training stages' to compare).")
 
 
 def _dir_size(folder: Path) -> int:
@@ -105,6 +112,10 @@ def run_quantized_release(cfg: ReleaseConfig, inputs: dict[str, Path], out: Path
         logit_delta_act = _output_delta(reference, fp8_model(tokens))
     for d in (logit_delta, logit_delta_act):
         d.update(sequences=cfg.eval_sequences, seq_len=tokens.shape[1])
+    ctx.log(f"dev task accuracy of the {cfg.hf_dtype} bundle and of the FP8 weights (FP8 activations)")
+    fmt, dev = load_chat_format(Path(inputs["tokenizer"])), heldout_prompts(cfg.eval_prompts, cfg.eval_seed, "dev")
+    dev_accuracy = {cfg.hf_dtype: evaluate(import_hf(out / "hf").eval(), fmt, dev),
+                    "fp8": evaluate(fp8_model, fmt, dev)}
 
     ctx.log("quantizing the guard classifier to INT8")
     guard_stats = quantize_int8(guard_dir, out / "guard_int8")
@@ -129,7 +140,9 @@ def run_quantized_release(cfg: ReleaseConfig, inputs: dict[str, Path], out: Path
         "model": {**args.to_dict(), "params": chat.num_params()},
         "sizes_bytes": sizes,
         "fp8": {**fp8, "scale_ub": cfg.fp8_scale_ub, "logit_delta": logit_delta,
-                "logit_delta_fp8_activations": logit_delta_act},
+                "logit_delta_fp8_activations": logit_delta_act,
+                "dev_accuracy": {name: {k: a[k] for k in ("n", "accuracy", "mean_score")}
+                                 for name, a in dev_accuracy.items()}},
         "guard_int8": {**guard_stats, "score_delta": score_delta},
         "guard_labels": list(read_meta(guard_dir)["extra"].get("labels", [])),
         "lineage": _lineage(inputs),

@@ -6,8 +6,9 @@ Sections, each computed here from the upstream artifacts:
   and chat models (``factory.eval.perplexity``);
 - ``niah``: needle-in-a-haystack retrieval per depth x length for every model whose context holds
   the lengths (``factory.eval.niah``);
-- ``tasks``: held-out verifiable-prompt accuracy of each SFT and DPO round and the chat model
-  (``factory.post.task_accuracy``), the same prompts for every model;
+- ``tasks``: verifiable-prompt accuracy on the ``test`` split of each SFT and DPO round and the
+  chat model (``factory.post.task_accuracy``), the same prompts for every model (stages and release
+  gates read the ``dev`` split, never these);
 - ``guards``: Llama Guard unsafe-flag precision / recall / F1 / FPR and per-category recall, the
   same for its INT8 release, and Prompt Guard attack detection, on the held-out seed examples
   saved beside each guard;
@@ -47,7 +48,7 @@ class EvalConfig(StageConfig):
     niah_trials: int = Field(4, description="Needle examples per cell.")
     niah_distractors: int = Field(9, description="Wrong keys each true key is ranked against.")
     niah_key_digits: int = Field(4, description="Digits of a pass key.")
-    task_prompts: int = Field(100, description="Held-out verifiable prompts per model (split evenly over tasks).")
+    task_prompts: int = Field(100, description="Test-split verifiable prompts per model (split evenly over tasks).")
     quant_windows: int = Field(8, description="Validation windows for the FP8-vs-chat logit comparison.")
     guard_batch_size: int = Field(32, description="Inputs per forward pass of the guards.")
     seed: int = Field(0, description="Seed of NIAH keys and task prompts.")
@@ -106,7 +107,8 @@ def niah_section(models: dict[str, torch.nn.Module], streams: dict[str, np.ndarr
 def tasks_section(folders: dict[str, Path], tokenizer_dir: Path, cfg: EvalConfig) -> dict[str, Any]:
     from factory.post.task_accuracy import task_accuracy
 
-    return {name: task_accuracy(folder, tokenizer_dir, cfg.task_prompts, cfg.seed) for name, folder in folders.items()}
+    return {name: task_accuracy(folder, tokenizer_dir, cfg.task_prompts, cfg.seed, "test")
+            for name, folder in folders.items()}
 
 
 def guards_section(guard_dir: Path, prompt_guard_dir: Path, release_dir: Path, cfg: EvalConfig) -> dict[str, Any]:

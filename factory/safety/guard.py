@@ -56,6 +56,8 @@ class GuardConfig(StageConfig):
     responses_per_category: int = Field(
         8, description="Judged agent responses per category (compliance, refusal, helpful).")
     held_out_fraction: float = Field(0.2, description="Share of the seed set held out for the reported metrics.")
+    dev_fraction: float = Field(0.2, description="Share of the seed set kept apart for the dev metrics the release "
+                                "gate reads.")
     max_len: int = Field(256, description="Most tokens of a guard prompt; longer conversations are cut at their end.")
     include_policy: bool = Field(True, description="List the hazard categories in the prompt (as Llama Guard does); "
                                  "off saves ~100 identical tokens per example on small runs.")
@@ -166,9 +168,9 @@ def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: S
     args = checkpoint_io.load_args(base)
     max_len = min(cfg.max_len, args.max_seq_len)
 
-    train_set, held_out = split(guard_examples(cfg.per_category, cfg.responses_per_category, cfg.seed),
-                                cfg.held_out_fraction)
-    ctx.log(f"guard seed set: {len(train_set)} train / {len(held_out)} held-out examples")
+    train_set, dev, held_out = split(guard_examples(cfg.per_category, cfg.responses_per_category, cfg.seed),
+                                     cfg.held_out_fraction, cfg.dev_fraction)
+    ctx.log(f"guard seed set: {len(train_set)} train / {len(dev)} dev / {len(held_out)} held-out examples")
     rows = []
     for e in train_set:
         ids = encode_guard_prompt(chat, e.prompt, e.response, max_len, cfg.include_policy)
@@ -179,6 +181,7 @@ def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: S
     guard = LlamaGuard(result.model, chat, threshold=cfg.threshold, max_len=max_len, with_policy=cfg.include_policy,
                        batch_size=cfg.eval_batch_size)
     held_metrics = evaluate(guard, held_out)
+    dev_metrics = evaluate(guard, dev)
     train_metrics = evaluate(guard, train_set)
     checkpoint_io.save_model(result.model, out, extra={
         "labels": list(LABELS), "threshold": cfg.threshold, "max_len": max_len, "with_policy": cfg.include_policy,
@@ -195,6 +198,8 @@ def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: S
         "train_examples": len(train_set),
         "held_out_examples": len(held_out),
         "held_out": held_metrics,
+        "dev_examples": len(dev),
+        "dev": {k: dev_metrics[k] for k in ("precision", "recall", "f1", "fpr", "positives", "negatives")},
         "train_fit": {k: train_metrics[k] for k in ("precision", "recall", "f1", "fpr")},
         "labels": list(LABELS),
         "threshold": cfg.threshold,

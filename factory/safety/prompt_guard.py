@@ -44,6 +44,8 @@ class PromptGuardConfig(StageConfig):
 
     per_class: int = Field(96, description="Seed examples per label (benign, injection, jailbreak).")
     held_out_fraction: float = Field(0.25, description="Share of the seed set held out for the reported metrics.")
+    dev_fraction: float = Field(0.2, description="Share of the seed set kept apart for the dev metrics the release "
+                                "gate reads.")
     hidden_dim: int = Field(64, description="Hidden width of the MLP head; 0 gives a linear head.")
     max_len: int = Field(128, description="Most encoder tokens per input (longer inputs are truncated).")
     eval_batch_size: int = Field(64, description="Inputs per forward pass when scoring.")
@@ -153,8 +155,8 @@ def evaluate(guard: PromptGuard, texts: Sequence[str], labels: Sequence[str]) ->
 def run_prompt_guard(cfg: PromptGuardConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
     from safetensors.torch import save_file
 
-    train_set, held_out = split(attack_examples(cfg.per_class, cfg.seed), cfg.held_out_fraction)
-    ctx.log(f"prompt guard seed set: {len(train_set)} train / {len(held_out)} held-out")
+    train_set, dev, held_out = split(attack_examples(cfg.per_class, cfg.seed), cfg.held_out_fraction, cfg.dev_fraction)
+    ctx.log(f"prompt guard seed set: {len(train_set)} train / {len(dev)} dev / {len(held_out)} held-out")
     encoder, tokenizer = load_encoder()
     dim = encoder.config.hidden_size
     labels = list(ATTACK_LABELS)
@@ -167,6 +169,7 @@ def run_prompt_guard(cfg: PromptGuardConfig, inputs: dict[str, Path], out: Path,
                          metrics_prefix="")
     guard = PromptGuard(result.model, tokenizer, labels, cfg.max_len, cfg.eval_batch_size)
     held = evaluate(guard, [e.text for e in held_out], [e.label for e in held_out])
+    dev_metrics = evaluate(guard, [e.text for e in dev], [e.label for e in dev])
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in result.model.head.state_dict().items()}, str(out / HEAD_FILE))
     (out / META_FILE).write_text(json.dumps({
@@ -180,5 +183,7 @@ def run_prompt_guard(cfg: PromptGuardConfig, inputs: dict[str, Path], out: Path,
         "train_examples": len(train_set),
         "held_out_examples": len(held_out),
         "held_out": held,
+        "dev_examples": len(dev),
+        "dev": dev_metrics,
         "labels": labels,
     }

@@ -11,7 +11,7 @@ the pipeline learns, not how a guard behaves on real traffic (``../shared/data/s
 public prompt sets that tests use for that when present).
 
 Everything is a pure function of its arguments: the same counts and seed give the same examples,
-and the train / held-out split is a hash of the text, so it never moves when counts change.
+and the train / dev / held-out split is a hash of the text, so it never moves when counts change.
 """
 
 from __future__ import annotations
@@ -339,16 +339,25 @@ def attack_examples(per_class: int, seed: int = 0) -> list[AttackExample]:
     return out
 
 
+def _unit_hash(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+
+
 def is_held_out(text: str, fraction: float) -> bool:
-    """Stable train / held-out assignment by a hash of the text (independent of counts and order)."""
-    h = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-    return h / 2**64 < fraction
+    """Stable assignment to the held-out (test) part by a hash of the text (independent of counts and order)."""
+    return _unit_hash(text) < fraction
 
 
-def split(examples: list, fraction: float) -> tuple[list, list]:
-    """(train, held_out) by ``is_held_out`` on each example's ``text``; duplicates land together."""
-    train = [e for e in examples if not is_held_out(e.text, fraction)]
-    held = [e for e in examples if is_held_out(e.text, fraction)]
-    if not train or not held:
-        raise ValueError(f"held-out fraction {fraction} leaves an empty split of {len(examples)} examples")
-    return train, held
+def split(examples: list, fraction: float, dev_fraction: float) -> tuple[list, list, list]:
+    """(train, dev, held_out) by a hash of each example's ``text``; duplicates land together.
+
+    The held-out part (``fraction`` of the hash range) is the report's test set; ``dev`` (the next
+    ``dev_fraction``) is what release gates read; growing the set never moves an example across parts."""
+    parts: tuple[list, list, list] = ([], [], [])
+    for e in examples:
+        h = _unit_hash(e.text)
+        parts[2 if h < fraction else 1 if h < fraction + dev_fraction else 0].append(e)
+    if not all(parts):
+        raise ValueError(f"held-out fraction {fraction} and dev fraction {dev_fraction} leave an empty part "
+                         f"of {len(examples)} examples: train/dev/held-out {[len(p) for p in parts]}")
+    return parts

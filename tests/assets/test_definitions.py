@@ -30,7 +30,9 @@ def test_definitions_hold_the_whole_graph():
     assert graph.get(dg.AssetKey("raw_crawl")).parent_keys == {dg.AssetKey("warc_files")}
     checks = {k.name for k in graph.asset_check_keys}
     assert checks == {"extracted_docs_expectations", "deduped_docs_expectations", "filtered_corpus_expectations",
-                      "preference_data_expectations"}
+                      "preference_data_expectations", "dpo_round_1_gate", "sft_round_2_gate", "dpo_round_2_gate",
+                      "chat_model_gate", "llama_guard_gate", "prompt_guard_gate", "quantized_release_gate"}
+    assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys)
     sensors = defs.get_repository_def().sensor_defs  # ours only: no default automation sensor beside it
     assert [s.name for s in sensors] == ["factory_automation"]
     assert sensors[0].asset_selection.resolve(graph) == graph.get_all_asset_keys()

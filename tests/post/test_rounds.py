@@ -62,4 +62,4 @@ def test_post_training_chain_end_to_end(post_inputs, tmp_path):
     runs = [load_state(tmp_path / "dpo_round_2" / "runs" / f"run_{i}") for i in (0, 1)]
     avg = load_state(tmp_path / "chat_model")
     assert all(torch.allclose(avg[n], (runs[0][n] + runs[1][n]) / 2) for n in avg)
-    assert set(chat["heldout_runs"]) == {"run_0", "run_1"} and chat["heldout"]["n"] == 4
+    assert set(chat["dev_runs"]) == {"run_0", "run_1"} and chat["dev"]["n"] == 4

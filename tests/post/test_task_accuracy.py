@@ -1,16 +1,20 @@
 """Held-out task accuracy: prompts split evenly over tasks, scored by the checkers."""
 
+import pytest
 import torch
 
 from factory.post.task_accuracy import heldout_prompts, task_accuracy
 from factory.post.tasks import TASKS, split_of
 
 
-def test_heldout_prompts_are_eval_split_and_balanced():
-    prompts = heldout_prompts(12, 0)
-    assert len(prompts) == 12 and all(split_of(p.key) == "eval" for p in prompts)
+def test_heldout_prompts_are_of_their_split_and_balanced():
+    prompts = heldout_prompts(12, 0, "dev")
+    assert len(prompts) == 12 and all(split_of(p.key) == "dev" for p in prompts)
+    assert all(split_of(p.key) == "test" for p in heldout_prompts(12, 0, "test"))
+    with pytest.raises(ValueError, match="not train"):
+        heldout_prompts(12, 0, "train")
     assert {t: sum(p.task == t for p in prompts) for t in TASKS} == dict.fromkeys(TASKS, 3)
-    assert heldout_prompts(12, 0) == prompts
+    assert heldout_prompts(12, 0, "dev") == prompts
 
 
 def test_task_accuracy_of_a_saved_model(tmp_path):
@@ -19,11 +23,12 @@ def test_task_accuracy_of_a_saved_model(tmp_path):
     from factory.model.flavors import model_args
     from factory.model.llama import Transformer
 
-    tok = T.train_bpe([p.prompt + " " + p.reference for p in heldout_prompts(40, 1)], 350, num_special_tokens=16)
+    texts = [p.prompt + " " + p.reference for p in heldout_prompts(40, 1, "test")]
+    tok = T.train_bpe(texts, 350, num_special_tokens=16)
     T.save_tokenizer(tok, tmp_path / "tok")
     torch.manual_seed(0)
     save_model(Transformer(model_args("debug", tok.get_vocab_size(), max_seq_len=64)), tmp_path / "lm")
-    result = task_accuracy(tmp_path / "lm", tmp_path / "tok", n=8, seed=0)
+    result = task_accuracy(tmp_path / "lm", tmp_path / "tok", n=8, seed=0, split="test")
     assert result["n"] == 8 and set(TASKS) <= set(result)
     assert result["accuracy"] == 0.0  # a random model answers nothing exactly
     assert all(result[t]["n"] == 2 for t in TASKS)

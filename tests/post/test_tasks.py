@@ -7,7 +7,7 @@ from factory.post.tasks import TASKS, TaskPrompt, sample_prompts, score, split_o
 
 
 def test_every_reference_scores_one_and_prompts_are_in_their_split():
-    for split in ("train", "eval"):
+    for split in ("train", "dev", "test"):
         prompts = sample_prompts(40, 3, split, dict.fromkeys(TASKS, 1.0))
         assert len(prompts) == 40 and {p.task for p in prompts} == set(TASKS)
         for p in prompts:
@@ -15,10 +15,11 @@ def test_every_reference_scores_one_and_prompts_are_in_their_split():
             assert score(p, p.reference) == 1.0
 
 
-def test_train_and_eval_keys_never_overlap():
+def test_train_dev_and_test_keys_never_overlap():
     train = {p.key for p in sample_prompts(300, 0, "train", {"arithmetic": 1.0})}
-    held = {p.key for p in sample_prompts(100, 0, "eval", {"arithmetic": 1.0})}
-    assert len(held) == 100 and not train & held
+    dev = {p.key for p in sample_prompts(100, 0, "dev", {"arithmetic": 1.0})}
+    test = {p.key for p in sample_prompts(100, 0, "test", {"arithmetic": 1.0})}
+    assert len(dev) == len(test) == 100 and not train & dev and not train & test and not dev & test
 
 
 def test_arithmetic_partial_credit_by_right_aligned_digits():

@@ -13,7 +13,7 @@ from factory.quant.rowwise import load_quantized
 from factory.release.bundle import ReleaseConfig, run_quantized_release
 
 CFG = ReleaseConfig(name="factory-chat-test", license="Apache-2.0", hf_dtype="bfloat16",
-                    eval_sequences=3, eval_seq_len=16)
+                    eval_sequences=3, eval_seq_len=16, eval_prompts=8)
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def inputs(tmp_path, tokenizer_dir):
     from tokenizers import Tokenizer
 
     vocab = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json")).get_vocab_size()
-    args = ModelArgs(dim=32, n_layers=3, n_heads=4, n_kv_heads=2, vocab_size=vocab, ffn_hidden_dim=64, max_seq_len=64)
+    args = ModelArgs(dim=32, n_layers=3, n_heads=4, n_kv_heads=2, vocab_size=vocab, ffn_hidden_dim=64, max_seq_len=128)
     torch.manual_seed(0)
     save_model(Transformer(args), tmp_path / "chat")
     save_model(SequenceScorer(args, 3), tmp_path / "guard", extra={"labels": ["safe", "S1", "S2"]})
@@ -46,6 +46,8 @@ def test_release_bundle(tmp_path, inputs):
     assert 0 < meta["fp8"]["rel_error"] < 2**-4
     assert 0 < meta["fp8"]["logit_delta"]["max_abs"] < 0.05
     assert meta["guard_int8"]["score_delta"]["max_abs"] < 0.01
+    dev = meta["fp8"]["dev_accuracy"]  # an untrained model: both answer nothing right, on the same 8 prompts
+    assert set(dev) == {"bfloat16", "fp8"} and all(a["n"] == 8 and a["accuracy"] == 0.0 for a in dev.values())
     assert meta["sizes_bytes"]["guard_int8"] < meta["sizes_bytes"]["guard_fp32"]
     assert meta["lineage"]["chat_model"] == {"stage": "chat_model", "key": "k1", "digest": "d1"}
     assert (out / "prompt_guard" / "config.json").exists() and not (out / "prompt_guard" / "manifest.json").exists()

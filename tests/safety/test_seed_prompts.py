@@ -1,5 +1,7 @@
 from collections import Counter
 
+import pytest
+
 from factory.safety.seed_prompts import ATTACK_LABELS, REQUESTS, attack_examples, guard_examples, is_held_out, split
 from factory.safety.taxonomy import CODES
 
@@ -42,10 +44,15 @@ def test_attack_examples_balanced():
 
 def test_split_is_a_stable_hash_of_the_text():
     examples = guard_examples(12, 4)
-    train, held = split(examples, 0.2)
-    assert len(train) + len(held) == len(examples)
-    assert 0.1 < len(held) / len(examples) < 0.3
-    assert not {e.text for e in train} & {e.text for e in held}
+    train, dev, held = split(examples, 0.2, 0.2)
+    assert len(train) + len(dev) + len(held) == len(examples)
+    assert 0.1 < len(held) / len(examples) < 0.3 and 0.1 < len(dev) / len(examples) < 0.3
+    texts = [{e.text for e in part} for part in (train, dev, held)]
+    assert not texts[0] & texts[1] and not texts[0] & texts[2] and not texts[1] & texts[2]
     # growing the set never moves an example across the split
-    bigger_train, _ = split(guard_examples(24, 8), 0.2)
-    assert all(not is_held_out(e.text, 0.2) for e in bigger_train)
+    bigger = [{e.text for e in part} for part in split(guard_examples(24, 8), 0.2, 0.2)]
+    assert all(not is_held_out(t, 0.2) for t in bigger[0] | bigger[1])
+    shared = bigger[0] | bigger[1] | bigger[2]
+    assert all(texts[i] & shared <= bigger[i] for i in range(3)) and texts[1] & shared
+    with pytest.raises(ValueError, match="empty part"):
+        split(examples[:3], 0.2, 0.2)
