@@ -211,6 +211,31 @@ def _map_ids(pid: int, timeout_s: float = 5.0) -> None:
         Path(f"/proc/{pid}/{kind}").write_text(f"0 0 1\n{_RUN_ID} {_NOBODY} 1\n")
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """End a run and every process it made. SIGKILL to the namespace's first process (unshare's
+    child) makes the kernel kill the rest of the PID namespace and unshare reap it all, so no
+    zombie is orphaned; then the group (unshare, and anything else still in it) is killed too."""
+    if proc.poll() is None:
+        try:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        for child in children:
+            try:
+                os.kill(int(child), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def _read_capped(path: Path) -> bytes:
     with open(path, "rb") as f:
         return f.read(OUTPUT_CAP)
@@ -272,11 +297,7 @@ def _execute(code: str, calls: Sequence[str], stdin: str, timeout_s: float, memo
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+            _stop(proc)
         values = None if timed_out or proc.returncode != 0 else _parse_record(
             _read_capped(run_dir / "result"), nonce, len(calls))
         return SandboxResult(
