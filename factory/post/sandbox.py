@@ -79,7 +79,8 @@ FILE_LIMIT = 1 << 20  # RLIMIT_FSIZE: largest file (stdout and stderr included) 
 VALUE_CAP = 10_000  # longest repr of one test value the harness reports
 MAX_PROCESSES = 16  # RLIMIT_NPROC inside the run's user namespace
 MAX_OPEN_FILES = 64
-_TOOLS = ("unshare", "mount", "chroot", "setpriv", "sh")
+_TOOLS = ("unshare", "mount", "chroot", "setpriv", "sh", "env")
+_TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the system's tools only, whatever the caller's PATH
 _RUN_ID = 1  # the program's uid and gid inside the namespace when the caller is root ...
 _NOBODY = 65534  # ... and what they are on the host
 
@@ -95,14 +96,16 @@ T="$1"; PREFIX="$2"; RUNID="$3"; shift 3
 exec <"$T/stdin"
 R="$T/root"
 mount -t tmpfs -o size=1m,mode=0755 sbx-root "$R"
-for d in bin lib lib64 sbin; do
-  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$R/$d"; fi
-done
 mkdir -p "$R/usr" "$R/proc" "$R/dev" "$R/work" "$R/etc" "$R$PREFIX"
+touch "$R/etc/ld.so.cache" "$R/dev/null" "$R/dev/zero" "$R/dev/random" "$R/dev/urandom"
+for d in bin lib lib64 sbin; do  # merged-/usr links, or the directories themselves read-only
+  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$R/$d"
+  elif [ -d "/$d" ]; then mkdir "$R/$d"; mount --bind -o ro "/$d" "$R/$d"; fi
+done
 mount --bind -o ro /usr "$R/usr"
 [ "$PREFIX" = /usr ] || mount --bind -o ro "$PREFIX" "$R$PREFIX"
-touch "$R/etc/ld.so.cache"; mount --bind -o ro /etc/ld.so.cache "$R/etc/ld.so.cache"
-for n in null zero random urandom; do touch "$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"; done
+mount --bind -o ro /etc/ld.so.cache "$R/etc/ld.so.cache"
+for n in null zero random urandom; do mount --bind "/dev/$n" "$R/dev/$n"; done
 mount -t tmpfs -o "size=16m,mode=0700,uid=$RUNID,gid=$RUNID,nosuid,nodev" sbx-work "$R/work"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 mount -o remount,ro,bind "$R"
@@ -274,7 +277,8 @@ def _execute(code: str, calls: Sequence[str], stdin: str, timeout_s: float, memo
                 str(FILE_LIMIT), str(MAX_PROCESSES), str(MAX_OPEN_FILES), str(VALUE_CAP)]
         try:
             with open(run_dir / "stdout", "wb") as fout, open(run_dir / "stderr", "wb") as ferr:
-                proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=fout, stderr=ferr, env={}, cwd=run_dir,
+                proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=fout, stderr=ferr,
+                                        env={"PATH": _TOOL_PATH}, cwd=run_dir,
                                         pass_fds=(job_fd, out_fd), start_new_session=True)
         finally:
             os.close(job_fd)
@@ -314,7 +318,7 @@ def isolation_error() -> str | None:
     """Why sandboxed runs are refused here (None: they are isolated). Probed once per process."""
     if not sys.platform.startswith("linux"):
         reason = f"the sandbox needs Linux namespaces; this is {sys.platform}"
-    elif missing := [t for t in _TOOLS if shutil.which(t) is None]:
+    elif missing := [t for t in _TOOLS if shutil.which(t, path=_TOOL_PATH) is None]:
         reason = f"the sandbox needs util-linux tools missing here: {', '.join(missing)}"
     else:
         probe = _execute("", ["6 * 7"], "", 10.0, 256)

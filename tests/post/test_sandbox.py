@@ -157,13 +157,17 @@ def test_killing_the_caller_or_another_process_fails():
     victim = subprocess.Popen(["sleep", "30"])
     try:
         program = (f"import os, signal\nfor pid in ({os.getpid()}, {victim.pid}, os.getppid()):\n"
-                   "    try:\n        os.kill(pid, signal.SIGKILL)\n        print(pid, 'killed')\n"
-                   "    except OSError as e:\n        print(pid, type(e).__name__)\n")
+                   "    try:\n        os.kill(pid, signal.SIGKILL)\n        print(pid, 'sent')\n"
+                   "    except OSError as e:\n        print(pid, type(e).__name__)\n"
+                   "print('still here as pid', os.getpid())\n")
         r = run_python(program)
-        # getppid() is 0 in the PID namespace, so the last kill(0) hits only the sandbox's own group
-        assert r.stdout.splitlines()[:2] == [f"{os.getpid()} ProcessLookupError", f"{victim.pid} ProcessLookupError"]
-        assert score_code(program + CORRECT, TESTS) in (0.0, 1.0)  # the program may survive its own kill(0) ...
-        assert victim.poll() is None  # ... but the victim and this process are alive
+        # outside pids do not exist in the PID namespace; getppid() is 0 there, and kill(0) reaches only
+        # the sandbox's own group, whose first process (pid 1 of the namespace) ignores it
+        assert r.completed and r.stdout.splitlines() == [
+            f"{os.getpid()} ProcessLookupError", f"{victim.pid} ProcessLookupError", "0 sent", "still here as pid 1"]
+        kill_caller = f"import os, signal\nos.kill({os.getpid()}, signal.SIGKILL)\n" + CORRECT
+        assert score_code(kill_caller, TESTS) == 0.0
+        assert victim.poll() is None  # the victim and this process are alive
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait()
@@ -194,7 +198,8 @@ os._exit(0)
     forged = sandbox._run("def f(x):\n    return 0\n" + forger, ["f(0)", "f(3)"], "", 2.0, 256)
     assert forged.values == ["True", "True"]  # the forged record itself was well-formed and accepted
     assert score_code("def f(x):\n    return 0\n" + forger, TESTS) == 0.0
-    always_equal = "class Anything:\n    def __eq__(self, other):\n        return True\n\ndef f(x):\n    return Anything()\n"
+    always_equal = ("class Anything:\n    def __eq__(self, other):\n        return True\n\n"
+                    "def f(x):\n    return Anything()\n")
     assert score_code(always_equal, TESTS) == 0.0
     # the harness's own evaluation is untouched by a program that rebinds builtins and then returns
     rebinds = "import builtins\nbuiltins.eval = lambda *a, **k: 7\nbuiltins.repr = lambda v: '7'\n" + CORRECT
