@@ -8,12 +8,16 @@ is the fraction of ``assert <expression> == <literal>`` tests it passes, after C
 
 How one run is isolated (Linux, util-linux ``unshare``/``mount``/``chroot``/``setpriv``):
 
-- **Namespaces.** ``unshare --user --map-root-user --net --mount --pid --fork --kill-child``: a
-  new network namespace holds only a loopback that is down, so no socket reaches the host, its
-  127.0.0.1 or the network (connect fails with ENETUNREACH); a new PID namespace, so the program
-  sees and signals only its own processes (``os.getppid()`` is 0, the caller's pid is not
-  addressable, ``kill(-1)`` reaches only the sandbox) and, when its first process (the harness)
-  ends, the kernel kills every process left in it.
+- **Namespaces.** ``unshare --user --net --mount --pid --fork --kill-child``: a new network
+  namespace holds only a loopback that is down, so no socket reaches the host, its 127.0.0.1 or
+  the network (connect fails with ENETUNREACH); a new PID namespace, so the program sees and
+  signals only its own processes (``os.getppid()`` is 0, the caller's pid does not exist there,
+  ``kill(-1)`` reaches only the sandbox) and, when its first process (the harness) ends, the
+  kernel kills every process left in it. The program's uid: a non-root caller maps itself to the
+  namespace's root (``--map-root-user``); a root caller writes the maps itself and the program
+  runs as the namespace's uid 1 = host ``nobody``, because the kernel never applies
+  RLIMIT_NPROC to host root (a fork bomb would be unbounded) and host-root-owned files would be
+  the program's own.
 - **Filesystem.** In the new mount namespace the program is ``chroot``ed into a read-only tmpfs
   holding read-only bind mounts of ``/usr``, the interpreter's prefix and ``/etc/ld.so.cache``,
   ``/dev/{null,zero,random,urandom}``, its own ``/proc`` and a 16 MiB tmpfs ``/work`` (its cwd):
@@ -27,8 +31,9 @@ How one run is isolated (Linux, util-linux ``unshare``/``mount``/``chroot``/``se
   (``memory_mb``), processes, file size (also caps stdout/stderr, which go to files), open files,
   no core files. The caller's wall-clock timeout kills the process group.
 - **Environment.** Empty: the caller's environment variables never reach the program.
-- **Process lifetime.** Its own session and process group (``start_new_session``); at the end the
-  group is SIGKILLed, and the PID namespace takes everything that left the group with it.
+- **Process lifetime.** Its own session and process group (``start_new_session``); at the end
+  (exit or timeout) the namespace's first process is SIGKILLed, which kills the whole PID
+  namespace (setsid'd descendants included), then the group; nothing outlives the call.
 - **The result.** The harness (trusted code, run before the program) reads its job from a file
   descriptor the caller opened, closes it, runs the program, evaluates each test's left-hand
   side, and writes one record ``<per-run nonce>\\n<JSON list of reprs>`` to a second descriptor,
@@ -43,12 +48,17 @@ How one run is isolated (Linux, util-linux ``unshare``/``mount``/``chroot``/``se
   it is built of exact ``int/float/complex/bool/str/bytes/None/list/tuple/dict/set`` objects, so
   an object whose ``__eq__`` always answers True passes nothing.
 
-Where this holds: a Linux kernel that lets this user create user namespaces (any root; non-root
-where ``kernel.unprivileged_userns_clone`` / ``user.max_user_namespaces`` allow it and no
-AppArmor/seccomp profile forbids ``unshare(CLONE_NEWUSER)``, as Docker's default profile does for
-a non-privileged container). The first run probes it; where isolation is unavailable every run is
-refused (``SandboxResult.refused`` says why, logged once) and scores 0 — the sandbox fails closed
-and never runs a program unisolated.
+Where this holds: Linux with user namespaces open to this user: root with its usual
+capabilities, as here and in a privileged container; non-root where ``kernel.
+unprivileged_userns_clone`` / ``user.max_user_namespaces`` allow it and no AppArmor (Ubuntu 24.04's
+``apparmor_restrict_unprivileged_userns``) or seccomp profile (Docker's default, for a container
+without CAP_SYS_ADMIN) forbids ``unshare(CLONE_NEWUSER)``. A Ray worker inherits its node's
+answer. The first run in a process probes it; where isolation is unavailable every run is refused
+(``SandboxResult.refused`` says why, logged once as an error) and scores 0: the sandbox fails
+closed and never runs a program unisolated.
+
+Cost: ~70-130 ms a run here (2 loaded cores; a bare ``python -I -S`` is ~10-20 ms), mostly the
+setup's ~15 short-lived processes; the Code Shield scan adds ~1 ms a snippet once bandit is loaded.
 """
 
 from __future__ import annotations
@@ -76,7 +86,7 @@ log = logging.getLogger(__name__)
 
 OUTPUT_CAP = 64 * 1024  # bytes of stdout/stderr kept per stream
 FILE_LIMIT = 1 << 20  # RLIMIT_FSIZE: largest file (stdout and stderr included) a run may write
-VALUE_CAP = 10_000  # longest repr of one test value the harness reports
+VALUE_CAP = 10_000  # longest repr of one test value the harness reports (a longer one fails)
 MAX_PROCESSES = 16  # RLIMIT_NPROC inside the run's user namespace
 MAX_OPEN_FILES = 64
 _TOOLS = ("unshare", "mount", "chroot", "setpriv", "sh", "env")
@@ -148,7 +158,8 @@ def _harness():
     def value(expr, g):
         try:
             v = eval_(expr, g)
-            return repr_(v)[:value_cap] if plain(v) else None
+            text = repr_(v) if plain(v) else None
+            return text if text is not None and len(text) <= value_cap else None  # never a cut repr
         except Exception:
             return None
 
@@ -321,10 +332,14 @@ def isolation_error() -> str | None:
     elif missing := [t for t in _TOOLS if shutil.which(t, path=_TOOL_PATH) is None]:
         reason = f"the sandbox needs util-linux tools missing here: {', '.join(missing)}"
     else:
-        probe = _execute("", ["6 * 7"], "", 10.0, 256)
-        reason = None if probe.values == ["42"] else (
-            f"isolation unavailable (unshare of user/net/mount/pid namespaces failed, exit {probe.returncode}): "
-            f"{probe.stderr.strip()[-500:]}")
+        try:
+            probe = _execute("", ["6 * 7"], "", 10.0, 256)
+        except (OSError, RuntimeError) as e:
+            reason = f"isolation unavailable: {e}"
+        else:
+            reason = None if probe.values == ["42"] else (
+                f"isolation unavailable (unshare of user/net/mount/pid namespaces failed, exit {probe.returncode}): "
+                f"{probe.stderr.strip()[-500:]}")
     if reason:
         log.error("model-written code will not run (every sandboxed run scores 0): %s", reason)
     return reason
