@@ -201,8 +201,8 @@ class SandboxResult:
 
 
 def _interpreter() -> tuple[str, str]:
-    """(interpreter, prefix to mount): the real binary behind a venv, and the prefix holding its stdlib."""
-    exe = os.path.realpath(sys.executable)
+    """(interpreter, prefix to mount): the base binary behind a venv, and the prefix holding its stdlib."""
+    exe = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     prefix = os.path.realpath(sys.base_prefix)
     if not exe.startswith(prefix + os.sep):
         raise RuntimeError(f"interpreter {exe} lies outside its prefix {prefix}")
