@@ -9,8 +9,10 @@ addition to 100% greedy accuracy in ~1,500 steps when each digit is its own toke
   right-aligned digits correct earns partial credit (so two wrong answers can still be ranked).
 - ``uppercase`` / ``word_count``: format constraints ("write the word X in uppercase", "reply with
   exactly N words about T"), scored by how closely the response follows the constraint.
-- ``code``: tiny Python functions, scored by the fraction of unit tests that pass when the code
-  runs in a subprocess with a timeout (a syntax error or a timeout scores 0).
+- ``code``: tiny Python functions, scored by the fraction of unit tests (``assert f(<arg>) ==
+  <value>`` snippets) that pass when the code runs in the sandbox (``factory.post.sandbox``:
+  Code Shield scan first, then an isolated run; a syntax error, a block, a timeout or any exit
+  but the harness's scores 0).
 
 Every prompt has a ``key`` naming its content; a stable hash of the key puts it in the ``train``,
 ``dev`` or ``test`` split, so held-out prompts never appear in post-training data whatever seed
@@ -20,15 +22,14 @@ gates); ``test`` is read only by the evaluation report.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import random
 import re
-import subprocess
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from factory.post.sandbox import score_code
 
 Split = Literal["train", "dev", "test"]
 TASKS = ("arithmetic", "uppercase", "word_count", "code")
@@ -50,20 +51,20 @@ _TOPICS: dict[str, tuple[str, ...]] = {
     "school": ("book", "pen", "desk", "class", "test", "chalk", "bell"),
     "sea": ("wave", "ship", "sand", "salt", "tide", "shell", "reef"),
 }
-# name -> (prompt with {k}, reference body with {k}, test cases as (argument, expected) in Python source)
-_CODE: dict[str, tuple[str, str, str]] = {
+# name -> (prompt with {k}, reference body with {k}, test inputs for k, expected f(input) for k)
+_CODE: dict[str, tuple[str, str, Callable[[int], tuple[Any, ...]], Callable[[Any, int], Any]]] = {
     "add": ("Write a Python function f(x) that returns x plus {k}.", "return x + {k}",
-        "[(x, x + {k}) for x in (0, 3, -4, 10)]"),
+            lambda k: (0, 3, -4, 10), lambda x, k: x + k),
     "sub": ("Write a Python function f(x) that returns x minus {k}.", "return x - {k}",
-        "[(x, x - {k}) for x in (0, 3, -4, 10)]"),
+            lambda k: (0, 3, -4, 10), lambda x, k: x - k),
     "mul": ("Write a Python function f(x) that returns x times {k}.", "return x * {k}",
-        "[(x, x * {k}) for x in (0, 3, -4, 10)]"),
+            lambda k: (0, 3, -4, 10), lambda x, k: x * k),
     "mod": ("Write a Python function f(x) that returns x modulo {k}.", "return x % {k}",
-        "[(x, x % {k}) for x in (0, 3, 17, 100)]"),
+            lambda k: (0, 3, 17, 100), lambda x, k: x % k),
     "gt": ("Write a Python function f(x) that returns True if x is greater than {k}.", "return x > {k}",
-           "[(x, x > {k}) for x in (0, {k}, {k} + 1, 100)]"),
+           lambda k: (0, k, k + 1, 100), lambda x, k: x > k),
     "rep": ("Write a Python function f(s) that returns the string s repeated {k} times.", "return s * {k}",
-            "[(s, s * {k}) for s in ('a', 'ab', '')]"),
+            lambda k: ("a", "ab", ""), lambda s, k: s * k),
 }
 
 
@@ -116,10 +117,11 @@ def _word_count(rng: random.Random) -> TaskPrompt:
 
 def _code(rng: random.Random) -> TaskPrompt:
     name, k = rng.choice(sorted(_CODE)), rng.randint(2, 9)
-    prompt, body, tests = _CODE[name]
+    prompt, body, inputs, expected = _CODE[name]
     arg = "s" if name == "rep" else "x"
     reference = f"def f({arg}):\n    {body.format(k=k)}"
-    return TaskPrompt("code", f"code:{name}:{k}", prompt.format(k=k), reference, {"tests": tests.format(k=k)})
+    tests = [f"assert f({a!r}) == {expected(a, k)!r}" for a in inputs(k)]
+    return TaskPrompt("code", f"code:{name}:{k}", prompt.format(k=k), reference, {"tests": tests})
 
 
 _GENERATORS = {"arithmetic": _arithmetic, "uppercase": _uppercase, "word_count": _word_count, "code": _code}
@@ -185,39 +187,13 @@ def _score_word_count(p: TaskPrompt, response: str) -> float:
     return max(0.0, 1.0 - abs(count - n) / n)
 
 
-_HARNESS = """
-import sys
-passed = 0
-for arg, expected in {tests}:
-    try:
-        passed += f(arg) == expected
-    except Exception:
-        pass
-print(passed, len({tests}))
-"""
-
-
 def extract_code(response: str) -> str:
     m = re.search(r"```(?:python)?\n(.*?)```", response, re.S)
     return (m.group(1) if m else response).strip()
 
 
 def _score_code(p: TaskPrompt, response: str) -> float:
-    code = extract_code(response)
-    try:
-        ast.parse(code)  # static check first: no need to run what does not parse
-    except (SyntaxError, ValueError):
-        return 0.0
-    program = code + "\n" + _HARNESS.format(tests=p.params["tests"])
-    try:
-        run = subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True, text=True,
-                             timeout=CODE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return 0.0
-    if run.returncode != 0:
-        return 0.0
-    passed, total = map(int, run.stdout.split()[-2:])
-    return passed / total
+    return score_code(extract_code(response), p.params["tests"], timeout_s=CODE_TIMEOUT_S)
 
 
 _CHECKERS = {"arithmetic": _score_arithmetic, "uppercase": _score_uppercase, "word_count": _score_word_count,

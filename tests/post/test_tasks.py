@@ -2,10 +2,14 @@
 
 import pytest
 
-from factory.post import tasks
+from factory.post import sandbox, tasks
 from factory.post.tasks import TASKS, TaskPrompt, sample_prompts, score, split_of
 
+needs_isolation = pytest.mark.skipif(sandbox.isolation_error() is not None,
+                                     reason=f"code answers are not run here: {sandbox.isolation_error()}")
 
+
+@needs_isolation
 def test_every_reference_scores_one_and_prompts_are_in_their_split():
     for split in ("train", "dev", "test"):
         prompts = sample_prompts(40, 3, split, dict.fromkeys(TASKS, 1.0))
@@ -37,13 +41,15 @@ def test_format_checkers():
     assert [score(wc, r) for r in ("w w w w", "w w w", "w w w w w w w w w", "")] == [1.0, 0.75, 0.0, 0.0]
 
 
-def test_code_checker_runs_unit_tests_in_a_subprocess(monkeypatch):
+@needs_isolation
+def test_code_checker_runs_unit_tests_in_the_sandbox(monkeypatch):
     p = next(q for q in sample_prompts(50, 0, "train", {"code": 1.0}) if q.key.startswith("code:add:"))
     k = int(p.key.rsplit(":", 1)[1])
     assert score(p, f"```python\ndef f(x):\n    return x + {k}\n```") == 1.0
     assert score(p, "def f(x):\n    return x") == 0.0  # every test input is nonzero-offset
     assert score(p, f"def f(x):\n    return x + {k} if x > 0 else x") == 0.5  # 0 and -4 fail
     assert score(p, "def f(x) return") == 0.0  # does not parse
+    assert p.params["tests"][:2] == [f"assert f(0) == {k}", f"assert f(3) == {3 + k}"]
     monkeypatch.setattr(tasks, "CODE_TIMEOUT_S", 0.3)
     assert score(p, "def f(x):\n    while True:\n        pass") == 0.0  # timed out
 

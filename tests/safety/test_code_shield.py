@@ -1,13 +1,7 @@
 import pytest
 
-from factory.safety.code_shield import (
-    REGRESSION_SET,
-    CodeShieldPolicy,
-    evaluate_regression,
-    extract_code,
-    scan,
-    scan_many,
-)
+from factory.core.insecure_code import CodeShieldPolicy, scan, scan_many
+from factory.safety.code_shield import REGRESSION_SET, evaluate_regression, extract_code
 
 
 def test_blocks_every_insecure_snippet_and_allows_every_safe_one():
