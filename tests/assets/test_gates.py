@@ -118,14 +118,13 @@ def test_fp8_gate_on_dev_accuracy_against_the_bundle(store):
     assert far.description.startswith("quantized_release FAILS: FP8 dev accuracy 0.48 vs bfloat16 0.6")
 
 
-def test_gates_section_is_validated_and_known(tmp_path, expert_sections):
+def test_gates_section_is_validated_and_known(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({**expert_sections,
-                                    "gates": {"rounds_z": -1, "llama_guard": {"min_f1": 0.5}, "fp8": 1}}))
+    path.write_text(yaml.safe_dump({"gates": {"rounds_z": -1, "llama_guard": {"min_f1": 0.5}, "fp8": 1}}))
     errors = validate_profile(load_profile(str(path)))
     assert "gates.rounds_z: Input should be greater than or equal to 0" in errors
     assert "gates.llama_guard.max_fpr: Field required" in errors and "unknown key 'gates.fp8'" in errors
-    path.write_text(yaml.safe_dump({**expert_sections, "gates": {"rounds_z": 2.0}}))
+    path.write_text(yaml.safe_dump({"gates": {"rounds_z": 2.0}}))
     assert validate_profile(load_profile(str(path))) == []
 
 
