@@ -101,17 +101,20 @@ def job_nodes(submission_id: str = "") -> dict[str, Any]:
     try:
         from ray.util.state import list_actors, list_tasks
 
-        if submission_id:  # the Jobs API knows the placement (the state API's job list leaves it empty)
+        # The Jobs API knows the placement (the state API's job list leaves it empty), but only of a job's
+        # driver, which Ray's job supervisor starts with this variable; the embedded launcher's task has none.
+        if submission_id and "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
             from ray.job_submission import JobSubmissionClient
 
             placed = JobSubmissionClient(os.environ.get("RAY_ADDRESS") or "auto").get_job_info(submission_id)
             if placed.driver_node_id:
                 nodes["ray_job_node_id"] = placed.driver_node_id
         job = ctx.get_job_id()
-        used = {t.node_id for t in list_tasks(filters=[("job_id", "=", job)], limit=10000, timeout=15,
-                                              raise_on_missing_output=False) if t.node_id}
-        used |= {a.node_id for a in list_actors(filters=[("job_id", "=", job)], limit=10000, timeout=15,
-                                                raise_on_missing_output=False) if a.node_id}
+        # This job's own cluster: "auto" would refuse to choose when another Ray runs on the machine.
+        query = {"address": ctx.gcs_address, "filters": [("job_id", "=", job)], "limit": 10000, "timeout": 15,
+                 "raise_on_missing_output": False}
+        used = {t.node_id for t in list_tasks(**query) if t.node_id}
+        used |= {a.node_id for a in list_actors(**query) if a.node_id}
         nodes["ray_worker_node_ids"] = sorted(used)
     except Exception as err:  # the record is informative; never fail a built artifact over it
         nodes["ray_worker_node_ids_error"] = str(err)[:200]

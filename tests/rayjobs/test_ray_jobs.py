@@ -77,6 +77,11 @@ def test_the_embedded_default_launches_tasks_and_reuses_what_a_job_built(smoke):
     job_built = runner.store.latest("raw_crawl")
     outcome = runner.materialize("raw_crawl")
     assert outcome.reused and outcome.manifest.digest == job_built.digest
+    # A build as a task of the embedded Ray records where it ran, and asks no Jobs API about a job it is not.
+    fewer = profile.with_section("raw_crawl", {**profile.section("raw_crawl"), "max_pages_per_source": 3})
+    meta = Runner(fewer, log=print).materialize("raw_crawl").manifest.metadata
+    assert meta["ray_worker_node_ids"] == [meta["ray_node_id"]]  # the stage's own task, on the one local node
+    assert "ray_worker_node_ids_error" not in meta and "ray_job_node_id" not in meta
 
 
 def _slow_asset(profile, seconds: float, failing: bool = False):
