@@ -100,13 +100,16 @@ def test_eval_report_has_every_section(store):
     assert {"bf16", "fp8"} <= set(report["quantization"])
 
 
-def test_rerun_reuses_everything(smoke_home):
-    from factory.runner import Runner
+def test_a_no_op_rerun_reuses_everything_and_opens_no_mlflow_run(smoke_home):
+    import mlflow
 
     home, env, _ = smoke_home
-    os.environ["FACTORY_HOME"] = str(home)
-    try:
-        runner = Runner(load_profile("smoke"), log=lambda _: None)
-        assert [spec.asset for spec in runner.specs.values() if runner.is_stale(spec, stale_upstream=False)] == []
-    finally:
-        os.environ.pop("FACTORY_HOME")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("factory/smoke").experiment_id
+    runs_before = len(client.search_runs([experiment], max_results=1000))
+    proc = subprocess.run([sys.executable, "-m", "factory.cli", "run", "--profile", "smoke"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    progress = [line for line in proc.stdout.splitlines() if re.match(r"\[\d+/24\] \w+: ", line)]
+    assert len(progress) == 24 and all(": reused" in line for line in progress), progress
+    assert len(client.search_runs([experiment], max_results=1000)) == runs_before  # a reuse opens no run
