@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nFAILED after {minutes:.1f} min; see the step errors above, or the run in the Dagster UI.",
               file=sys.stderr)
         return 1
-    from factory.lineage import MLFLOW_UI_HOST, MLFLOW_UI_PORT, artifact_path
+    from factory.lineage import MLFLOW_UI_HOST, MLFLOW_UI_PORT, artifact_path, mlflow_ui
     from factory.store import open_store
 
     store = open_store(profile)
@@ -75,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     print("Audit it:     .venv/bin/factory lineage quantized_release")
     print(f"Dagster UI:   DAGSTER_HOME={os.environ['DAGSTER_HOME']} FACTORY_PROFILE={args.profile} "
           ".venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000   (or: make ui)")
-    print(f"MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {profile.mlflow_tracking_uri} "
-          f"-h {MLFLOW_UI_HOST} -p {MLFLOW_UI_PORT}   (or: make mlflow)")
+    if mlflow_ui(profile.mlflow_tracking_uri) == profile.mlflow_tracking_uri.rstrip("/"):  # a server: its own UI
+        print(f"MLflow UI:    {profile.mlflow_tracking_uri}")
+    else:
+        print(f"MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {profile.mlflow_tracking_uri} "
+              f"-h {MLFLOW_UI_HOST} -p {MLFLOW_UI_PORT}   (or: make mlflow)")
     return 0
 
 
