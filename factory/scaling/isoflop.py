@@ -156,6 +156,11 @@ def _plan_grid(cfg: ScalingConfig, vocab_size: int) -> tuple[list[dict[str, Any]
     return items, skipped
 
 
+def grid_run_name(budget: float, flavor: str) -> str:
+    """A grid run's name in metric names: ``grid/2.0e08/nano`` (MLflow refuses a '+' in a name)."""
+    return f"grid/{budget:.1e}".replace("e+", "e") + f"/{flavor}"
+
+
 def _run_grid(cfg: ScalingConfig, items: list[dict[str, Any]], info: TokenizerInfo, weights: dict[str, float],
               train_streams, val_streams, proxy: ClozeTask, ctx: StageContext) -> list[dict[str, Any]]:
     """Train and score every grid point (single-worker grid tasks)."""
@@ -166,7 +171,7 @@ def _run_grid(cfg: ScalingConfig, items: list[dict[str, Any]], info: TokenizerIn
     points = map_runs(grid_point, items, train_streams=train_streams, val_streams=val_streams, proxy=proxy,
                       settings=settings)
     for p in points:  # each run's curves join the stage's, as grid/<budget>/<flavor>/<metric>
-        log_history(f"grid/{p['budget']:.1e}/{p['flavor']}", p.pop("history"), ctx)
+        log_history(grid_run_name(p["budget"], p["flavor"]), p.pop("history"), ctx)
         ctx.log(f"C={p['budget']:.2e} {p['flavor']:>6} N={p['params']:,} steps={p['steps']} "
                 f"val {p['val_loss']:.4f} proxy nll {p['proxy_nll']:.3f} acc {p['proxy_accuracy']:.2f}")
     return points

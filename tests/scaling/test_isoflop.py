@@ -25,3 +25,14 @@ def test_grid_needs_two_budgets_and_two_sizes():
     with pytest.raises(ValueError, match="two budgets"):
         ScalingConfig(budgets=[1e9], flavors=["debug", "nano"], **kw)
     assert ScalingConfig(budgets=[1e9, 2e9], flavors=["debug", "nano"], **kw).min_lr_ratio == 0.1
+
+
+def test_grid_run_names_are_valid_mlflow_metric_names():
+    import re
+
+    from factory.scaling.isoflop import grid_run_name
+
+    # MLflow's rule for metric names (the server refuses the rest): alphanumerics and _ - . space : /
+    assert grid_run_name(2e8, "debug") == "grid/2.0e08/debug"
+    for budget in (1e6, 2.5e11, 3e-2):
+        assert re.fullmatch(r"[\w\-. :/]+", grid_run_name(budget, "nano") + "/lr")
