@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,23 +65,41 @@ def external_fingerprint(config: Any) -> str:
 
 def files_fingerprint(paths: list[str]) -> str:
     """Digest of a listing of files: local files by name, size and mtime; remote ones (``s3://...``) by
-    name and what fsspec's ``info`` reports: the ETag when there is one, else size and modification time."""
+    name and what fsspec's listing of their folder reports: the ETag when there is one, else size and
+    modification time. One listing per folder, not a request per object: the ``warc_files``
+    observation fingerprints a whole crawl every 15 minutes."""
+    remote = _remote_signatures([p for p in paths if is_remote(p)])
     h = hashlib.sha256()
     for path in sorted(paths):
         if is_remote(path):
-            h.update(f"{path}\0{_remote_signature(path)}\n".encode())
+            h.update(f"{path}\0{remote[path]}\n".encode())
         else:
             st = os.stat(path)
             h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
-def _remote_signature(url: str) -> str:
+def _remote_signatures(urls: list[str]) -> dict[str, str]:
+    """{url: signature} from a fresh listing of each folder (a long-lived process, the sensor or
+    Dagster, must see the objects as they are now); an object the listing lacks is asked for alone."""
     from fsspec.core import url_to_fs
 
-    fs, path = url_to_fs(url)
-    fs.invalidate_cache(path)  # a long-lived process (the sensor, Dagster) must see the object as it is now
-    info = fs.info(path)
+    folders: dict[tuple[int, str], list[tuple[str, str]]] = defaultdict(list)
+    systems = {}
+    for url in urls:
+        fs, path = url_to_fs(url)
+        systems[id(fs)] = fs
+        folders[(id(fs), fs._parent(path))].append((url, path))
+    signatures = {}
+    for (fs_id, folder), members in folders.items():
+        fs = systems[fs_id]
+        listing = {fs._strip_protocol(e["name"]): e for e in fs.ls(folder, detail=True, refresh=True)}
+        for url, path in members:
+            signatures[url] = _signature(listing.get(path) or fs.info(path))
+    return signatures
+
+
+def _signature(info: dict[str, Any]) -> str:
     etag = info.get("ETag") or info.get("etag")
     if etag:
         return f"etag={str(etag).strip(chr(34))}"

@@ -130,7 +130,17 @@ def test_lineage_audit_on_s3_fails_after_one_flipped_byte(s3_prefix, s3_env, tmp
     assert "raw_crawl" in captured.out and "sha256 differs" in captured.out
 
 
-def test_external_fingerprint_of_an_s3_warc_glob_follows_the_objects(s3_prefix, s3_env):
+def test_external_fingerprint_of_an_s3_warc_glob_follows_the_objects(s3_prefix, s3_env, monkeypatch):
+    import s3fs
+
+    heads = []
+    real_info = s3fs.S3FileSystem._info
+
+    async def counted_info(self, path, *args, **kwargs):
+        heads.append(path)
+        return await real_info(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_info", counted_info)
     bucket, base = s3_prefix
     client = s3_env.client()
     client.put_object(Bucket=bucket, Key=f"{base}/crawl/seg-1/a.warc.gz", Body=b"first")
@@ -140,6 +150,7 @@ def test_external_fingerprint_of_an_s3_warc_glob_follows_the_objects(s3_prefix, 
     assert config.external_files() == expected
     before = external_fingerprint(config)
     assert external_fingerprint(config) == before
+    assert [h for h in heads if h.endswith(".warc.gz")] == []  # signatures from the folder listings, no HEAD per object
     client.put_object(Bucket=bucket, Key=f"{base}/crawl/seg-2/b.warc.gz", Body=b"changed")
     changed = external_fingerprint(config)
     assert changed != before
