@@ -15,7 +15,7 @@ from factory.pretrain.base import PretrainConfig, run_base_checkpoint
 from factory.pretrain.continued import HISTORY_FILE
 from factory.pretrain.experts import ExpertConfig, run_expert_checkpoint
 from factory.pretrain.long_context import LongContextConfig, run_long_context_checkpoint
-from factory.scaling.isoflop import CURVE_RECORDS, FIT_FILE, ScalingConfig, run_scaling_law_fit
+from factory.scaling.isoflop import CURVE_RECORDS, FIT_FILE, ScalingConfig, grid_run_name, run_scaling_law_fit
 from factory.train.config import TrainConfig
 from factory.train.lm_runs import shifted_mix
 
@@ -79,8 +79,9 @@ def test_fit_recommends_the_base_flavor_and_writes_plots(chain):
     assert all((root / "fit" / f).stat().st_size > 0 for f in ("isoflops.png", "power_laws.png", "forecast.png"))
     # Every grid run's loss curve is filed as the stage's, at its own steps (at most CURVE_RECORDS of them).
     losses = {k: v for k, v in meta["curves"]["fit"].items() if k.endswith("/loss")}
+    assert "grid/2.0e08/debug/loss" in losses  # MLflow refuses the '+' of 2.0e+08 in a metric name
     every = {p["steps"]: max(1, p["steps"] // CURVE_RECORDS) for p in fit["points"]}
-    assert losses == {f"grid/{p['budget']:.1e}/{p['flavor']}/loss":
+    assert losses == {f"{grid_run_name(p['budget'], p['flavor'])}/loss":
                       [s for s in range(1, p["steps"] + 1) if s % every[p["steps"]] == 0 or s == p["steps"]]
                       for p in fit["points"]}
 
