@@ -22,7 +22,7 @@ check_profile(_profile)  # a misspelt section or key fails the code location's l
 
 defs = dg.Definitions(
     assets=[warc_files, *build_assets(_profile)],
-    asset_checks=build_checks() + build_gates(_profile),
+    asset_checks=build_checks(_profile) + build_gates(_profile),
     sensors=[automation_sensor],  # evaluates the assets' automation conditions (assets/automation.py)
     resources={"factory": FactoryResource(profile=default_profile_name())},  # a name or a YAML path, as given
     executor=dg.in_process_executor,

@@ -6,7 +6,8 @@ CLI and the tests all read this table, so the graph is declared once. Imports ar
 the table pulls in no torch, Ray or Dagster.
 
 Post-training rounds are generated from the profile (``posttraining.rounds``): ``sft_round_k`` and
-``dpo_round_k`` for k = 1..rounds; ``chat_model`` averages the last round's DPO runs.
+``dpo_round_k`` for k = 1..rounds, and from round 2 on ``preference_round_k`` and ``reward_round_k``
+(``factory.post.round_assets``); ``chat_model`` averages the last round's DPO runs.
 
 ``validate_profile`` checks a whole profile against the table (every section, every key; plus the
 ``posttraining`` and ``gates`` sections, which shape the graph and judge it) so that a run refuses a
@@ -27,6 +28,7 @@ from factory.config import Profile
 from factory.core.code_version import code_version
 from factory.core.stage import StageConfig
 from factory.gates import GatesConfig
+from factory.post.round_assets import policy_key, preference_key, preference_keys, reward_key
 
 
 @dataclass(frozen=True)
@@ -122,17 +124,31 @@ _CORE: list[StageSpec] = [
 def _round_specs(rounds: int) -> list[StageSpec]:
     specs = []
     for k in range(1, rounds + 1):
-        policy = "annealed_checkpoint" if k == 1 else f"dpo_round_{k - 1}"
+        if k > 1:
+            previous = [f"dpo_round_{k - 1}", f"sft_round_{k - 1}"]
+            specs.append(_spec(
+                preference_key(k), "posttraining", "factory.post.preference:run_preference_data",
+                "factory.post.preference:PreferenceConfig", [*previous, "code_expert", "tokenizer"], "train",
+                f"Round {k}: fresh preferences from round {k - 1}'s DPO and SFT models (code prompts: the code "
+                "expert), ranked edited > chosen > rejected.",
+                section="preference_data", extra=(("round", k),)))
+            specs.append(_spec(
+                reward_key(k), "posttraining", "factory.post.reward:run_reward_model",
+                "factory.post.reward:RewardConfig", ["annealed_checkpoint", *preference_keys(k), "tokenizer"], "train",
+                f"Round {k}: the reward model retrained on every preference collected so far.",
+                section="reward_model", extra=(("round", k),)))
+        policy = [policy_key(k)] if k > 1 else []
         specs.append(_spec(
             f"sft_round_{k}", "posttraining", "factory.post.rounds:run_sft_round", "factory.post.rounds:SFTConfig",
-            ["annealed_checkpoint", policy, "reward_model", "tokenizer"] if k > 1
-            else ["annealed_checkpoint", "reward_model", "tokenizer"], "train",
-            f"Round {k}: rejection sampling (K samples, best by RM) plus capability data, QC, SFT on target tokens.",
+            ["annealed_checkpoint", *policy, reward_key(k), "data_mix", "tokenizer"], "train",
+            f"Round {k}: rejection sampling (K samples, best by RM) plus capability data and pre-training text, "
+            "QC, SFT.",
             section="sft", extra=(("round", k),)))
         specs.append(_spec(
             f"dpo_round_{k}", "posttraining", "factory.post.rounds:run_dpo_round", "factory.post.rounds:DPOConfig",
-            [f"sft_round_{k}", "preference_data", "tokenizer"], "train",
-            f"Round {k}: DPO on fresh on-policy preference pairs, formatting tokens masked; several runs to average.",
+            [f"sft_round_{k}", preference_key(k), "tokenizer"], "train",
+            f"Round {k}: DPO on the round's fresh preferences and on-policy pairs, formatting tokens masked; "
+            "several runs to average.",
             section="dpo", extra=(("round", k),)))
     return specs
 

@@ -39,13 +39,13 @@ def store(smoke_home):
 def test_every_asset_materialized(smoke_home, store):
     _, _, stdout = smoke_home
     assets = [s.asset for s in stage_specs(load_profile("smoke"))]
-    assert len(assets) == 24
+    assert len(assets) == 26
     for asset in assets:
         manifest = store.latest(asset)
         assert manifest.files, f"{asset} produced no files"
         assert store.verify(manifest) == []
     assert "Release:" in stdout and "Dagster UI:" in stdout and "MLflow UI:" in stdout
-    progress = [re.match(r"\[(\d+)/24\] (\w+): ", line) for line in stdout.splitlines()]
+    progress = [re.match(r"\[(\d+)/26\] (\w+): ", line) for line in stdout.splitlines()]
     progress = [m.groups() for m in progress if m]  # `factory run`'s line per finished asset
     assert [int(k) for k, _ in progress] == list(range(1, 25)) and {a for _, a in progress} == set(assets)
 
@@ -110,6 +110,6 @@ def test_a_no_op_rerun_reuses_everything_and_opens_no_mlflow_run(smoke_home):
     proc = subprocess.run([sys.executable, "-m", "factory.cli", "run", "--profile", "smoke"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    progress = [line for line in proc.stdout.splitlines() if re.match(r"\[\d+/24\] \w+: ", line)]
-    assert len(progress) == 24 and all(": reused" in line for line in progress), progress
+    progress = [line for line in proc.stdout.splitlines() if re.match(r"\[\d+/26\] \w+: ", line)]
+    assert len(progress) == 26 and all(": reused" in line for line in progress), progress
     assert len(client.search_runs([experiment], max_results=1000)) == runs_before  # a reuse opens no run

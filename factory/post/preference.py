@@ -1,9 +1,16 @@
 """The preference_data stage (recipe: "Post-training Data", preference annotation).
 
-As in Llama 2/3, each prompt gets two responses from two DIFFERENT models — the annealed
-checkpoint and the two branched experts take turns pairing up — and the annotator
+As in Llama 2/3, each prompt gets two responses from two DIFFERENT models and the annotator
 (``factory.post.annotator``, the stand-in for human annotators) ranks them with one of four
 strength levels, adding an edited response for some prompts (edited > chosen > rejected).
+
+Each round collects fresh preferences from the latest models (recipe: "deploy multiple models for
+annotation after each round and sample two responses from two different models"): one
+response always comes from the round's policy — round 1 the annealed checkpoint, round k the
+previous round's DPO model — and the other from the domain's expert (code prompts: the code
+expert) or else the round's partner — round 1 the multilingual expert, round k the previous
+round's SFT model (``model_pair``). The same stage function writes ``preference_data`` (round 1) and
+``preference_round_k``.
 
 Artifact: ``preferences.jsonl``, one ranking per line::
 
@@ -17,7 +24,6 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +32,23 @@ from pydantic import Field
 from factory.core.stage import StageConfig, StageContext
 from factory.model.chat_format import load_chat_format
 from factory.post.annotator import STRENGTHS, AnnotatorConfig, Ranking, annotate
+from factory.post.round_assets import policy_key
 from factory.post.sampling import SamplingConfig, load_policy, sample_responses
 from factory.post.tasks import sample_prompts
 
 PREFERENCES_FILE = "preferences.jsonl"
-MODELS = ("annealed_checkpoint", "code_expert", "multilingual_expert")
+EXPERTS = {"code": "code_expert"}  # task family -> the expert that answers its prompts
+
+
+def round_models(round: int) -> tuple[str, str]:
+    """(policy, partner) of a round's preference collection; experts join by task (``EXPERTS``)."""
+    return policy_key(round), "multilingual_expert" if round == 1 else f"sft_round_{round - 1}"
+
+
+def model_pair(task: str, round: int) -> tuple[str, str]:
+    """The two models answering a prompt of ``task`` in round ``round``."""
+    policy, partner = round_models(round)
+    return policy, EXPERTS.get(task, partner)
 
 
 class PreferenceConfig(StageConfig):
@@ -62,22 +80,29 @@ def ranking_counts(rankings: list[Ranking]) -> dict[str, Any]:
     }
 
 
-def run_preference_data(cfg: PreferenceConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+def _mean(xs: list[float]) -> float:
+    # (The stage function takes a ``round`` argument, which shadows the builtin there.)
+    return round(sum(xs) / len(xs), 4)
+
+
+def run_preference_data(cfg: PreferenceConfig, inputs: dict[str, Path], out: Path, ctx: StageContext,
+                        round: int = 1) -> dict[str, Any]:
     fmt = load_chat_format(inputs["tokenizer"])
-    prompts = sample_prompts(cfg.prompts, cfg.seed, "train", cfg.task_weights)
-    pairs = list(combinations(MODELS, 2))
-    assignment = [pairs[i % len(pairs)] for i in range(len(prompts))]  # two different models per prompt
+    seed = cfg.seed + round - 1
+    prompts = sample_prompts(cfg.prompts, seed, "train", cfg.task_weights)
+    assignment = [model_pair(p.task, round) for p in prompts]
+    models = sorted({name for pair in assignment for name in pair})
     answers: dict[tuple[int, str], str] = {}
-    for m, name in enumerate(MODELS):
+    for m, name in enumerate(models):
         mine = [i for i, pair in enumerate(assignment) if name in pair]
         ctx.log(f"sampling {len(mine)} responses from {name}")
         texts = sample_responses(load_policy(inputs[name]), fmt, [prompts[i] for i in mine], 1, cfg.sampling,
-                                 seed=cfg.seed * len(MODELS) + m)
+                                 seed=seed * 8 + m)
         answers.update({(i, name): t[0] for i, t in zip(mine, texts, strict=True)})
 
-    rng = random.Random(cfg.seed)
+    rng = random.Random(seed)
     rankings, rows, ties = [], [], 0
-    model_scores: dict[str, list[float]] = {name: [] for name in MODELS}
+    model_scores: dict[str, list[float]] = {name: [] for name in models}
     for i, (p, (a, b)) in enumerate(zip(prompts, assignment, strict=True)):
         ranking = annotate(p, (answers[i, a], a), (answers[i, b], b), cfg.annotator, rng)
         if ranking is None:
@@ -93,9 +118,11 @@ def run_preference_data(cfg: PreferenceConfig, inputs: dict[str, Path], out: Pat
     out.mkdir(parents=True, exist_ok=True)
     (out / PREFERENCES_FILE).write_text("\n".join(rows) + "\n")
     return {
+        "round": round,
+        "models": models,
         "prompts": len(prompts),
         "dropped_ties": ties,
         **ranking_counts(rankings),
         "pairs": sum(len(r.pairs()) for r in rankings),
-        "mean_score_by_model_in_rankings": {k: round(sum(v) / len(v), 4) for k, v in model_scores.items() if v},
+        "mean_score_by_model_in_rankings": {k: _mean(v) for k, v in model_scores.items() if v},
     }

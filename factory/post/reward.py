@@ -5,6 +5,10 @@ A ``SequenceScorer`` with one output starts from the annealed pre-trained checkp
 weights; the score head is fresh) and is trained with ``PairwiseRanking`` on every ordered pair of
 each ranking: edited > chosen, edited > rejected and chosen > rejected. A seeded share of the
 rankings is held out and the pairwise accuracy on it is reported.
+
+Round k's reward model (``reward_round_k``) is the same stage trained on every preference asset up
+to that round (``preference_data``, ``preference_round_2..k``), so it also judges the answers of the
+models it now selects among (recipe: new annotations "after each round"); round 1's is ``reward_model``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from factory.model.chat_format import ChatFormat, load_chat_format
 from factory.post.annotator import Ranking
 from factory.post.encode import ranking_example, scored_ids
 from factory.post.preference import read_rankings
+from factory.post.round_assets import preference_keys
 from factory.train.config import TrainConfig
 from factory.train.data import Examples, score_sequences
 from factory.train.stage_training import train_stage
@@ -76,21 +81,25 @@ def pairwise_accuracy(rm, fmt: ChatFormat, rankings: Sequence[Ranking], batch_si
     return round(sum(b > w for b, w in zip(better, worse, strict=False)) / len(pairs), 4)
 
 
-def run_reward_model(cfg: RewardConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict[str, Any]:
+def run_reward_model(cfg: RewardConfig, inputs: dict[str, Path], out: Path, ctx: StageContext,
+                     round: int = 1) -> dict[str, Any]:
     from factory.model.checkpoint_io import backbone_state, build_model, load_args, save_model
     from factory.train.losses import PairwiseRanking
 
     fmt = load_chat_format(inputs["tokenizer"])
     base = inputs["annealed_checkpoint"]
     args = load_args(base)
-    train_set, val_set = split_rankings(read_rankings(inputs["preference_data"]), cfg.val_fraction, cfg.seed)
+    by_asset = {key: read_rankings(inputs[key]) for key in preference_keys(round)}
+    rankings = [r for asset_rankings in by_asset.values() for r in asset_rankings]
+    train_set, val_set = split_rankings(rankings, cfg.val_fraction, cfg.seed)
     examples, skipped = ranking_pairs(fmt, train_set, args.max_seq_len)
     result = train_stage("reward_model", cfg.train, lambda: build_model(args, "scorer", 1), PairwiseRanking(),
                          Examples(examples, fmt.pad_id, seed=cfg.train.seed), ctx, init_state=backbone_state(base),
                          strict_init=False)
     rm = result.model.eval()
-    save_model(rm, out, extra={"stage": "reward_model"})
+    save_model(rm, out, extra={"stage": "reward_model", "round": round})
     return {
+        "rankings_by_asset": {key: len(rs) for key, rs in by_asset.items()},
         "train_rankings": len(train_set),
         "val_rankings": len(val_set),
         "train_pairs": len(examples),

@@ -2,13 +2,15 @@
 "SFT Data", "Data Processing and Quality Control"; Llama 3 runs several rounds of SFT then DPO).
 
 ``sft_round_k``: rejection sampling from the latest policy (round 1: the annealed checkpoint;
-round k: ``dpo_round_{k-1}``) with the reward model picking the best of K samples, plus synthetic
-capability data, cleaned by QC; then SFT of the PRE-TRAINED checkpoint (the recipe fine-tunes
-pre-trained checkpoints each round) with loss on the assistant's tokens only.
+round k: ``dpo_round_{k-1}``) with the round's reward model (``factory.post.round_assets``)
+picking the best of K samples, plus synthetic capability data, cleaned by QC, plus a share of
+pre-training text; then SFT of the PRE-TRAINED checkpoint (the recipe fine-tunes pre-trained
+checkpoints each round) with loss on the assistant's tokens (and on every pre-training token).
 
 ``dpo_round_k``: fresh on-policy pairs from the round's SFT model annotated by the annotator, plus
-the collected preference data; DPO with formatting tokens masked and the recipe's NLL regularizer,
-once per configured run (seed, beta), each starting from and referenced to the SFT model.
+the round's fresh preference data (``preference_data`` / ``preference_round_k``); DPO with
+formatting tokens masked and the recipe's NLL regularizer, once per configured run (seed, beta),
+each starting from and referenced to the SFT model.
 
 Artifact layouts (checkpoint_io): ``sft_round_k/`` holds the SFT model and ``sft_data.jsonl``;
 ``dpo_round_k/runs/run_i/`` holds each DPO run, and ``dpo_round_k/`` itself the run with the best
@@ -31,9 +33,10 @@ from factory.post.annotator import AnnotatorConfig, annotate
 from factory.post.encode import preference_example, sft_example
 from factory.post.preference import ranking_counts, read_rankings
 from factory.post.qc import QCConfig, clean
-from factory.post.rejection import rejection_sample
+from factory.post.rejection import Candidate, rejection_sample
+from factory.post.round_assets import policy_key, preference_key, reward_key
 from factory.post.sampling import SamplingConfig, load_policy, sample_responses
-from factory.post.sft_data import rejection_records, synthetic_records
+from factory.post.sft_data import pretraining_examples, rejection_records, synthetic_records
 from factory.post.task_accuracy import evaluate, heldout_prompts
 from factory.post.tasks import sample_prompts
 from factory.train.config import TrainConfig
@@ -53,15 +56,16 @@ class SFTConfig(StageConfig):
         {"arithmetic": 0.55, "uppercase": 0.15, "word_count": 0.15, "code": 0.15},
         description="Relative frequency of each task family in the round's prompts.")
     rs_prompts: int = Field(200, description="Training prompts answered by rejection sampling.")
-    rs_samples: int = Field(4, description="K: samples per prompt from the latest policy (recipe: 10-30).")
-    rs_min_task_score: float = Field(
-        0.0, description="Checker score the RM-best sample needs to be kept (0 keeps every RM pick)."
-    )
+    rs_samples: int = Field(10, ge=1, description="K: samples per prompt from the latest policy (recipe: 10-30).")
     sampling: SamplingConfig = Field(
         SamplingConfig(temperature=0.8, top_p=0.95, batch_size=64), description="Decoding of the rejection samples.")
     synthetic_examples: int = Field(
         4000, description="Verified-correct synthetic capability examples added to the mix.")
     qc: QCConfig = Field(default_factory=QCConfig, description="Rule-based cleaning of the mix.")
+    pretrain_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0,
+        description="Share of the SFT examples that are pre-training text windows (keeps language modelling).")
+    pretrain_seq_len: int = Field(128, ge=8, description="Tokens per pre-training window (capped at the context).")
     train: TrainConfig = Field(
         TrainConfig(steps=800, batch_size=64, lr=2.0e-3, log_every=100,
                     schedule={"warmup_steps": 50, "min_lr": 1.0e-4}),
@@ -110,9 +114,26 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def policy_key(round: int) -> str:
-    """The asset that round ``round`` samples from."""
-    return "annealed_checkpoint" if round == 1 else f"dpo_round_{round - 1}"
+def rejection_report(candidates: list[Candidate]) -> dict[str, dict[str, Any]]:
+    """Per task family (and ``all``): how good the RM's pick is by the checker. ``pick_correct``: the
+    pick is fully correct; ``rm_checker_agreement``: the pick has the best checker score of its K
+    samples; ``any_correct``: some sample is fully correct (what a perfect RM could reach)."""
+    families: dict[str, list[Candidate]] = {"all": candidates}
+    for c in candidates:
+        families.setdefault(c.prompt.task, []).append(c)
+    return {
+        task: {
+            "prompts": len(cs),
+            "pick_correct": _mean([float(c.task_scores[c.best] == 1.0) for c in cs]),
+            "rm_checker_agreement": _mean([float(c.task_scores[c.best] == max(c.task_scores)) for c in cs]),
+            "any_correct": _mean([float(max(c.task_scores) == 1.0) for c in cs]),
+            "mean_reward_chosen": _mean([c.rewards[c.best] for c in cs]),
+            "mean_reward_all": _mean([x for c in cs for x in c.rewards]),
+            "mean_task_score_chosen": _mean([c.task_scores[c.best] for c in cs]),
+            "mean_task_score_all": _mean([x for c in cs for x in c.task_scores]),
+        }
+        for task, cs in sorted(families.items())
+    }
 
 
 def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: StageContext, round: int) -> dict[str, Any]:
@@ -123,39 +144,38 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     seed = cfg.seed + round
     rs_prompts = sample_prompts(cfg.rs_prompts, seed, "train", cfg.task_weights)
     ctx.log(f"rejection sampling: {len(rs_prompts)} prompts x {cfg.rs_samples} from {policy_key(round)}")
-    candidates = rejection_sample(load_policy(inputs[policy_key(round)]), load_model(inputs["reward_model"]), fmt,
-                                  rs_prompts, cfg.rs_samples, cfg.sampling, seed)
-    rs = rejection_records(candidates, cfg.rs_min_task_score)
+    candidates = rejection_sample(load_policy(inputs[policy_key(round)]), load_model(inputs[reward_key(round)]),
+                                  fmt, rs_prompts, cfg.rs_samples, cfg.sampling, seed)
+    rs = rejection_records(candidates)
     synthetic = synthetic_records(sample_prompts(cfg.synthetic_examples, seed + 10_000, "train", cfg.task_weights))
     records, qc_counts = clean(rs + synthetic, cfg.qc)
 
     base = inputs["annealed_checkpoint"]
     args = load_args(base)
-    examples = [e for r in records if (e := sft_example(fmt, r["prompt"], r["response"], args.max_seq_len))]
+    dialogs = [e for r in records if (e := sft_example(fmt, r["prompt"], r["response"], args.max_seq_len))]
+    n_text = int(len(dialogs) * cfg.pretrain_fraction / (1.0 - cfg.pretrain_fraction))
+    text = pretraining_examples(inputs["data_mix"], n_text, min(cfg.pretrain_seq_len, args.max_seq_len),
+                                fmt.eos_id, seed)
     result = train_stage("sft", cfg.train, lambda: build_model(args), LanguageModeling(),
-                         Examples(examples, fmt.pad_id, seed=cfg.train.seed), ctx, init_state=load_state(base))
+                         Examples(dialogs + text, fmt.pad_id, seed=cfg.train.seed), ctx, init_state=load_state(base))
     save_model(result.model, out, extra={"stage": f"sft_round_{round}", "policy_sampled": policy_key(round)})
     _write_jsonl(out / SFT_DATA_FILE, records)
 
-    chosen = [c.best for c in candidates]
+    by_source = {s: sum(r["source"] == s for r in records) for s in ("rejection_sampling", "synthetic")}
     return {
         "rejection_sampling": {
-            "prompts": len(candidates),
+            "policy": policy_key(round),
+            "reward_model": reward_key(round),
             "samples_per_prompt": cfg.rs_samples,
-            "accepted": len(rs),
-            "acceptance_rate": _mean([1.0] * len(rs) + [0.0] * (len(candidates) - len(rs))),
-            "mean_reward_chosen": _mean([c.rewards[b] for c, b in zip(candidates, chosen, strict=False)]),
-            "mean_reward_all": _mean([x for c in candidates for x in c.rewards]),
-            "mean_task_score_chosen": _mean([c.task_scores[b] for c, b in zip(candidates, chosen, strict=False)]),
-            "mean_task_score_all": _mean([x for c in candidates for x in c.task_scores]),
-            "chosen_correct_rate": _mean([float(c.task_scores[b] == 1.0)
-                                          for c, b in zip(candidates, chosen, strict=False)]),
+            "kept_after_qc": by_source["rejection_sampling"],
+            "per_family": rejection_report(candidates),
         },
         "synthetic_examples": len(synthetic),
         "qc": qc_counts,
-        "sft_examples": len(examples),
-        "skipped_too_long": len(records) - len(examples),
-        "examples_by_source": {s: sum(r["source"] == s for r in records) for s in ("rejection_sampling", "synthetic")},
+        "sft_examples": len(dialogs) + len(text),
+        "skipped_too_long": len(records) - len(dialogs),
+        "examples_by_source": {**by_source, "pretraining_text": len(text)},
+        "sampled_share_of_dialogs": _mean([float(r["source"] == "rejection_sampling") for r in records]),
         "train": describe(result),
         "dev": evaluate(result.model, fmt, heldout_prompts(cfg.eval_prompts, cfg.eval_seed, "dev")),
     }
@@ -175,7 +195,7 @@ def run_dpo_round(cfg: DPOConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     rng = random.Random(seed)
     onpolicy = [r for p, (a, b) in zip(prompts, responses, strict=False)
                 if (r := annotate(p, (a, f"sft_round_{round}"), (b, f"sft_round_{round}"), cfg.annotator, rng))]
-    offline = read_rankings(inputs["preference_data"])
+    offline = read_rankings(inputs[preference_key(round)])
     pairs = [(r.prompt.prompt, good.text, bad.text) for r in onpolicy + offline for good, bad in r.pairs()]
     examples = [e for p, c, r in pairs if (e := preference_example(fmt, p, c, r, args.max_seq_len))]
     if not examples:
@@ -206,7 +226,7 @@ def run_dpo_round(cfg: DPOConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     _write_jsonl(out / ONPOLICY_FILE, [r.to_dict() for r in onpolicy])
     return {
         "onpolicy": {"prompts": len(prompts), "dropped_ties": len(prompts) - len(onpolicy), **ranking_counts(onpolicy)},
-        "offline_rankings": len(offline),
+        "round_preferences": {"asset": preference_key(round), "rankings": len(offline)},
         "pairs": len(examples),
         "skipped_too_long": len(pairs) - len(examples),
         "runs": runs,

@@ -4,12 +4,14 @@ for the stages' own measurements, which choices and release gates read, ``test``
 
 Each task gets the same number of held-out prompts; the model answers greedily in the chat format
 and each answer is scored by the task's checker. ``accuracy`` counts fully correct answers,
-``mean_score`` averages the checkers' partial credit. The same prompts (same ``n`` and ``seed``)
+``mean_score`` averages the checkers' partial credit; ``ci95`` is the half-width of accuracy's 95%
+normal-approximation interval (1.96 sqrt(p(1-p)/n)). The same prompts (same ``n`` and ``seed``)
 are used for every model, so the numbers of the SFT, DPO and chat models compare directly.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +35,16 @@ def evaluate(model, fmt: ChatFormat, prompts: list[TaskPrompt], batch_size: int 
     cfg = SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, batch_size=batch_size)
     answers = [r[0] for r in sample_responses(model, fmt, prompts, 1, cfg, seed=0)]
     scores = [score(p, a) for p, a in zip(prompts, answers, strict=True)]
-    result: dict[str, Any] = {"n": len(prompts), "accuracy": _mean([s == 1.0 for s in scores]),
-                              "mean_score": _mean(scores)}
+    result = _summary(scores)
     for task in sorted({p.task for p in prompts}):
-        mine = [s for p, s in zip(prompts, scores, strict=True) if p.task == task]
-        result[task] = {"n": len(mine), "accuracy": _mean([s == 1.0 for s in mine]), "mean_score": _mean(mine)}
+        result[task] = _summary([s for p, s in zip(prompts, scores, strict=True) if p.task == task])
     return result
+
+
+def _summary(scores: list[float]) -> dict[str, Any]:
+    accuracy = _mean([s == 1.0 for s in scores])
+    ci95 = 1.96 * math.sqrt(accuracy * (1.0 - accuracy) / len(scores)) if scores else 0.0
+    return {"n": len(scores), "accuracy": accuracy, "ci95": round(ci95, 4), "mean_score": _mean(scores)}
 
 
 def _mean(xs) -> float:

@@ -7,8 +7,9 @@ Sections, each computed here from the upstream artifacts:
 - ``niah``: needle-in-a-haystack retrieval per depth x length for every model whose context holds
   the lengths (``factory.eval.niah``);
 - ``tasks``: verifiable-prompt accuracy on the ``test`` split of each SFT and DPO round and the
-  chat model (``factory.post.task_accuracy``), the same prompts for every model (stages and release
-  gates read the ``dev`` split, never these);
+  chat model (``factory.post.task_accuracy``), per family with its 95% interval, the same prompts
+  for every model (stages and release gates read the ``dev`` split, never these);
+- ``sft_data``: each SFT round's dialogs by source, rejection-sampled vs synthetic;
 - ``guards``: Llama Guard unsafe-flag precision / recall / F1 / FPR and per-category recall, the
   same for its INT8 release, and Prompt Guard attack detection, on the held-out seed examples
   saved beside each guard;
@@ -34,6 +35,7 @@ from pydantic import Field
 from factory.core.stage import StageConfig, StageContext
 
 PRETRAINED = ("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint")
+SFT_SOURCES = ("rejection_sampling", "synthetic")  # the sources of an SFT round's dialogs (factory.post.sft_data)
 
 
 class EvalConfig(StageConfig):
@@ -52,6 +54,22 @@ class EvalConfig(StageConfig):
     quant_windows: int = Field(8, description="Validation windows for the FP8-vs-chat logit comparison.")
     guard_batch_size: int = Field(32, description="Inputs per forward pass of the guards.")
     seed: int = Field(0, description="Seed of NIAH keys and task prompts.")
+
+
+def _interval(t: dict[str, Any]) -> str:
+    return f"{t['accuracy']:.3f} ± {t['ci95']:.3f}"
+
+
+def sft_data_section(folders: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Per SFT round: its dialogs by source (``sft_data.jsonl``) and the share sampled from the policy."""
+    from factory.post.rounds import SFT_DATA_FILE
+
+    out = {}
+    for name, folder in folders.items():
+        sources = [json.loads(line)["source"] for line in (folder / SFT_DATA_FILE).read_text().splitlines() if line]
+        counts = {s: sources.count(s) for s in SFT_SOURCES}
+        out[name] = {**counts, "sampled_share": round(counts["rejection_sampling"] / max(1, len(sources)), 4)}
+    return out
 
 
 def _rounds(inputs: dict[str, Path]) -> list[str]:
@@ -244,8 +262,16 @@ def _markdown(report: dict[str, Any]) -> str:
                          + f" (mean {t['mean']:.2f}, chance {t['chance']:.2f})")
         else:
             lines.append(f"- {name}: {t['skipped']}")
-    lines += ["", "## Held-out task accuracy", "", "| model | accuracy | mean score | n |", "|---|---|---|---|"]
-    lines += [f"| {n} | {t['accuracy']} | {t['mean_score']} | {t['n']} |" for n, t in report["tasks"].items()]
+    families = sorted({k for t in report["tasks"].values() for k, v in t.items() if isinstance(v, dict)})
+    lines += ["", "## Held-out task accuracy (test split, ± 95% interval)", "",
+              "| model | accuracy | " + " | ".join(families) + " | mean score | n |",
+              "|---|---|" + "---|" * len(families) + "---|---|"]
+    lines += [f"| {n} | {_interval(t)} | " + " | ".join(_interval(t[f]) if f in t else "" for f in families)
+              + f" | {t['mean_score']} | {t['n']} |" for n, t in report["tasks"].items()]
+    lines += ["", "## SFT data per round", "", "| round | " + " | ".join(SFT_SOURCES) + " | sampled share |",
+              "|---|" + "---|" * len(SFT_SOURCES) + "---|"]
+    lines += [f"| {n} | " + " | ".join(str(c[s]) for s in SFT_SOURCES) + f" | {c['sampled_share']} |"
+              for n, c in report["sft_data"].items()]
     g = report["guards"]
     lines += ["", f"## Safety classifiers (held-out seed examples: {g['held_out_examples']})", "",
               "| classifier | precision | recall | F1 | FPR |", "|---|---|---|---|---|"]
@@ -300,6 +326,7 @@ def run_eval_report(cfg: EvalConfig, inputs: dict[str, Path], out: Path, ctx: St
     ctx.log("held-out task accuracy per post-training round")
     stages = [*_rounds(inputs), "chat_model"]
     report["tasks"] = tasks_section({k: inputs[k] for k in stages}, inputs["tokenizer"], cfg)
+    report["sft_data"] = sft_data_section({k: inputs[k] for k in stages if k.startswith("sft_round_")})
     ctx.log("guard classifiers on their held-out examples")
     report["guards"] = guards_section(inputs["llama_guard"], inputs["prompt_guard"], inputs["quantized_release"], cfg)
     ctx.log("FP8 release against the chat model")

@@ -27,11 +27,12 @@ MINUTE = datetime.timedelta(minutes=1)
 DATA = {"raw_crawl", "extracted_docs", "deduped_docs", "filtered_corpus", "tokenizer", "data_mix"}
 BELOW_DATA = {
     "scaling_law_fit", "base_checkpoint", "long_context_checkpoint", "annealed_checkpoint", "code_expert",
-    "multilingual_expert", "preference_data", "reward_model", "sft_round_1", "dpo_round_1", "sft_round_2",
-    "dpo_round_2", "chat_model", "llama_guard", "code_shield", "quantized_release", "eval_report",
+    "multilingual_expert", "preference_data", "reward_model", "sft_round_1", "dpo_round_1", "preference_round_2",
+    "reward_round_2", "sft_round_2", "dpo_round_2", "chat_model", "llama_guard", "code_shield", "quantized_release",
+    "eval_report",
 }  # every asset downstream of data_mix (prompt_guard reads no asset)
-BELOW_REWARD_MODEL = {"sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "chat_model", "code_shield",
-                      "quantized_release", "eval_report"}
+BELOW_REWARD_MODEL = {"sft_round_1", "dpo_round_1", "preference_round_2", "reward_round_2", "sft_round_2",
+                      "dpo_round_2", "chat_model", "code_shield", "quantized_release", "eval_report"}
 
 
 class Ticks:

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 KEYS = {
     "raw_crawl", "extracted_docs", "deduped_docs", "filtered_corpus", "tokenizer", "data_mix", "scaling_law_fit",
     "base_checkpoint", "long_context_checkpoint", "annealed_checkpoint", "code_expert", "multilingual_expert",
-    "preference_data", "reward_model", "sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "chat_model",
-    "llama_guard", "prompt_guard", "code_shield", "quantized_release", "eval_report",
+    "preference_data", "reward_model", "sft_round_1", "dpo_round_1", "preference_round_2", "reward_round_2",
+    "sft_round_2", "dpo_round_2", "chat_model", "llama_guard", "prompt_guard", "code_shield", "quantized_release",
+    "eval_report",
 }
 
 
@@ -30,7 +31,8 @@ def test_definitions_hold_the_whole_graph():
     assert graph.get(dg.AssetKey("raw_crawl")).parent_keys == {dg.AssetKey("warc_files")}
     checks = {k.name for k in graph.asset_check_keys}
     assert checks == {"extracted_docs_expectations", "deduped_docs_expectations", "filtered_corpus_expectations",
-                      "preference_data_expectations", "dpo_round_1_gate", "sft_round_2_gate", "dpo_round_2_gate",
+                      "preference_data_expectations", "preference_round_2_expectations",
+                      "dpo_round_1_gate", "sft_round_2_gate", "dpo_round_2_gate",
                       "chat_model_gate", "llama_guard_gate", "prompt_guard_gate", "quantized_release_gate"}
     assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys)
     sensors = defs.get_repository_def().sensor_defs  # ours only: no default automation sensor beside it

@@ -17,7 +17,7 @@ SPECS = stage_specs(load_profile("demo"))
 # The stages whose code imports the trainer (directly or through stage_training, lm_runs, ...).
 TRAINING = {
     "data_mix", "scaling_law_fit", "base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
-    "code_expert", "multilingual_expert", "reward_model", "sft_round_1", "dpo_round_1", "sft_round_2",
+    "code_expert", "multilingual_expert", "reward_model", "sft_round_1", "dpo_round_1", "reward_round_2", "sft_round_2",
     "dpo_round_2", "llama_guard", "prompt_guard", "eval_report",
 }
 
@@ -53,10 +53,13 @@ def _changed(before: dict[str, str], root: Path) -> set[str]:
 
 def test_a_copy_of_the_checkout_elsewhere_has_the_same_versions(before, tree):
     assert _versions(tree) == before  # a cluster job's working_dir agrees with the driver's checkout
-    # Same code, same version: the expert stages share a function; otherwise every stage runs its own code.
+    # Same code, same version: the expert stages share a function, so do the rounds' stages; otherwise
+    # every stage runs its own code.
     assert before["code_expert"] == before["multilingual_expert"]
-    assert before["sft_round_1"] == before["sft_round_2"]
-    assert len(set(before.values())) == len(before) - 3
+    assert before["sft_round_1"] == before["sft_round_2"] and before["dpo_round_1"] == before["dpo_round_2"]
+    assert before["preference_data"] == before["preference_round_2"]
+    assert before["reward_model"] == before["reward_round_2"]
+    assert len(set(before.values())) == len(before) - 5
 
 
 def test_docstring_and_comment_edits_in_the_report_change_no_version(before, tree):

@@ -1,15 +1,19 @@
-"""Tiny post-training inputs: a tokenizer trained on task-like text and random debug-flavor LMs."""
+"""Tiny post-training inputs: a tokenizer trained on task-like text, random debug-flavor LMs and a
+one-stream data mix of that text (the pre-training share of SFT)."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from factory.data import tokenizer as T
+from factory.model.chat_format import load_chat_format
 from factory.model.checkpoint_io import save_model
 from factory.model.flavors import model_args
 from factory.model.llama import Transformer
 from factory.post.tasks import TASKS, sample_prompts
+from factory.train.token_shards import MIX_FILE, encode_documents, save_stream
 
 MODEL_KEYS = ("annealed_checkpoint", "code_expert", "multilingual_expert")
 
@@ -29,6 +33,11 @@ def post_inputs(tmp_path_factory) -> dict[str, Path]:
         torch.manual_seed(i)
         save_model(Transformer(model_args("debug", tok.get_vocab_size(), max_seq_len=96)), root / key)
         inputs[key] = root / key
+    mix = root / "data_mix"
+    ids = encode_documents(tok, _corpus(), load_chat_format(root / "tokenizer").eos_id)
+    save_stream(ids, mix, "general", "train", shard_tokens=4096)
+    (mix / MIX_FILE).write_text(json.dumps({"weights": {"general": 1.0}}))
+    inputs["data_mix"] = mix
     return inputs
 
 

@@ -1,4 +1,4 @@
-"""Rejection sampling keeps the reward model's best sample; acceptance can require a checker score."""
+"""Rejection sampling keeps the reward model's best sample; the checker's scores are reported beside it."""
 
 from types import SimpleNamespace
 
@@ -7,6 +7,7 @@ from torch import nn
 
 from factory.model.chat_format import load_chat_format
 from factory.post.rejection import pick_best
+from factory.post.rounds import rejection_report
 from factory.post.sft_data import rejection_records
 from factory.post.tasks import TaskPrompt
 
@@ -28,5 +29,13 @@ def test_rs_picks_the_rm_best_sample(post_inputs):
     assert cands[0].response == "85 is it" and cands[0].best == 1
     assert cands[0].task_scores == [0.0, 0.5, 0.0]
     assert cands[1].response == "TIGER"  # equal lengths: the first sample
-    assert [r["response"] for r in rejection_records(cands, 0.0)] == ["85 is it", "TIGER"]
-    assert [r["response"] for r in rejection_records(cands, 1.0)] == ["TIGER"]
+    # The RM's pick is kept even where the checker disagrees: the checker annotates, it does not override.
+    records = rejection_records(cands)
+    assert [(r["response"], r["task_score"]) for r in records] == [("85 is it", 0.5), ("TIGER", 1.0)]
+    report = rejection_report(cands)
+    arithmetic = report["arithmetic"]
+    assert (arithmetic["prompts"], arithmetic["pick_correct"], arithmetic["rm_checker_agreement"],
+            arithmetic["any_correct"], arithmetic["mean_task_score_chosen"]) == (1, 0.0, 1.0, 0.0, 0.5)
+    assert arithmetic["mean_reward_chosen"] > arithmetic["mean_reward_all"]  # the longest of three answers
+    assert report["uppercase"]["pick_correct"] == report["uppercase"]["any_correct"] == 1.0
+    assert report["all"]["prompts"] == 2 and report["all"]["pick_correct"] == 0.5

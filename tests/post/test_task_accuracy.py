@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from factory.post.task_accuracy import heldout_prompts, task_accuracy
+from factory.post.task_accuracy import _summary, heldout_prompts, task_accuracy
 from factory.post.tasks import TASKS, split_of
 
 
@@ -32,3 +32,9 @@ def test_task_accuracy_of_a_saved_model(tmp_path):
     assert result["n"] == 8 and set(TASKS) <= set(result)
     assert result["accuracy"] == 0.0  # a random model answers nothing exactly
     assert all(result[t]["n"] == 2 for t in TASKS)
+
+
+def test_accuracy_carries_its_95_percent_interval():
+    half = _summary([1.0] * 50 + [0.5] * 50)  # partial credit is not correct
+    assert (half["accuracy"], half["ci95"], half["mean_score"]) == (0.5, 0.098, 0.75)
+    assert _summary([1.0] * 10)["ci95"] == 0.0 and _summary([])["n"] == 0

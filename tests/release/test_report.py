@@ -47,6 +47,8 @@ def test_report_from_tiny_real_artifacts(tmp_path):
         inputs[name] = tmp_path / name
         checkpoint_io.save_model(Transformer(model_args("debug", vocab, max_seq_len=64 if i == 0 else 128)),
                                  inputs[name])
+    sources = ["rejection_sampling"] * 3 + ["synthetic"]
+    (inputs["sft_round_1"] / "sft_data.jsonl").write_text("".join(json.dumps({"source": s}) + "\n" for s in sources))
     inputs["llama_guard"] = tmp_path / "llama_guard"
     run_llama_guard(GuardConfig(per_category=2, responses_per_category=0, max_len=128, include_policy=False,
                                 train={"steps": 1, "batch_size": 4, "lr": 1e-3}),
@@ -85,6 +87,9 @@ def test_report_from_tiny_real_artifacts(tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     md = (out / "report.md").read_text()
     assert "## Validation perplexity" in md and "Llama Guard INT8" in md
+    assert report["sft_data"] == {"sft_round_1": {"rejection_sampling": 3, "synthetic": 1, "sampled_share": 0.75}}
+    assert "| sft_round_1 | 3 | 1 | 0.75 |" in md
+    assert f"| chat_model | {report['tasks']['chat_model']['accuracy']:.3f} ± " in md
     assert meta["ppl"]["chat_model"] == report["perplexity"]["chat_model"]["mean_ppl"]
     assert set(meta) >= {"llama_guard_f1", "prompt_guard_attack_f1", "fp8_top1_agreement", "task_accuracy_chat"}
     assert np.isfinite(meta["fp8_ppl_rel_delta_max"])
