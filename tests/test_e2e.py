@@ -47,7 +47,7 @@ def test_every_asset_materialized(smoke_home, store):
     assert "Release:" in stdout and "Dagster UI:" in stdout and "MLflow UI:" in stdout
     progress = [re.match(r"\[(\d+)/26\] (\w+): ", line) for line in stdout.splitlines()]
     progress = [m.groups() for m in progress if m]  # `factory run`'s line per finished asset
-    assert [int(k) for k, _ in progress] == list(range(1, 25)) and {a for _, a in progress} == set(assets)
+    assert [int(k) for k, _ in progress] == list(range(1, 27)) and {a for _, a in progress} == set(assets)
 
 
 def test_every_asset_has_an_mlflow_run_with_input_digests(smoke_home, store):
@@ -93,7 +93,7 @@ def test_release_loads_with_transformers_and_uses_llama3_chat_layout(store):
 
 def test_eval_report_has_every_section(store):
     report = json.loads((store.path_of(store.latest("eval_report")) / "report.json").read_text())
-    for section in ("perplexity", "niah", "tasks", "guards", "quantization"):
+    for section in ("perplexity", "niah", "tasks", "sft_data", "guards", "quantization"):
         assert section in report, f"eval report lacks {section}"
     assert list(report["tasks"]) == ["sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "chat_model"]
     assert {"llama_guard", "llama_guard_int8", "prompt_guard"} <= set(report["guards"])
