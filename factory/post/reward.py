@@ -4,7 +4,10 @@ checkpoint"; a ranking loss without Llama 2's margin term).
 A ``SequenceScorer`` with one output starts from the annealed pre-trained checkpoint (the backbone's
 weights; the score head is fresh) and is trained with ``PairwiseRanking`` on every ordered pair of
 each ranking: edited > chosen, edited > rejected and chosen > rejected. A seeded share of the
-rankings is held out and the pairwise accuracy on it is reported.
+rankings is held out and the pairwise accuracy on it is reported. One run is trained per data-order
+seed (``seeds``) and the runs are averaged weight by weight (recipe: "We average models obtained
+from experiments using various versions of data or hyperparameters at each RM, SFT, or DPO
+stage"); each run's held-out accuracy is reported beside the average's.
 
 Round k's reward model (``reward_round_k``) is the same stage trained on every preference asset up
 to that round (``preference_data``, ``preference_round_2..k``), so it also judges the answers of the
@@ -24,6 +27,7 @@ from pydantic import Field
 from factory.core.stage import StageConfig, StageContext
 from factory.model.chat_format import ChatFormat, load_chat_format
 from factory.post.annotator import Ranking
+from factory.post.averaging import average_states
 from factory.post.encode import ranking_example, scored_ids
 from factory.post.preference import read_rankings
 from factory.post.round_assets import preference_keys
@@ -39,6 +43,7 @@ class RewardConfig(StageConfig):
     train: TrainConfig = Field(
         TrainConfig(steps=60, batch_size=32, lr=5.0e-4, log_every=10, schedule={"warmup_steps": 6}),
         description="Optimization of the reward model.")
+    seeds: list[int] = Field([0, 1], min_length=1, description="Data-order seed of each run; the runs are averaged.")
     val_fraction: float = Field(0.2, description="Share of rankings held out for pairwise accuracy.")
     seed: int = Field(0, description="Seed of the held-out split.")
     score_batch_size: int = Field(32, description="Sequences scored together at evaluation.")
@@ -93,11 +98,20 @@ def run_reward_model(cfg: RewardConfig, inputs: dict[str, Path], out: Path, ctx:
     rankings = [r for asset_rankings in by_asset.values() for r in asset_rankings]
     train_set, val_set = split_rankings(rankings, cfg.val_fraction, cfg.seed)
     examples, skipped = ranking_pairs(fmt, train_set, args.max_seq_len)
-    result = train_stage("reward_model", cfg.train, lambda: build_model(args, "scorer", 1), PairwiseRanking(),
-                         Examples(examples, fmt.pad_id, seed=cfg.train.seed), ctx, init_state=backbone_state(base),
-                         strict_init=False)
-    rm = result.model.eval()
-    save_model(rm, out, extra={"stage": "reward_model", "round": round})
+    runs, states = [], []
+    for i, seed in enumerate(cfg.seeds):
+        train_cfg = cfg.train.model_copy(update={"seed": seed})
+        result = train_stage(f"run_{i}", train_cfg, lambda: build_model(args, "scorer", 1), PairwiseRanking(),
+                             Examples(examples, fmt.pad_id, seed=seed), ctx, init_state=backbone_state(base),
+                             strict_init=False)
+        states.append(result.model.state_dict())
+        runs.append({"seed": seed, "val_pairwise_accuracy": pairwise_accuracy(result.model.eval(), fmt, val_set,
+                                                                               cfg.score_batch_size),
+                     **describe(result)})
+    rm = build_model(args, "scorer", 1)
+    rm.load_state_dict(average_states(states))
+    rm.eval()
+    save_model(rm, out, extra={"stage": "reward_model", "round": round, "averaged_seeds": list(cfg.seeds)})
     return {
         "rankings_by_asset": {key: len(rs) for key, rs in by_asset.items()},
         "train_rankings": len(train_set),
@@ -106,5 +120,5 @@ def run_reward_model(cfg: RewardConfig, inputs: dict[str, Path], out: Path, ctx:
         "skipped_too_long": skipped,
         "train_pairwise_accuracy": pairwise_accuracy(rm, fmt, train_set, cfg.score_batch_size),
         "val_pairwise_accuracy": pairwise_accuracy(rm, fmt, val_set, cfg.score_batch_size),
-        **describe(result),
+        "runs": runs,
     }

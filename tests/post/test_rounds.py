@@ -55,6 +55,8 @@ def test_post_training_chain_end_to_end(post_inputs, tmp_path):
         assert rm["rankings_by_asset"] == {preference_key(j): len(read_lines(tmp_path / preference_key(j)))
                                            for j in range(1, k + 1)}
         assert rm["train_rankings"] + rm["val_rankings"] == sum(rm["rankings_by_asset"].values())
+        assert [r["seed"] for r in rm["runs"]] == [0, 1]  # averaged runs (RewardConfig.seeds)
+        assert read_meta(tmp_path / reward_key(k))["extra"]["averaged_seeds"] == [0, 1]
 
         sft = stage(f"sft_round_{k}", run_sft_round,
                     SFTConfig(task_weights=WEIGHTS, rs_prompts=4, rs_samples=3, sampling=SAMPLING,
