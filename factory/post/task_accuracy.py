@@ -30,10 +30,15 @@ def heldout_prompts(n: int, seed: int, split: Split) -> list[TaskPrompt]:
     return [p for i, t in enumerate(TASKS) for p in sample_prompts(per_task, seed + i, split, {t: 1.0})]
 
 
+def greedy_answers(model, fmt: ChatFormat, prompts: list[TaskPrompt], batch_size: int = 32) -> list[str]:
+    """The model's greedy answer to each prompt (what every accuracy here scores)."""
+    cfg = SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, batch_size=batch_size)
+    return [r[0] for r in sample_responses(model, fmt, prompts, 1, cfg, seed=0)]
+
+
 def evaluate(model, fmt: ChatFormat, prompts: list[TaskPrompt], batch_size: int = 32) -> dict[str, Any]:
     """Greedy answers scored by the checkers: overall and per-task accuracy and mean score."""
-    cfg = SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, batch_size=batch_size)
-    answers = [r[0] for r in sample_responses(model, fmt, prompts, 1, cfg, seed=0)]
+    answers = greedy_answers(model, fmt, prompts, batch_size)
     scores = [score(p, a) for p, a in zip(prompts, answers, strict=True)]
     result = _summary(scores)
     for task in sorted({p.task for p in prompts}):

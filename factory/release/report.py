@@ -10,6 +10,8 @@ Sections, each computed here from the upstream artifacts:
   chat model (``factory.post.task_accuracy``), per family with its 95% interval, the same prompts
   for every model (stages and release gates read the ``dev`` split, never these);
 - ``sft_data``: each SFT round's dialogs by source, rejection-sampled vs synthetic;
+- ``rm_round_preference``: how often the last round's reward model prefers round k's DPO answer
+  to round k-1's on the test prompts (ties count half);
 - ``guards``: Llama Guard unsafe-flag precision / recall / F1 / FPR and per-category recall, the
   same for its INT8 release, and Prompt Guard attack detection, on the held-out seed examples
   saved beside each guard;
@@ -33,6 +35,7 @@ import torch
 from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
+from factory.post.round_assets import reward_key
 
 PRETRAINED = ("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint")
 SFT_SOURCES = ("rejection_sampling", "synthetic")  # the sources of an SFT round's dialogs (factory.post.sft_data)
@@ -70,6 +73,30 @@ def sft_data_section(folders: dict[str, Path]) -> dict[str, dict[str, Any]]:
         counts = {s: sources.count(s) for s in SFT_SOURCES}
         out[name] = {**counts, "sampled_share": round(counts["rejection_sampling"] / max(1, len(sources)), 4)}
     return out
+
+
+def rm_round_preference_section(rm_dir: Path, folders: dict[str, Path], tokenizer_dir: Path,
+                                cfg: EvalConfig) -> dict[str, float]:
+    """For consecutive DPO rounds (``folders`` in round order): the share of test prompts on which
+    the reward model scores round k's greedy answer above round k-1's."""
+    from factory.model.chat_format import load_chat_format
+    from factory.model.checkpoint_io import load_model
+    from factory.post.reward import reward_scores
+    from factory.post.sampling import load_policy
+    from factory.post.task_accuracy import greedy_answers, heldout_prompts
+
+    if len(folders) < 2:
+        return {}
+    fmt = load_chat_format(tokenizer_dir)
+    prompts = heldout_prompts(cfg.task_prompts, cfg.seed, "test")
+    rm = load_model(rm_dir)
+    rewards = {name: reward_scores(rm, fmt, list(zip([p.prompt for p in prompts],
+                                                     greedy_answers(load_policy(folder), fmt, prompts), strict=True)))
+               for name, folder in folders.items()}
+    names = list(folders)
+    return {f"{new}_over_{old}": round(float(np.mean([(a > b) + 0.5 * (a == b)
+                                                      for a, b in zip(rewards[new], rewards[old], strict=True)])), 4)
+            for old, new in zip(names, names[1:], strict=False)}
 
 
 def _rounds(inputs: dict[str, Path]) -> list[str]:
@@ -268,6 +295,8 @@ def _markdown(report: dict[str, Any]) -> str:
               "|---|---|" + "---|" * len(families) + "---|---|"]
     lines += [f"| {n} | {_interval(t)} | " + " | ".join(_interval(t[f]) if f in t else "" for f in families)
               + f" | {t['mean_score']} | {t['n']} |" for n, t in report["tasks"].items()]
+    lines += ["", "## Reward model's preference for the newer round (test prompts)", ""]
+    lines += [f"- {pair}: {share}" for pair, share in report["rm_round_preference"].items()]
     lines += ["", "## SFT data per round", "", "| round | " + " | ".join(SFT_SOURCES) + " | sampled share |",
               "|---|" + "---|" * len(SFT_SOURCES) + "---|"]
     lines += [f"| {n} | " + " | ".join(str(c[s]) for s in SFT_SOURCES) + f" | {c['sampled_share']} |"
@@ -327,6 +356,10 @@ def run_eval_report(cfg: EvalConfig, inputs: dict[str, Path], out: Path, ctx: St
     stages = [*_rounds(inputs), "chat_model"]
     report["tasks"] = tasks_section({k: inputs[k] for k in stages}, inputs["tokenizer"], cfg)
     report["sft_data"] = sft_data_section({k: inputs[k] for k in stages if k.startswith("sft_round_")})
+    dpo_rounds = [k for k in stages if k.startswith("dpo_round_")]
+    ctx.log("the last reward model's preference between consecutive rounds")
+    report["rm_round_preference"] = rm_round_preference_section(
+        inputs[reward_key(len(dpo_rounds))], {k: inputs[k] for k in dpo_rounds}, inputs["tokenizer"], cfg)
     ctx.log("guard classifiers on their held-out examples")
     report["guards"] = guards_section(inputs["llama_guard"], inputs["prompt_guard"], inputs["quantized_release"], cfg)
     ctx.log("FP8 release against the chat model")

@@ -15,7 +15,7 @@ from factory.model.hf import export_hf
 from factory.model.llama import Transformer
 from factory.quant.fp8 import quantize_fp8
 from factory.quant.int8 import quantize_int8
-from factory.release.report import EvalConfig, _rounds, run_eval_report
+from factory.release.report import EvalConfig, _rounds, rm_round_preference_section, run_eval_report
 from factory.safety.guard import GuardConfig, run_llama_guard
 from factory.safety.prompt_guard import PromptGuardConfig, run_prompt_guard
 from factory.safety.seed_prompts import guard_examples
@@ -42,13 +42,18 @@ def test_report_from_tiny_real_artifacts(tmp_path):
 
     inputs = {"tokenizer": tok_dir, "data_mix": mix}
     for i, name in enumerate(("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
-                              "sft_round_1", "dpo_round_1", "chat_model")):
+                              "sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "chat_model")):
         torch.manual_seed(i)
         inputs[name] = tmp_path / name
         checkpoint_io.save_model(Transformer(model_args("debug", vocab, max_seq_len=64 if i == 0 else 128)),
                                  inputs[name])
     sources = ["rejection_sampling"] * 3 + ["synthetic"]
-    (inputs["sft_round_1"] / "sft_data.jsonl").write_text("".join(json.dumps({"source": s}) + "\n" for s in sources))
+    for k in (1, 2):
+        (inputs[f"sft_round_{k}"] / "sft_data.jsonl").write_text(
+            "".join(json.dumps({"source": s}) + "\n" for s in sources[k - 1:]))
+    inputs["reward_round_2"] = tmp_path / "reward_round_2"
+    checkpoint_io.save_model(checkpoint_io.build_model(model_args("debug", vocab, max_seq_len=128), "scorer", 1),
+                             inputs["reward_round_2"])
     inputs["llama_guard"] = tmp_path / "llama_guard"
     run_llama_guard(GuardConfig(per_category=2, responses_per_category=0, max_len=128, include_policy=False,
                                 train={"steps": 1, "batch_size": 4, "lr": 1e-3}),
@@ -76,7 +81,11 @@ def test_report_from_tiny_real_artifacts(tmp_path):
     ppl = report["perplexity"]["chat_model"]["ppl"]["general"]
     assert 100 < ppl < 3 * vocab
     assert "100" not in report["niah"]["base_checkpoint"].get("per_length", {})  # beyond its 64-token context
-    assert list(report["tasks"]) == ["sft_round_1", "dpo_round_1", "chat_model"]
+    assert list(report["tasks"]) == ["sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "chat_model"]
+    assert list(report["rm_round_preference"]) == ["dpo_round_2_over_dpo_round_1"]
+    # The same model twice: every answer ties, which counts half.
+    same = {"a": inputs["dpo_round_1"], "b": inputs["dpo_round_1"]}
+    assert rm_round_preference_section(inputs["reward_round_2"], same, tok_dir, cfg) == {"b_over_a": 0.5}
     assert set(report["guards"]) >= {"llama_guard", "llama_guard_int8", "prompt_guard", "int8_verdict_agreement"}
     q = report["quantization"]
     assert set(q["ppl"]) == {"chat_fp32", "bf16", "fp8"}
@@ -87,8 +96,9 @@ def test_report_from_tiny_real_artifacts(tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     md = (out / "report.md").read_text()
     assert "## Validation perplexity" in md and "Llama Guard INT8" in md
-    assert report["sft_data"] == {"sft_round_1": {"rejection_sampling": 3, "synthetic": 1, "sampled_share": 0.75}}
-    assert "| sft_round_1 | 3 | 1 | 0.75 |" in md
+    assert report["sft_data"] == {"sft_round_1": {"rejection_sampling": 3, "synthetic": 1, "sampled_share": 0.75},
+                                  "sft_round_2": {"rejection_sampling": 2, "synthetic": 1, "sampled_share": 0.6667}}
+    assert "| sft_round_1 | 3 | 1 | 0.75 |" in md and "- dpo_round_2_over_dpo_round_1: " in md
     assert f"| chat_model | {report['tasks']['chat_model']['accuracy']:.3f} ± " in md
     assert meta["ppl"]["chat_model"] == report["perplexity"]["chat_model"]["mean_ppl"]
     assert set(meta) >= {"llama_guard_f1", "prompt_guard_attack_f1", "fp8_top1_agreement", "task_accuracy_chat"}
