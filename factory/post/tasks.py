@@ -2,17 +2,22 @@
 (recipe: "Capabilities/Code" — execution feedback as the source of truth; "Math Reasoning";
 steerability/format following from "Post-training Data").
 
-Three families, sized for what a tiny model can learn (a 0.74M-parameter decoder learns two-digit
+Four families, sized for what a tiny model can learn (a 0.74M-parameter decoder learns two-digit
 addition to 100% greedy accuracy in ~1,500 steps when each digit is its own token):
 
 - ``arithmetic``: two-digit addition and subtraction; exact answer scores 1, a number with some
   right-aligned digits correct earns partial credit (so two wrong answers can still be ranked).
-- ``uppercase`` / ``word_count``: format constraints ("write the word X in uppercase", "reply with
-  exactly N words about T"), scored by how closely the response follows the constraint.
-- ``code``: tiny Python functions, scored by the fraction of unit tests (``assert f(<arg>) ==
-  <value>`` snippets) that pass when the code runs in the sandbox (``factory.post.sandbox``:
-  Code Shield scan first, then an isolated run; a syntax error, a block, a timeout or any exit
-  but the harness's scores 0).
+- ``uppercase`` / ``word_count``: format constraints ("write the words X Y in uppercase", "reply
+  with exactly N words about T and U"), scored by how closely the response follows the constraint.
+- ``code``: tiny Python functions of one or two steps ("returns (x + 7) * 3"), scored by the
+  fraction of unit tests (``assert f(<arg>) == <value>`` snippets) that pass when the code runs in
+  the sandbox (``factory.post.sandbox``: Code Shield scan first, then an isolated run; a syntax
+  error, a block, a timeout or any exit but the harness's scores 0).
+
+Each family's key space holds at least ~5,000 distinct prompts, so its test split (20%) holds
+~1,000: enough for a 95% interval of about ±3 points on the family's accuracy. Held-out prompts are
+new combinations of words, topics and operations that training prompts also use one by one (what a
+family tests is whether the model composes them).
 
 Every prompt has a ``key`` naming its content; a stable hash of the key puts it in the ``train``,
 ``dev`` or ``test`` split, so held-out prompts never appear in post-training data whatever seed
@@ -40,31 +45,57 @@ CODE_TIMEOUT_S = 2.0  # generous for tiny functions; an endless loop scores 0
 _WORDS = ("apple", "river", "stone", "cloud", "tiger", "green", "light", "music", "paper", "house", "bread",
           "chair", "dream", "earth", "flame", "glass", "horse", "juice", "knife", "lemon", "money", "night",
           "ocean", "plant", "queen", "radio", "snake", "table", "uncle", "voice", "water", "youth", "zebra",
-          "storm", "sugar", "train", "wheel", "smile", "tower", "beach")
+          "storm", "sugar", "train", "wheel", "smile", "tower", "beach", "cabin", "candy", "coast", "crown",
+          "dance", "eagle", "fence", "field", "forest", "garden", "honey", "island", "jacket", "kettle",
+          "ladder", "market", "needle", "orange", "pencil", "pillow", "rabbit", "saddle", "silver", "spoon",
+          "stamp", "sweater", "thread", "ticket", "tomato", "valley", "wagon", "window", "winter", "basket",
+          "bottle", "bridge", "button", "carpet", "castle", "doctor")
+# Topic -> ten words about it (word_count references draw from the topics a prompt names).
 _TOPICS: dict[str, tuple[str, ...]] = {
-    "colors": ("red", "blue", "green", "yellow", "black", "white", "pink"),
-    "animals": ("cat", "dog", "horse", "bird", "fish", "cow", "lion"),
-    "fruit": ("apple", "pear", "plum", "grape", "lemon", "lime", "peach"),
-    "weather": ("rain", "snow", "wind", "sun", "fog", "storm", "hail"),
-    "food": ("bread", "rice", "soup", "cheese", "egg", "salt", "milk"),
-    "music": ("song", "drum", "piano", "bass", "note", "choir", "tune"),
-    "school": ("book", "pen", "desk", "class", "test", "chalk", "bell"),
-    "sea": ("wave", "ship", "sand", "salt", "tide", "shell", "reef"),
+    "colors": ("red", "blue", "green", "yellow", "black", "white", "pink", "gray", "brown", "purple"),
+    "animals": ("cat", "dog", "horse", "bird", "fish", "cow", "lion", "goat", "wolf", "bear"),
+    "fruit": ("apple", "pear", "plum", "grape", "lemon", "lime", "peach", "mango", "melon", "cherry"),
+    "weather": ("rain", "snow", "wind", "sun", "fog", "storm", "hail", "cloud", "frost", "heat"),
+    "food": ("bread", "rice", "soup", "cheese", "egg", "salt", "milk", "pasta", "bean", "cake"),
+    "music": ("song", "drum", "piano", "bass", "note", "choir", "tune", "flute", "violin", "beat"),
+    "school": ("book", "pen", "desk", "class", "test", "chalk", "bell", "lesson", "grade", "ruler"),
+    "sea": ("wave", "ship", "sand", "salt", "tide", "shell", "reef", "coral", "whale", "port"),
+    "city": ("street", "bus", "park", "tower", "shop", "bank", "bridge", "square", "metro", "cafe"),
+    "sport": ("ball", "goal", "team", "race", "score", "coach", "match", "net", "bat", "court"),
+    "kitchen": ("pot", "pan", "knife", "spoon", "fork", "oven", "sink", "plate", "bowl", "cup"),
+    "garden": ("rose", "tree", "grass", "seed", "soil", "leaf", "root", "bush", "hose", "rake"),
+    "body": ("hand", "foot", "head", "arm", "leg", "eye", "ear", "nose", "knee", "back"),
+    "travel": ("map", "bag", "road", "train", "plane", "hotel", "ticket", "tour", "trip", "guide"),
+    "house": ("door", "roof", "wall", "floor", "room", "stair", "lamp", "bed", "sofa", "shelf"),
+    "tools": ("hammer", "saw", "drill", "nail", "screw", "wrench", "tape", "glue", "level", "file"),
+    "space": ("star", "moon", "planet", "comet", "orbit", "rocket", "galaxy", "sky", "mars", "venus"),
+    "farm": ("barn", "tractor", "hay", "sheep", "pig", "hen", "field", "fence", "crop", "wheat"),
+    "clothes": ("shirt", "coat", "hat", "sock", "shoe", "scarf", "dress", "belt", "glove", "boot"),
+    "office": ("memo", "chair", "phone", "email", "file", "desk", "clip", "stamp", "folder", "badge"),
+    "forest": ("oak", "pine", "moss", "fern", "deer", "owl", "trail", "log", "cone", "bark"),
+    "river": ("bank", "boat", "fish", "stream", "delta", "dam", "mill", "ford", "reed", "rapid"),
+    "games": ("card", "dice", "chess", "puzzle", "board", "token", "pawn", "queen", "king", "round"),
+    "light": ("lamp", "candle", "torch", "beam", "glow", "flash", "spark", "shade", "ray", "bulb"),
 }
-# name -> (prompt with {k}, reference body with {k}, test inputs for k, expected f(input) for k)
-_CODE: dict[str, tuple[str, str, Callable[[int], tuple[Any, ...]], Callable[[Any, int], Any]]] = {
-    "add": ("Write a Python function f(x) that returns x plus {k}.", "return x + {k}",
-            lambda k: (0, 3, -4, 10), lambda x, k: x + k),
-    "sub": ("Write a Python function f(x) that returns x minus {k}.", "return x - {k}",
-            lambda k: (0, 3, -4, 10), lambda x, k: x - k),
-    "mul": ("Write a Python function f(x) that returns x times {k}.", "return x * {k}",
-            lambda k: (0, 3, -4, 10), lambda x, k: x * k),
-    "mod": ("Write a Python function f(x) that returns x modulo {k}.", "return x % {k}",
-            lambda k: (0, 3, 17, 100), lambda x, k: x % k),
+_COUNTS = range(2, 11)  # word_count's N
+# Code: the first step of f, then an optional second step applied to its result.
+# name -> (phrase with {k}, Python expression of `v` with {k}, Python function of (v, k))
+_STEPS: dict[str, tuple[str, str, Callable[[int, int], int]]] = {
+    "add": ("plus {k}", "{v} + {k}", lambda v, k: v + k),
+    "sub": ("minus {k}", "{v} - {k}", lambda v, k: v - k),
+    "mul": ("times {k}", "{v} * {k}", lambda v, k: v * k),
+    "mod": ("modulo {k}", "{v} % {k}", lambda v, k: v % k),
+}
+_FIRST_STEPS = ("add", "sub", "mul")
+_FIRST_K = range(2, 61)
+_SECOND_K = range(2, 10)
+_CODE_INPUTS = (0, 3, -4, 10)
+# Single-step functions that take no second step: name -> (prompt with {k}, body with {k}, inputs, f(input, k)).
+_CODE: dict[str, tuple[str, str, tuple[Any, ...], Callable[[Any, int], Any]]] = {
     "gt": ("Write a Python function f(x) that returns True if x is greater than {k}.", "return x > {k}",
-           lambda k: (0, k, k + 1, 100), lambda x, k: x > k),
+           (0, 5, 50, 100), lambda x, k: x > k),
     "rep": ("Write a Python function f(s) that returns the string s repeated {k} times.", "return s * {k}",
-            lambda k: ("a", "ab", ""), lambda s, k: s * k),
+            ("a", "ab", ""), lambda s, k: s * k),
 }
 
 
@@ -104,24 +135,47 @@ def _arithmetic(rng: random.Random) -> TaskPrompt:
 
 
 def _uppercase(rng: random.Random) -> TaskPrompt:
-    w = rng.choice(_WORDS)
-    return TaskPrompt("uppercase", f"upper:{w}", f"Write the word {w} in uppercase.", w.upper(), {"word": w})
+    words = rng.sample(_WORDS, 2)
+    phrase = " ".join(words)
+    return TaskPrompt("uppercase", f"upper:{phrase}", f"Write the words {phrase} in uppercase.", phrase.upper(),
+                      {"word": phrase})
 
 
 def _word_count(rng: random.Random) -> TaskPrompt:
-    n, topic = rng.randint(2, 5), rng.choice(sorted(_TOPICS))
-    words = rng.sample(_TOPICS[topic], n)
-    return TaskPrompt("word_count", f"words:{n}:{topic}", f"Reply with exactly {n} words about {topic}.",
-                      " ".join(words), {"n": n})
+    n = rng.choice(_COUNTS)
+    topics = sorted(rng.sample(sorted(_TOPICS), rng.choice((1, 2, 3))))
+    pool = sorted({w for t in topics for w in _TOPICS[t]})
+    about = topics[0] if len(topics) == 1 else ", ".join(topics[:-1]) + " and " + topics[-1]
+    return TaskPrompt("word_count", f"words:{n}:{about}", f"Reply with exactly {n} words about {about}.",
+                      " ".join(rng.sample(pool, n)), {"n": n})
 
 
 def _code(rng: random.Random) -> TaskPrompt:
-    name, k = rng.choice(sorted(_CODE)), rng.randint(2, 9)
-    prompt, body, inputs, expected = _CODE[name]
-    arg = "s" if name == "rep" else "x"
-    reference = f"def f({arg}):\n    {body.format(k=k)}"
-    tests = [f"assert f({a!r}) == {expected(a, k)!r}" for a in inputs(k)]
-    return TaskPrompt("code", f"code:{name}:{k}", prompt.format(k=k), reference, {"tests": tests})
+    if rng.random() < 0.1:
+        name, k = rng.choice(sorted(_CODE)), rng.choice(_FIRST_K)
+        prompt, body, inputs, expected = _CODE[name]
+        arg = "s" if name == "rep" else "x"
+        tests = [f"assert f({a!r}) == {expected(a, k)!r}" for a in inputs]
+        return TaskPrompt("code", f"code:{name}:{k}", prompt.format(k=k), f"def f({arg}):\n    {body.format(k=k)}",
+                          {"tests": tests})
+    steps = [(rng.choice(_FIRST_STEPS), rng.choice(_FIRST_K))]
+    if rng.random() < 0.85:
+        steps.append((rng.choice(sorted(_STEPS)), rng.choice(_SECOND_K)))
+    phrase, expr = "x", "x"
+    for i, (name, k) in enumerate(steps):
+        words, template, _ = _STEPS[name]
+        phrase = f"{phrase} {words.format(k=k)}" if i == 0 else f"({phrase}) {words.format(k=k)}"
+        expr = template.format(v=expr if i == 0 else f"({expr})", k=k)
+
+    def f(x: int) -> int:
+        for name, k in steps:
+            x = _STEPS[name][2](x, k)
+        return x
+
+    key = "code:" + ":".join(f"{name}{k}" for name, k in steps)
+    tests = [f"assert f({a!r}) == {f(a)!r}" for a in _CODE_INPUTS]
+    return TaskPrompt("code", key, f"Write a Python function f(x) that returns {phrase}.",
+                      f"def f(x):\n    return {expr}", {"tests": tests})
 
 
 _GENERATORS = {"arithmetic": _arithmetic, "uppercase": _uppercase, "word_count": _word_count, "code": _code}
@@ -144,7 +198,7 @@ def sample_prompts(n: int, seed: int, split: Split, weights: Mapping[str, float]
         attempts += 1
         if split_of(p.key) != split:
             continue
-        # Small key spaces (code, uppercase) run out of distinct prompts: then repeats are allowed.
+        # A split asked for more prompts than its key space holds repeats some rather than loop forever.
         if p.key in seen and attempts < 50 * n:
             continue
         seen.add(p.key)

@@ -53,7 +53,8 @@ class EvalConfig(StageConfig):
     niah_trials: int = Field(4, description="Needle examples per cell.")
     niah_distractors: int = Field(9, description="Wrong keys each true key is ranked against.")
     niah_key_digits: int = Field(4, description="Digits of a pass key.")
-    task_prompts: int = Field(100, description="Test-split verifiable prompts per model (split evenly over tasks).")
+    task_prompts: int = Field(
+        4000, description="Test-split verifiable prompts per model, evenly over tasks (1,000 a family: ±3 points).")
     quant_windows: int = Field(8, description="Validation windows for the FP8-vs-chat logit comparison.")
     guard_batch_size: int = Field(32, description="Inputs per forward pass of the guards.")
     seed: int = Field(0, description="Seed of NIAH keys and task prompts.")

@@ -1,5 +1,7 @@
 """Verifiable prompts: references score 1, checkers give graded partial credit, splits are disjoint."""
 
+import re
+
 import pytest
 
 from factory.post import sandbox, tasks
@@ -26,6 +28,30 @@ def test_train_dev_and_test_keys_never_overlap():
     assert len(dev) == len(test) == 100 and not train & dev and not train & test and not dev & test
 
 
+def test_two_step_code_prompts_compose_their_steps_in_order():
+    p = next(q for q in sample_prompts(200, 1, "train", {"code": 1.0}) if re.fullmatch(r"code:add\d+:mul\d+", q.key))
+    a, b = map(int, re.findall(r"\d+", p.key))
+    assert p.prompt == f"Write a Python function f(x) that returns (x plus {a}) times {b}."
+    assert p.reference == f"def f(x):\n    return (x + {a}) * {b}"
+    assert p.params["tests"][1] == f"assert f(3) == {(3 + a) * b}"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_family_has_a_thousand_distinct_test_prompts(task):
+    # ~1,000 distinct test prompts per family bound accuracy's 95% interval near ±3 points.
+    prompts = sample_prompts(1000, 0, "test", {task: 1.0})
+    assert len({p.key for p in prompts}) == 1000
+    assert len({p.prompt for p in prompts}) == 1000  # a key names the prompt's content: no two keys share a text
+
+
+def test_word_count_references_use_the_named_topics():
+    prompts = sample_prompts(300, 2, "train", {"word_count": 1.0})
+    for p in prompts:
+        topics = re.split(r", | and ", p.key.split(":", 2)[2])
+        assert len(p.reference.split()) == p.params["n"] and all(
+            any(w in tasks._TOPICS[t] for t in topics) for w in p.reference.split())
+
+
 def test_arithmetic_partial_credit_by_right_aligned_digits():
     p = TaskPrompt("arithmetic", "arith:47+38", "What is 47 + 38?", "85", {"answer": 85})
     assert score(p, " 85 ") == 1.0
@@ -43,8 +69,9 @@ def test_format_checkers():
 
 @needs_isolation
 def test_code_checker_runs_unit_tests_in_the_sandbox(monkeypatch):
-    p = next(q for q in sample_prompts(50, 0, "train", {"code": 1.0}) if q.key.startswith("code:add:"))
-    k = int(p.key.rsplit(":", 1)[1])
+    p = next(q for q in sample_prompts(200, 0, "train", {"code": 1.0}) if re.fullmatch(r"code:add\d+", q.key))
+    k = int(p.key.removeprefix("code:add"))
+    assert p.prompt == f"Write a Python function f(x) that returns x plus {k}."
     assert score(p, f"```python\ndef f(x):\n    return x + {k}\n```") == 1.0
     assert score(p, "def f(x):\n    return x") == 0.0  # every test input is nonzero-offset
     assert score(p, f"def f(x):\n    return x + {k} if x > 0 else x") == 0.5  # 0 and -4 fail
