@@ -19,6 +19,7 @@ Each family's key space holds at least ~5,000 distinct prompts, so its test spli
 new combinations of words, topics and operations that training prompts also use one by one (what a
 family tests is whether the model composes them).
 
+A family is one ``TaskFamily`` (generator + checker) in ``FAMILIES``; a new family is one entry there.
 Every prompt has a ``key`` naming its content; a stable hash of the key puts it in the ``train``,
 ``dev`` or ``test`` split, so held-out prompts never appear in post-training data whatever seed
 draws them. ``dev`` is what stages choose and gates decide by (the best DPO run, the release
@@ -37,7 +38,6 @@ from typing import Any, Literal
 from factory.post.sandbox import score_code
 
 Split = Literal["train", "dev", "test"]
-TASKS = ("arithmetic", "uppercase", "word_count", "code")
 TEST_FRACTION = 0.2  # share of each task's key space reserved for the report
 DEV_FRACTION = 0.1  # share reserved for choices and gates (taken from what was train, so test stays put)
 CODE_TIMEOUT_S = 2.0  # generous for tiny functions; an endless loop scores 0
@@ -178,7 +178,6 @@ def _code(rng: random.Random) -> TaskPrompt:
                       f"def f(x):\n    return {expr}", {"tests": tests})
 
 
-_GENERATORS = {"arithmetic": _arithmetic, "uppercase": _uppercase, "word_count": _word_count, "code": _code}
 
 
 def sample_prompts(n: int, seed: int, split: Split, weights: Mapping[str, float]) -> list[TaskPrompt]:
@@ -194,7 +193,7 @@ def sample_prompts(n: int, seed: int, split: Split, weights: Mapping[str, float]
     seen: set[str] = set()
     attempts = 0
     while len(out) < n:
-        p = _GENERATORS[rng.choices(names, [weights[t] for t in names])[0]](rng)
+        p = FAMILIES[rng.choices(names, [weights[t] for t in names])[0]].generate(rng)
         attempts += 1
         if split_of(p.key) != split:
             continue
@@ -250,10 +249,26 @@ def _score_code(p: TaskPrompt, response: str) -> float:
     return score_code(extract_code(response), p.params["tests"], timeout_s=CODE_TIMEOUT_S)
 
 
-_CHECKERS = {"arithmetic": _score_arithmetic, "uppercase": _score_uppercase, "word_count": _score_word_count,
-             "code": _score_code}
-
-
 def score(p: TaskPrompt, response: str) -> float:
     """How well ``response`` solves ``p``: 1.0 is fully correct, 0.0 is no credit."""
-    return _CHECKERS[p.task](p, response)
+    return FAMILIES[p.task].check(p, response)
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """What a verifiable task family provides: a generator of prompts with their content key and
+    reference (the key's hash sets the split), and a checker scoring a response in [0, 1]. The
+    annotator, rejection sampling and the evaluations need nothing else from a family."""
+
+    name: str
+    generate: Callable[[random.Random], TaskPrompt]
+    check: Callable[[TaskPrompt, str], float]
+
+
+FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (
+    TaskFamily("arithmetic", _arithmetic, _score_arithmetic),
+    TaskFamily("uppercase", _uppercase, _score_uppercase),
+    TaskFamily("word_count", _word_count, _score_word_count),
+    TaskFamily("code", _code, _score_code),
+)}
+TASKS = tuple(FAMILIES)
