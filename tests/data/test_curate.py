@@ -93,8 +93,9 @@ def test_filtered_corpus_local(tmp_path):
 @pytest.mark.slow
 def test_filtered_corpus_streams_under_ray_and_matches_local(tmp_path, embedded_ray, monkeypatch):
     """Under Ray no document table passes through the driver: no read_docs/write_docs or pandas
-    parquet reads there, the only texts collected are the fits' sample (at most sample_docs) and the audit's first documents per
-    reason and part; the functions shipped to Ray carry no data. The kept documents equal local's."""
+    parquet reads there, the only texts collected are the fits' sample (at most sample_docs) and
+    the audit's first documents per reason and part; the functions shipped to Ray carry no data.
+    The kept documents and the audit equal local's."""
     src = tmp_path / "in"
     parts = write_docs(_corpus(30), src, num_parts=3)
     cfg = _cfg(sample_docs=24)
