@@ -35,9 +35,9 @@ quality fastText, unigram counts, quality head and topic centroids) are files in
 loaded by each map call (once per process): a mapped function carries only the config and paths.
 
 Outputs: ``docs.parquet/`` (input columns + quality_fasttext, quality_transformer, domain, topic;
-one part per input part that keeps a document, or fewer, larger ones under Ray), ``dropped_samples.parquet``
-(up to N documents per drop reason, for audit) and ``classifiers.npz`` (the MiniLM quality head and
-the topic centroids).
+one part per input part that keeps a document, or fewer, larger ones under Ray),
+``dropped_samples.parquet`` (up to N documents per drop reason, for audit) and ``classifiers.npz``
+(the MiniLM quality head and the topic centroids).
 """
 
 from __future__ import annotations
@@ -133,7 +133,6 @@ class FilterConfig(StageConfig):
     dropped_sample_chars: int = Field(2000, ge=100, description="Characters of each audited dropped document kept.")
 
 
-
 # --- the sample the global fits learn from ----------------------------------------------------
 
 def sample_keys(ids: Sequence[str], seed: int) -> np.ndarray:
@@ -206,8 +205,8 @@ def _unigram_models(path: Path, smoothing: float) -> dict[str, UnigramModel]:
 def _heuristics_part(part: pd.DataFrame, cfg: FilterConfig, router: Path | None, unigrams: Path) -> pd.DataFrame:
     """Part map: every document with its ``domain``, cleaned ``text``, ``drop_reason`` ('' = kept),
     ``heuristic_score`` and ``lines_removed``. Dropped ones stay, for the counts and the audit, and so
-    that the parts keep the input's order (named by their smallest id, like the input's): the
-    sample's rows come back in input order, as the fits saw them when they held every document."""
+    that these parts, named by their smallest id like the input's, keep the input's order: the
+    sample's rows come back from them in input order."""
     part = typed_docs(part)
     part["domain"] = route(part["text"].tolist(), part["n_code_blocks"].tolist(), part["n_math"].tolist(),
                            part["page_domain"].tolist(), router, cfg.routing, cfg.quality.fasttext_max_chars)

@@ -74,7 +74,7 @@ def test_filtered_corpus_local(tmp_path):
     meta = run_filtered_corpus(_cfg(), {"deduped_docs": src}, tmp_path / "out", StageContext())
     docs = read_docs(tmp_path / "out")
     assert list(docs.columns) == [*DOC_COLUMNS, *ADDED_COLUMNS]
-    assert meta["docs_out"] == len(docs) and 0 < len(docs) < meta["docs_in"] == 66
+    assert meta["docs_out"] == len(docs) and 0 < len(docs) < meta["docs_in"] == meta["sampled_docs"] == 66
     assert docs["quality_fasttext"].between(0, 1).all() and docs["quality_transformer"].between(0, 1).all()
     assert set(docs["domain"]) <= {"general", "code", "math"} and "code" in set(docs["domain"])
     assert {"en", "de"} <= set(docs["language"]) and docs["language_score"].between(0, 1).all()
