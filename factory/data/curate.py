@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -448,6 +449,7 @@ def curate_parts(parts: list[Path], out: Path, cfg: FilterConfig, work: Path, ct
     with steps.step("quality_fasttext_and_embed") as s:
         ft = _quality_fasttext(heuristics, cutoff, cfg, work, ctx)
         scored = map_parts(partial(_score_part, cfg=cfg, model=ft.model), heuristics, work / "scored", **run)
+        shutil.rmtree(work / "heuristics")  # the scored parts hold everything later steps read: one copy on disk
         s.count(train_docs=len(ft.texts), scored=n_kept)
     with steps.step("quality_transformer") as s:
         kept = _collect_sample(scored, ["id", "quality_fasttext", "heuristic_score", "emb", "drop_reason"], cutoff, cfg,
