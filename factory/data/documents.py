@@ -11,12 +11,14 @@ Per-document work maps the input parts, either in this process (``executor: loca
 part per input part that keeps a row) or with Ray Data (``executor: ray``: ``read_parquet`` of the
 parts -> ``map_batches`` -> ``write_parquet`` into a staging folder), so no document table passes
 through the driver. Ray Data may read several small parts in one task, so its output can have
-fewer, larger parts than the local one; the documents are the same. The written files are then
-named by ``name_parts``: ranked by the smallest document ``id`` they hold (ids are unique in every
+fewer, larger parts than the local one; the documents are the same, and a file holds its rows in
+input order (the pipelines keep the parts' order). The written files are then named by
+``name_parts``: ranked by the smallest document ``id`` they hold (ids are unique in every
 document table), so names follow the files' contents and not Ray's task numbering or write uuid,
 and a rerun on the same input and cluster writes the same files. Global steps (LSH over all
-signatures, line counts, URL dedup) bring only small per-document columns to the driver through
-``collect_parts``.
+signatures, line counts, URL dedup, the fits of ``filtered_corpus``) bring only small per-document
+columns, or a bounded sample, to the driver through ``collect_parts``, whose rows come in the parts'
+order with either executor.
 """
 
 from __future__ import annotations
@@ -58,10 +60,21 @@ def read_docs(folder: Path, columns: Sequence[str] | None = None) -> pd.DataFram
     missing = [c for c in (columns or DOC_COLUMNS) if c not in df.columns]
     if missing:
         raise ValueError(f"{folder}/{DOCS_DIR} lacks document columns {missing}; has {list(df.columns)}")
-    return _typed(df)
+    return typed_docs(df)
 
 
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
+def require_columns(parts: Sequence[Path], columns: Sequence[str] = DOC_COLUMNS) -> None:
+    """Raise unless every part carries ``columns`` (read from the parts' footers, not their rows)."""
+    for part in parts:
+        names = pq.read_schema(part).names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise ValueError(f"{part} lacks document columns {missing}; has {names}")
+
+
+def typed_docs(df: pd.DataFrame) -> pd.DataFrame:
+    """A document table (or part) with a fresh index, ``text`` as strings (null: '') and the
+    count columns as int64."""
     df = df.reset_index(drop=True)
     if "text" in df.columns:
         df["text"] = df["text"].fillna("").astype(str)
@@ -110,22 +123,28 @@ def ensure_ray(num_cpus: int) -> None:
 
 
 def _ray_dataset(fn: PartMap, parts: Sequence[Path], columns: Sequence[str] | None, num_cpus: int):
-    """read_parquet of the parts (asking for a block per part; Ray may still group small ones) -> map_batches(fn)."""
+    """read_parquet of the parts (asking for a block per part; Ray may still group small ones) ->
+    map_batches(fn), its outputs kept in the parts' order (else a write groups blocks as they finish)."""
     import ray
 
     ensure_ray(num_cpus)
     ds = ray.data.read_parquet([str(p) for p in parts], columns=list(columns) if columns else None,
                                override_num_blocks=len(parts))
+    ds.context.execution_options.preserve_order = True  # this pipeline's context only
     return ds.map_batches(fn, batch_format="pandas", batch_size=None)
 
 
 def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Executor, num_cpus: int = 2, *,
               columns: Sequence[str] | None = None) -> list[Path]:
     """Map every input part (its ``columns``, all by default) with ``fn`` and write the results as
-    ``folder/docs.parquet`` parts (``name_parts``). ``fn`` is row-wise (a batch's output depends
-    on its rows only, in order) and keeps the ``id`` column. Returns the written parts."""
+    ``folder/docs.parquet`` parts (``name_parts``), replacing any parts there. ``fn`` is row-wise
+    (a batch's output depends on its rows only, in order) and keeps the ``id`` column. Returns the
+    written parts."""
     staging = Path(folder).absolute() / f".{DOCS_DIR}.staging"
-    shutil.rmtree(staging, ignore_errors=True)  # files of an interrupted attempt would be named as parts
+    # Files of an interrupted attempt would be named as parts; an earlier run's parts (a stage's
+    # work folder) would stay beside fewer new ones.
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(Path(folder).absolute() / DOCS_DIR, ignore_errors=True)
     if executor == "local":
         staging.mkdir(parents=True)
         for k, part in enumerate(parts):
@@ -152,8 +171,8 @@ def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Execut
 def collect_parts(fn: PartMap, parts: Sequence[Path], executor: Executor, num_cpus: int = 2, *,
                   columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The concatenated results of ``fn`` over every part, on the driver: for the small
-    per-document columns of a global step (signatures, ids and dates, line counts). Row order is
-    the parts' order locally and unspecified with Ray: results carry their own keys."""
+    per-document columns of a global step (signatures, ids and dates, line counts) or a bounded
+    sample. Rows come in the parts' order (and each part's in ``fn``'s) with either executor."""
     if executor == "local":
         frames = [fn(pd.read_parquet(p, columns=list(columns) if columns else None)) for p in parts]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -162,50 +181,3 @@ def collect_parts(fn: PartMap, parts: Sequence[Path], executor: Executor, num_cp
     if not parts:
         return pd.DataFrame()
     return _ray_dataset(fn, parts, columns, num_cpus).to_pandas()
-
-
-def split_shards(df: pd.DataFrame, num_shards: int) -> list[pd.DataFrame]:
-    """Contiguous shards (row order kept); never more shards than rows, never an empty one."""
-    if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    n = max(1, min(num_shards, len(df)))
-    bounds = np.linspace(0, len(df), n + 1).astype(int)
-    return [df.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-            if b > a or len(df) == 0]
-
-
-def map_shards(
-    fn: Callable[[pd.DataFrame], pd.DataFrame],
-    df: pd.DataFrame,
-    num_shards: int,
-    executor: Executor,
-    num_cpus: int = 2,
-) -> pd.DataFrame:
-    """Apply ``fn`` to contiguous shards of an in-memory table and concatenate the results in shard
-    order: ``filtered_corpus``'s sub-stages, which still hold their table on the driver (with
-    ``ray`` each shard is one Ray Data block mapped in a task and the results come back)."""
-    shards = split_shards(df, num_shards)
-    if executor == "local":
-        parts = [fn(s) for s in shards]
-        return pd.concat(parts, ignore_index=True) if parts else fn(df)
-    if executor != "ray":
-        raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
-    import ray
-
-    ensure_ray(num_cpus)
-    # Ray Data may reorder (or split) blocks: each batch carries the global position of its first
-    # row, so sorting by (first position, row within the batch's output) restores shard order.
-    # The cumulative sum has one more entry (the total) than there are shards: strict=False drops it.
-    tagged = [s.assign(_pos=np.arange(len(s)) + start)
-              for s, start in zip(shards, np.cumsum([0] + [len(s) for s in shards]), strict=False)]
-
-    def run(batch: pd.DataFrame) -> pd.DataFrame:
-        start = int(batch["_pos"].min()) if len(batch) else -1
-        res = fn(batch.drop(columns="_pos").reset_index(drop=True))
-        return res.assign(_start=start, _row=np.arange(len(res)))
-
-    ds = ray.data.from_pandas(tagged).map_batches(run, batch_format="pandas", batch_size=None)
-    out = ds.to_pandas()
-    if out.empty:
-        return fn(df.iloc[:0])
-    return out.sort_values(["_start", "_row"], kind="stable").drop(columns=["_start", "_row"]).reset_index(drop=True)

@@ -51,6 +51,7 @@ _BOILERPLATE = (
     "Accept cookies to continue browsing this website.",
 )
 _SPAM = ("best", "cheap", "free", "online", "buy", "deal", "download", "offer", "top", "click")
+EMBED_DIM = 384  # all-MiniLM-L6-v2's sentence embedding size
 
 
 class QualityConfig(StageConfig):
@@ -230,9 +231,9 @@ def _encoder(max_tokens: int):
 
 
 def embed(texts: Sequence[str], max_tokens: int, batch_size: int) -> np.ndarray:
-    """L2-normalized MiniLM embeddings, shape (n, 384) float32 (model loaded once per process)."""
+    """L2-normalized MiniLM embeddings, shape (n, EMBED_DIM) float32 (model loaded once per process)."""
     if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
+        return np.zeros((0, EMBED_DIM), dtype=np.float32)
     model = _encoder(max_tokens)
     # The encoder reads at most max_tokens word pieces: trimming characters first saves tokenizing.
     trimmed = [t[: max_tokens * 8] for t in texts]

@@ -1,12 +1,15 @@
-"""The parquet-part layout of document tables: names follow content, reruns write the same bytes."""
+"""The parquet-part layout of document tables: names follow content, reruns write the same bytes,
+both executors keep the parts' order."""
 
 from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from factory.data.documents import DOCS_DIR, doc_parts, map_parts, read_docs, write_docs
+from factory.data.documents import DOCS_DIR, collect_parts, doc_parts, map_parts, read_docs, write_docs
 
 
 def _docs(ids: list[str]) -> pd.DataFrame:
@@ -43,3 +46,23 @@ def test_local_part_map_drops_empty_parts_and_reruns_write_identical_files(tmp_p
     assert _digests(tmp_path / "one") == _digests(tmp_path / "two")
     assert read_docs(tmp_path / "one")["id"].tolist() == ["b1", "b2", "c1", "c2"]
     assert not (tmp_path / "one" / f".{DOCS_DIR}.staging").exists()
+
+
+def test_part_map_replaces_the_parts_an_earlier_run_left(tmp_path):
+    """A stage's work folder is reused: a map writing fewer parts must not leave the old ones beside them."""
+    parts = write_docs(_docs(["a1", "a2", "b1", "b2"]), tmp_path / "in", num_parts=2)
+    map_parts(lambda part: part, parts, tmp_path / "work", "local")
+    map_parts(lambda part: part[part["id"].str.startswith("a")], parts, tmp_path / "work", "local")
+    assert read_docs(tmp_path / "work")["id"].tolist() == ["a1", "a2"]
+
+
+@pytest.mark.slow
+def test_ray_pipelines_keep_the_parts_order(tmp_path, embedded_ray):
+    """Ray Data groups small parts into one write as their blocks finish unless told to keep their
+    order: rows come back, and are written, in the parts' order as the local executor has them."""
+    ids = [f"{k:03d}" for k in np.random.default_rng(0).permutation(60)]
+    parts = write_docs(_docs(ids), tmp_path / "in", num_parts=6)
+    local = [i for p in parts for i in pd.read_parquet(p)["id"]]
+    assert collect_parts(lambda part: part, parts, "ray", columns=["id"])["id"].tolist() == local
+    written = map_parts(lambda part: part, parts, tmp_path / "out", "ray")
+    assert [i for p in written for i in pd.read_parquet(p)["id"]] == local
