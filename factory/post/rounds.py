@@ -41,6 +41,7 @@ from factory.post.task_accuracy import evaluate, heldout_prompts
 from factory.post.tasks import sample_prompts
 from factory.train.config import TrainConfig
 from factory.train.data import Examples
+from factory.train.losses import IGNORE
 from factory.train.stage_training import train_stage
 from factory.train.trainer import describe
 
@@ -64,7 +65,7 @@ class SFTConfig(StageConfig):
     qc: QCConfig = Field(default_factory=QCConfig, description="Rule-based cleaning of the mix.")
     pretrain_fraction: float = Field(
         0.2, ge=0.0, lt=1.0,
-        description="Share of the SFT examples that are pre-training text windows (keeps language modelling).")
+        description="Share of the SFT loss tokens that are pre-training text (keeps language modelling).")
     # Batches pad to their longest example: windows as long as a dialog (~30-60 tokens) keep the padding
     # low (128-token windows made the demo's SFT ~3x slower).
     pretrain_seq_len: int = Field(48, ge=8, description="Tokens per pre-training window (capped at the context).")
@@ -155,9 +156,12 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     base = inputs["annealed_checkpoint"]
     args = load_args(base)
     dialogs = [e for r in records if (e := sft_example(fmt, r["prompt"], r["response"], args.max_seq_len))]
-    n_text = int(len(dialogs) * cfg.pretrain_fraction / (1.0 - cfg.pretrain_fraction))
-    text = pretraining_examples(inputs["data_mix"], n_text, min(cfg.pretrain_seq_len, args.max_seq_len),
-                                fmt.eos_id, seed)
+    # The share is of loss tokens, not examples: a window has a loss on every token, a dialog only on
+    # its answer (~5-10 tokens), so a share of examples would let the text outweigh the answers ~4:1.
+    window = min(cfg.pretrain_seq_len, args.max_seq_len)
+    answer_tokens = sum(label != IGNORE for e in dialogs for label in e["labels"])
+    n_text = int(answer_tokens * cfg.pretrain_fraction / (1.0 - cfg.pretrain_fraction) / window)
+    text = pretraining_examples(inputs["data_mix"], n_text, window, fmt.eos_id, seed)
     result = train_stage("sft", cfg.train, lambda: build_model(args), LanguageModeling(),
                          Examples(dialogs + text, fmt.pad_id, seed=cfg.train.seed), ctx, init_state=load_state(base))
     save_model(result.model, out, extra={"stage": f"sft_round_{round}", "policy_sampled": policy_key(round)})
@@ -175,6 +179,7 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
         "synthetic_examples": len(synthetic),
         "qc": qc_counts,
         "sft_examples": len(dialogs) + len(text),
+        "loss_tokens": {"answers": answer_tokens, "pretraining_text": len(text) * window},
         "skipped_too_long": len(records) - len(dialogs),
         "examples_by_source": {**by_source, "pretraining_text": len(text)},
         "sampled_share_of_dialogs": _mean([float(r["source"] == "rejection_sampling") for r in records]),

@@ -65,8 +65,12 @@ def test_post_training_chain_end_to_end(post_inputs, tmp_path):
         rs = sft["rejection_sampling"]
         assert rs["per_family"]["all"]["prompts"] == 4 and rs["reward_model"] == reward_key(k)
         dialogs = sft["examples_by_source"]["rejection_sampling"] + sft["examples_by_source"]["synthetic"]
-        assert dialogs == sft["qc"]["kept"] and sft["examples_by_source"]["pretraining_text"] == dialogs
-        assert sft["sft_examples"] == 2 * dialogs
+        assert dialogs == sft["qc"]["kept"]
+        # pretrain_fraction 0.5 of the loss tokens: as many text tokens as answer tokens, in whole 32-token windows
+        tokens = sft["loss_tokens"]
+        assert tokens["answers"] - 32 < tokens["pretraining_text"] <= tokens["answers"]
+        assert sft["sft_examples"] == dialogs + tokens["pretraining_text"] // 32 == dialogs + sft["examples_by_source"][
+            "pretraining_text"]
         assert read_meta(tmp_path / f"sft_round_{k}")["extra"]["policy_sampled"] == policy
         dpo = stage(f"dpo_round_{k}", run_dpo_round,
                     DPOConfig(task_weights=WEIGHTS, onpolicy_prompts=4, sampling=SAMPLING,
