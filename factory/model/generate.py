@@ -1,21 +1,25 @@
-"""Batched autoregressive generation with the KV cache (recipe: "Post-training Data", rejection
-sampling; "Inference").
+"""Batched autoregressive generation with a preallocated KV cache (recipe: "Post-training Data",
+rejection sampling; "Inference").
 
 ``generate`` serves rejection sampling (K samples of one prompt), preference data and evaluation.
-Prompts of equal length are bucketed and decoded together, so no padding is needed and every row
-sees exactly the positions a single-prompt run would see: greedy output equals a no-cache loop.
-Rows that emit a stop token (or reach the context length) leave the batch and their cache rows
-are dropped, so finished rows cost nothing.
+Prompts are sorted by length and cut into batches, so a batch holds prompts of similar (not equal)
+lengths; each batch is left-padded to its longest prompt and decoded together in one
+``KVCache`` (``factory.model.llama``): every row runs at its own RoPE positions and never attends
+to its padding, so greedy output equals a single-prompt no-cache loop whatever the batch holds.
+A row ends at a stop token, at its token budget or at the model's context length; finished rows
+stop producing output and leave the batch once dropping them pays (see ``_decode``).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Collection
 
 import torch
 
 from factory.model.llama import KVCache, Transformer
+
+# Finished rows are dropped from the batch once they are this fraction of it (see ``_decode``).
+COMPACT_FRACTION = 0.25
 
 
 def generate(
@@ -56,54 +60,71 @@ def generate(
         generator.manual_seed(seed)
     stops = torch.tensor(sorted(stop_tokens), dtype=torch.long, device=device)
 
-    by_length: dict[int, list[int]] = defaultdict(list)
-    for i, p in enumerate(prompts):
-        by_length[len(p)].append(i)
+    # Similar lengths share a batch, so little of it is padding (stable: K samples stay together).
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[list[int]] = [[] for _ in prompts]
+    if max_new_tokens <= 0:
+        return results
     with torch.no_grad():
-        for length, indices in sorted(by_length.items()):
-            budget = min(max_new_tokens, max_len - length)
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
-                tokens = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
-                for row, new in zip(chunk, _decode(model, tokens, budget, temperature, top_p, stops, generator),
-                                    strict=True):
-                    results[row] = new
+        for first in range(0, len(order), batch_size):
+            chunk = order[first : first + batch_size]
+            new = _decode(model, [prompts[i] for i in chunk], max_new_tokens, temperature, top_p, stops, generator)
+            for i, tokens in zip(chunk, new, strict=True):
+                results[i] = tokens
     return results
 
 
 def _decode(
     model: Transformer,
-    tokens: torch.Tensor,
-    budget: int,
+    prompts: list[list[int]],
+    max_new_tokens: int,
     temperature: float,
     top_p: float,
     stops: torch.Tensor,
     generator: torch.Generator,
 ) -> list[list[int]]:
-    """Decode one bucket of equal-length prompts (tokens: [B, T]) for at most ``budget`` tokens."""
-    out: list[list[int]] = [[] for _ in range(tokens.shape[0])]
-    if budget <= 0:
-        return out
-    cache = KVCache.empty(model.args.n_layers)
-    alive = torch.arange(tokens.shape[0], device=tokens.device)  # original row of each batch row
-    # Project only the last position to the vocabulary: the prompt's other logits are unused.
-    logits = model.output(model.hidden_states(tokens, cache=cache)[:, -1])  # [B, vocab]
-    for step in range(budget):
-        nxt = _pick(logits, temperature, top_p, generator)  # [B]
-        done = torch.isin(nxt, stops)
-        for row, tok, stop in zip(alive.tolist(), nxt.tolist(), done.tolist(), strict=True):
-            if not stop:
-                out[row].append(tok)
-        keep = ~done
-        if step == budget - 1 or not keep.any():
+    """Decode one batch of prompts of any lengths together; new tokens of each, stop tokens excluded.
+
+    Compaction, not refill: in the left-padded layout every row writes the same cache slot at each
+    step, so a new prompt cannot join a running batch without a prefill of its own. A finished row
+    left in the batch costs one row of every later step; dropping it costs a copy of the whole
+    cache. Rows are dropped once they are ``COMPACT_FRACTION`` of the batch: at most that share of
+    a step is wasted, and the copies are few (about log(B) / log(4/3), 15 for a batch of 64).
+    """
+    device = stops.device
+    lengths = torch.tensor([len(p) for p in prompts], device=device)  # [B]
+    b, width = len(prompts), int(lengths.max())
+    # Each row's budget: max_new_tokens, cut so that the row never passes the context length.
+    budget = (model.args.max_seq_len - lengths).clamp(max=max_new_tokens)  # [B], >= 1
+    steps = int(budget.max())
+    tokens = torch.zeros(b, width, dtype=torch.long, device=device)  # left-padded with token 0
+    for row, p in enumerate(prompts):
+        tokens[row, width - len(p) :] = torch.tensor(p)
+    dtype = next(model.parameters()).dtype
+    # The last token picked is never fed back: width + steps - 1 slots hold every input.
+    cache = KVCache(model.args, b, width + steps - 1, start=width - lengths, dtype=dtype, device=device)
+
+    out = torch.zeros(b, steps, dtype=torch.long, device=device)  # [B, steps] picks by original row
+    count = torch.zeros(b, dtype=torch.long, device=device)  # [B] tokens kept per original row
+    rows = torch.arange(b, device=device)  # [b] original row of each batch row
+    live = torch.ones(b, dtype=torch.bool, device=device)  # [b] batch rows still producing
+    # Project only the last slot (each row's last prompt token) to the vocabulary.
+    logits = model.output(model.hidden_states(tokens, cache=cache)[:, -1])  # [b, vocab]
+    for step in range(steps):
+        nxt = _pick(logits, temperature, top_p, generator)  # [b]
+        keep = live & ~torch.isin(nxt, stops)
+        # Invariant: a row keeps tokens only while live, so its output is out[row, :count[row]].
+        out[rows, step] = nxt
+        count[rows] += keep
+        live = keep & (count[rows] < budget[rows])
+        if not live.any():
             break
-        if not keep.all():
-            alive, nxt = alive[keep], nxt[keep]
-            cache.keys = [k[keep] for k in cache.keys]
-            cache.values = [v[keep] for v in cache.values]
+        if (~live).sum() >= COMPACT_FRACTION * len(rows):
+            alive = live.nonzero().squeeze(1)
+            rows, live, nxt = rows[alive], live[alive], nxt[alive]
+            cache.keep(alive)
         logits = model.output(model.hidden_states(nxt[:, None], cache=cache)[:, -1])
-    return out
+    return [out[row, :n].tolist() for row, n in enumerate(count.tolist())]
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
