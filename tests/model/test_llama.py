@@ -51,13 +51,14 @@ def test_kv_cache_decode_equals_full_forward():
         model(tokens[:, :1], cache=cache)
 
 
-def test_left_padded_cache_rows_see_their_own_positions_only():
+def test_left_padded_cache_rows_equal_their_unpadded_runs():
     model = _model()
     short, long = torch.randint(1, 50, (1, 3)), torch.randint(1, 50, (1, 6))
     padded = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), short], dim=1), long])  # [2, 6]
     with torch.no_grad():
         cache = KVCache(model.args, 2, 8, start=torch.tensor([3, 0]))
         prefill = model(padded, cache=cache)
+        assert cache.positions(1).tolist() == [[3], [6]]  # each row's true position, not its slot
         step = model(torch.tensor([[7], [7]]), cache=cache)[:, 0]  # [2, vocab]
         # Each row equals its own unpadded run, at positions 0.. of its real tokens.
         torch.testing.assert_close(prefill[0, 3:], model(short)[0], atol=1e-5, rtol=1e-5)
