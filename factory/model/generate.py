@@ -20,6 +20,8 @@ from factory.model.llama import KVCache, Transformer
 
 # Finished rows are dropped from the batch once they are this fraction of it (see ``_decode``).
 COMPACT_FRACTION = 0.25
+# Draws from the whole softmax tried before a row's nucleus is found by sorting (see ``_pick``).
+NUCLEUS_DRAWS = 4
 
 
 def generate(
@@ -128,14 +130,46 @@ def _decode(
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
-    """[B, vocab] logits -> [B] next tokens: argmax, or a nucleus sample at ``temperature``."""
+    """[B, vocab] logits -> [B] next tokens: argmax, or a nucleus sample at ``temperature``.
+
+    The nucleus of a row is every token whose more probable tokens hold less than ``top_p`` of the
+    mass (the most probable token is always in it; tokens tied at the boundary are all in it).
+    Sampling from it needs no sort of the vocabulary in the common case: a token drawn from the
+    whole softmax and kept only if it lies in the nucleus is a draw from the renormalized nucleus,
+    and it lies there with probability >= top_p. Rows still rejected after ``NUCLEUS_DRAWS``
+    draws (a small top_p over a flat distribution) find their nucleus by sorting.
+    """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        # Keep a token while the mass before it is below top_p (the first token is always kept).
-        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # [B, vocab]
+    if top_p == 1:
+        return _draw(probs.cumsum(dim=-1), generator)
+    picked = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+    todo = torch.arange(probs.shape[0], device=probs.device)  # rows without a nucleus token yet
+    cdf = probs.cumsum(dim=-1)
+    for _ in range(NUCLEUS_DRAWS):
+        tok = _draw(cdf, generator)  # [b]
+        p_tok = probs.gather(1, tok[:, None])  # [b, 1]
+        inside = (probs * (probs > p_tok)).sum(dim=-1) < top_p  # mass of the more probable tokens
+        picked[todo[inside]] = tok[inside]
+        todo, probs, cdf = todo[~inside], probs[~inside], cdf[~inside]
+        if not len(todo):
+            return picked
+    sorted_probs, _ = probs.sort(dim=-1, descending=True)
+    in_nucleus = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p  # [b, vocab], a prefix of each row
+    # The least probable token of each nucleus; every token at least as probable is in it.
+    floor = sorted_probs.gather(1, in_nucleus.sum(dim=-1, keepdim=True) - 1)  # [b, 1]
+    picked[todo] = _draw((probs * (probs >= floor)).cumsum(dim=-1), generator)
+    return picked
+
+
+def _draw(cdf: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """[B, vocab] cumulative (unnormalized) probabilities -> [B] tokens, by inverse transform sampling.
+
+    One uniform per row instead of ``torch.multinomial``'s one per token. The uniform stays below
+    the row's total, so the first token whose cumulative mass exceeds it has a nonzero probability.
+    """
+    total = cdf[:, -1:]  # [B, 1]
+    u = torch.rand(total.shape, generator=generator, device=cdf.device, dtype=cdf.dtype) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)
