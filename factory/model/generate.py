@@ -20,6 +20,8 @@ from factory.model.llama import KVCache, Transformer
 
 # Finished rows are dropped from the batch once they are this fraction of it (see ``_decode``).
 COMPACT_FRACTION = 0.25
+# Rows prefilled together, each group only as wide as its longest prompt (see ``_prefill``).
+PREFILL_ROWS = 16
 # Draws from the whole softmax tried before a row's nucleus is found by sorting (see ``_pick``).
 NUCLEUS_DRAWS = 4
 
@@ -105,13 +107,12 @@ def _decode(
     dtype = next(model.parameters()).dtype
     # The last token picked is never fed back: width + steps - 1 slots hold every input.
     cache = KVCache(model.args, b, width + steps - 1, start=width - lengths, dtype=dtype, device=device)
+    logits = _prefill(model, tokens, lengths, cache)  # [B, vocab]
 
     out = torch.zeros(b, steps, dtype=torch.long, device=device)  # [B, steps] picks by original row
     count = torch.zeros(b, dtype=torch.long, device=device)  # [B] tokens kept per original row
     rows = torch.arange(b, device=device)  # [b] original row of each batch row
     live = torch.ones(b, dtype=torch.bool, device=device)  # [b] batch rows still producing
-    # Project only the last slot (each row's last prompt token) to the vocabulary.
-    logits = model.output(model.hidden_states(tokens, cache=cache)[:, -1])  # [b, vocab]
     for step in range(steps):
         nxt = _pick(logits, temperature, top_p, generator)  # [b]
         keep = live & ~torch.isin(nxt, stops)
@@ -127,6 +128,31 @@ def _decode(
             cache.keep(alive)
         logits = model.output(model.hidden_states(nxt[:, None], cache=cache)[:, -1])
     return [out[row, :n].tolist() for row, n in enumerate(count.tolist())]
+
+
+def _prefill(model: Transformer, tokens: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Run the left-padded prompts (tokens: [B, W]) into the cache -> [B, vocab] next-token logits.
+
+    Rows go in groups of ``PREFILL_ROWS`` consecutive rows, each through a cache window that starts
+    at its longest prompt, so a group of short prompts skips the padding the longest prompt of the
+    batch imposes (``generate`` passes rows sorted by length). Groups of equal width run as one.
+    """
+    b, width = tokens.shape
+    groups: list[tuple[int, int, int]] = []  # (first row, end row, width of the widest prompt)
+    for first in range(0, b, PREFILL_ROWS):
+        end = min(b, first + PREFILL_ROWS)
+        w = int(lengths[first:end].max())
+        if groups and groups[-1][2] == w:
+            groups[-1] = (groups[-1][0], end, w)
+        else:
+            groups.append((first, end, w))
+    logits = []
+    for first, end, w in groups:
+        window = cache.window(slice(first, end), width - w)
+        # Project only the last slot (each row's last prompt token) to the vocabulary.
+        logits.append(model.output(model.hidden_states(tokens[first:end, width - w :], cache=window)[:, -1]))
+    cache.advance(width)
+    return torch.cat(logits)
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:

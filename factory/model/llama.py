@@ -147,6 +147,21 @@ class KVCache:
         """Mark the next t slots written (after every layer has written them)."""
         self.length += t
 
+    def window(self, rows: slice, first_slot: int) -> KVCache:
+        """An empty cache over ``rows`` and slots [first_slot, capacity) that writes into these buffers.
+
+        Prefilling rows whose padding ends at or after ``first_slot`` through their window skips
+        the pad slots before it.
+        """
+        view = KVCache.__new__(KVCache)
+        view.keys = [k[rows, :, first_slot:] for k in self.keys]
+        view.values = [v[rows, :, first_slot:] for v in self.values]
+        view.start = self.start[rows] - first_slot
+        if bool((view.start < 0).any()):
+            raise ValueError(f"rows {rows} have real tokens before slot {first_slot}")
+        view.length = 0
+        return view
+
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only the batch rows ``rows`` ([B'] indices), in that order."""
         self.keys = [k.index_select(0, rows) for k in self.keys]
@@ -181,12 +196,15 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # [B, Hkv, S, D]: every written slot, pads hidden by mask
-        n_rep = self.n_heads // self.n_kv_heads
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
+            # Query groups read their shared cached head in place: no per-step copy of the cache.
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            n_rep = self.n_heads // self.n_kv_heads
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+            if mask is None:
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)
         return self.wo(out)
 

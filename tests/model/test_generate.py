@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from factory.model.flavors import model_args
+from factory.model import generate as generate_module
 from factory.model.generate import generate
 from factory.model.llama import Transformer
 
@@ -40,10 +41,12 @@ def test_greedy_batched_equals_no_cache_loop():
         assert len(new) == 12
 
 
-def test_mixed_lengths_in_one_batch_equal_no_cache_loop():
+@pytest.mark.parametrize("prefill_rows", [16, 3])
+def test_mixed_lengths_in_one_batch_equal_no_cache_loop(monkeypatch, prefill_rows):
+    monkeypatch.setattr(generate_module, "PREFILL_ROWS", prefill_rows)  # 3: prefill in windows of 3 rows
     model = _model()
     gen = torch.Generator().manual_seed(1)
-    prompts = [torch.randint(1, 61, (n,), generator=gen).tolist() for n in (1, 9, 4, 17, 2, 12, 6, 30)]
+    prompts = [torch.randint(1, 61, (n,), generator=gen).tolist() for n in (1, 9, 4, 17, 2, 12, 6, 30, 9, 9)]
     out = generate(model, prompts, 10, batch_size=len(prompts))  # one batch, left padding up to 29 slots
     assert out == [_greedy_no_cache(model, p, 10) for p in prompts]
 
