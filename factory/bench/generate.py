@@ -22,6 +22,7 @@ prompts decoded in one batch, factory vs HF, in fp32.
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus mass kept when sampling")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender (the fastest counts)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, prompts and sampling")
+    parser.add_argument("--compile", action="store_true",
+                        help="add a factory-compiled row (generate(compile=True); its warm-up run holds the compile)")
 
 
 def _prompts(n: int, lengths: str, vocab: int, seed: int) -> list[list[int]]:
@@ -118,24 +121,29 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
     hf_cfg = hf_config(sample, a.new_tokens)
     batches = _hf_batches(prompts, a.batch)
 
-    def factory_run() -> list[list[int]]:
+    def factory_run(compile_: bool = False) -> list[list[int]]:
         return generate(model, prompts, a.new_tokens, temperature=a.temperature, top_p=a.top_p, seed=a.seed,
-                        batch_size=a.batch)
+                        batch_size=a.batch, compile=compile_)
 
     def hf_run() -> list[list[int]]:
         torch.manual_seed(a.seed)
         return _hf_generate(hf, batches, hf_cfg)
 
     runs = {"factory": factory_run, "hf": hf_run}
+    if a.compile:
+        runs["factory-compiled"] = functools.partial(factory_run, True)
     walls: dict[str, list[float]] = {name: [] for name in runs}
+    warmup: dict[str, float] = {}
     expected = a.prompts * a.new_tokens
-    for repeat in range(a.repeats + 1):  # alternate, so load changes on the machine hit both alike
+    for repeat in range(a.repeats + 1):  # alternate, so load changes on the machine hit all alike
         for name, fn in runs.items():
             wall, count = _timed(fn)
             if count != expected:
                 raise AssertionError(f"{name} generated {count} tokens, expected {expected}")
-            if repeat:  # the first run warms up (first-call allocations, lazy initialisation)
+            if repeat:
                 walls[name].append(wall)
+            else:  # the first run warms up: first-call allocations, lazy initialisation, compiling
+                warmup[name] = wall
 
     common = {"flavor": a.flavor, "params": model.num_params(), "batch": a.batch, "prompts": a.prompts,
               "prompt_len": a.prompt_len, "threads": a.threads, "temperature": a.temperature, "top_p": a.top_p}
@@ -143,4 +151,6 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
             for name, w in walls.items()]
     rows[0]["speedup_vs_hf"] = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
     rows[0]["greedy_match"] = greedy_match
+    if a.compile:
+        rows[2]["warmup_s"] = warmup["factory-compiled"]
     return rows

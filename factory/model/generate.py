@@ -12,7 +12,8 @@ stop producing output and leave the batch once dropping them pays (see ``_decode
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+from collections.abc import Callable, Collection
 
 import torch
 
@@ -36,12 +37,17 @@ def generate(
     stop_tokens: Collection[int] = frozenset(),
     seed: int | None = None,
     batch_size: int = 16,
+    compile: bool = False,
 ) -> list[list[int]]:
     """New tokens of each prompt, in prompt order; a stop token ends a row and is not returned.
 
     ``temperature == 0`` is greedy decoding; otherwise tokens are sampled from the softmax at that
     temperature restricted to the smallest nucleus of probability mass ``top_p``. ``seed`` makes
     sampling reproducible. Generation also stops at the model's ``max_seq_len``.
+
+    ``compile`` runs the one-token decode step through ``torch.compile`` (dynamic shapes: one
+    graph serves every batch size and cache length). Off by default, since on CPU it does not
+    pay: COMPILE_NOTE.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -69,10 +75,12 @@ def generate(
     results: list[list[int]] = [[] for _ in prompts]
     if max_new_tokens <= 0:
         return results
+    pick = functools.partial(_pick, temperature=temperature, top_p=top_p, generator=generator)
+    decode_step = torch.compile(_step, dynamic=True) if compile else _step
     with torch.no_grad():
         for first in range(0, len(order), batch_size):
             chunk = order[first : first + batch_size]
-            new = _decode(model, [prompts[i] for i in chunk], max_new_tokens, temperature, top_p, stops, generator)
+            new = _decode(model, [prompts[i] for i in chunk], max_new_tokens, pick, stops, decode_step)
             for i, tokens in zip(chunk, new, strict=True):
                 results[i] = tokens
     return results
@@ -82,10 +90,9 @@ def _decode(
     model: Transformer,
     prompts: list[list[int]],
     max_new_tokens: int,
-    temperature: float,
-    top_p: float,
+    pick: Callable[[torch.Tensor], torch.Tensor],
     stops: torch.Tensor,
-    generator: torch.Generator,
+    decode_step: Callable[[Transformer, torch.Tensor, KVCache], torch.Tensor],
 ) -> list[list[int]]:
     """Decode one batch of prompts of any lengths together; new tokens of each, stop tokens excluded.
 
@@ -114,7 +121,7 @@ def _decode(
     rows = torch.arange(b, device=device)  # [b] original row of each batch row
     live = torch.ones(b, dtype=torch.bool, device=device)  # [b] batch rows still producing
     for step in range(steps):
-        nxt = _pick(logits, temperature, top_p, generator)  # [b]
+        nxt = pick(logits)  # [b]
         keep = live & ~torch.isin(nxt, stops)
         # Invariant: a row keeps tokens only while live, so its output is out[row, :count[row]].
         out[rows, step] = nxt
@@ -126,8 +133,16 @@ def _decode(
             alive = live.nonzero().squeeze(1)
             rows, live, nxt = rows[alive], live[alive], nxt[alive]
             cache.keep(alive)
-        logits = model.output(model.hidden_states(nxt[:, None], cache=cache)[:, -1])
+        logits = decode_step(model, nxt[:, None], cache)
     return [out[row, :n].tolist() for row, n in enumerate(count.tolist())]
+
+
+def _step(model: Transformer, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Feed tokens ([B, T]) into the cache's next T slots -> [B, vocab] logits of the last one.
+
+    Only the last slot is projected to the vocabulary: the other logits are never used.
+    """
+    return model.output(model.hidden_states(tokens, cache=cache)[:, -1])
 
 
 def _prefill(model: Transformer, tokens: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -149,8 +164,7 @@ def _prefill(model: Transformer, tokens: torch.Tensor, lengths: torch.Tensor, ca
     logits = []
     for first, end, w in groups:
         window = cache.window(slice(first, end), width - w)
-        # Project only the last slot (each row's last prompt token) to the vocabulary.
-        logits.append(model.output(model.hidden_states(tokens[first:end, width - w :], cache=window)[:, -1]))
+        logits.append(_step(model, tokens[first:end, width - w :], window))  # last slot: last prompt token
     cache.advance(width)
     return torch.cat(logits)
 

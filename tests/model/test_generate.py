@@ -113,3 +113,16 @@ def test_stops_at_context_length_and_rejects_bad_prompts():
     for kwargs in ({"temperature": -1.0}, {"top_p": 0.0}, {"batch_size": 0}):
         with pytest.raises(ValueError):
             generate(model, [short], 3, **kwargs)
+
+
+@pytest.mark.slow  # ~6 s: dynamo traces the step for each batch size
+def test_compiled_decode_step_gives_the_same_tokens(monkeypatch):
+    # Dynamo's graph capture of the step (cache writes, dynamic batch and length) with its eager
+    # backend: inductor's C++ build of the same graph takes over a minute on this host.
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compile_(fn, backend="eager", **kw))
+    model = _model()
+    prompts = [[1, 5, 9], [2, 3], [7, 8, 9, 10, 11], [4], [6, 6, 6, 1], [9, 2]]
+    eager = generate(model, prompts, 8, stop_tokens={56}, batch_size=6)
+    assert len({len(x) for x in eager}) > 2  # the batch shrinks: the graph sees several batch sizes
+    assert generate(model, prompts, 8, stop_tokens={56}, batch_size=6, compile=True) == eager
