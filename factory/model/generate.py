@@ -113,7 +113,7 @@ def _decode(
         tokens[row, width - len(p) :] = torch.tensor(p)
     dtype = next(model.parameters()).dtype
     # The last token picked is never fed back: width + steps - 1 slots hold every input.
-    cache = KVCache(model.args, b, width + steps - 1, start=width - lengths, dtype=dtype, device=device)
+    cache = KVCache.allocate(model.args, b, width + steps - 1, start=width - lengths, dtype=dtype, device=device)
     logits = _prefill(model, tokens, lengths, cache)  # [B, vocab]
 
     out = torch.zeros(b, steps, dtype=torch.long, device=device)  # [B, steps] picks by original row

@@ -93,6 +93,7 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x[:, :, None, :, :].expand(b, h, n_rep, t, d).reshape(b, h * n_rep, t, d)
 
 
+@dataclass
 class KVCache:
     """Preallocated key/value buffers for batched incremental decoding (recipe: "Inference").
 
@@ -103,14 +104,21 @@ class KVCache:
     position); the pad slots before ``start[b]`` are hidden from its attention.
     """
 
-    def __init__(self, args: ModelArgs, batch: int, capacity: int, *, start: torch.Tensor | None = None,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+    keys: list[torch.Tensor]  # per layer [B, H_kv, capacity, D]
+    values: list[torch.Tensor]  # per layer [B, H_kv, capacity, D]
+    start: torch.Tensor  # [B] slot of each row's first real token (its left padding)
+    length: int = 0  # slots written so far, the same for every row
+
+    @classmethod
+    def allocate(cls, args: ModelArgs, batch: int, capacity: int, *, start: torch.Tensor | None = None,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> KVCache:
+        """Zeroed buffers of ``capacity`` slots for ``batch`` rows (unpadded unless ``start`` is given)."""
         shape = (batch, args.n_kv_heads, capacity, args.head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(args.n_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(args.n_layers)]
-        # [B] slot of each row's first real token (its left padding); 0 for unpadded rows.
-        self.start = torch.zeros(batch, dtype=torch.long, device=device) if start is None else start.to(device)
-        self.length = 0  # slots written so far, the same for every row
+        return cls(
+            keys=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(args.n_layers)],
+            values=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(args.n_layers)],
+            start=torch.zeros(batch, dtype=torch.long, device=device) if start is None else start.to(device),
+        )
 
     @property
     def capacity(self) -> int:
@@ -153,14 +161,11 @@ class KVCache:
         Prefilling rows whose padding ends at or after ``first_slot`` through their window skips
         the pad slots before it.
         """
-        view = KVCache.__new__(KVCache)
-        view.keys = [k[rows, :, first_slot:] for k in self.keys]
-        view.values = [v[rows, :, first_slot:] for v in self.values]
-        view.start = self.start[rows] - first_slot
-        if bool((view.start < 0).any()):
+        start = self.start[rows] - first_slot
+        if bool((start < 0).any()):
             raise ValueError(f"rows {rows} have real tokens before slot {first_slot}")
-        view.length = 0
-        return view
+        return KVCache([k[rows, :, first_slot:] for k in self.keys], [v[rows, :, first_slot:] for v in self.values],
+                       start)
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only the batch rows ``rows`` ([B'] indices), in that order."""

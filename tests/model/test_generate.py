@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from factory.model.flavors import model_args
 from factory.model import generate as generate_module
+from factory.model.flavors import model_args
 from factory.model.generate import generate
 from factory.model.llama import Transformer
 
@@ -96,6 +96,19 @@ def test_rows_stopping_at_different_steps_leave_the_batch():
     out = generate(model, prompts, 12, stop_tokens=stops, batch_size=8)
     assert out == [_greedy_no_cache(model, p, 12, stops=stops) for p in prompts]
     assert len({len(o) for o in out}) > 2  # rows finished at different steps (the batch was compacted)
+
+
+@pytest.mark.parametrize("draws", [generate_module.NUCLEUS_DRAWS, 0])  # 0: every row takes the sort
+def test_nucleus_samples_follow_the_renormalized_nucleus(monkeypatch, draws):
+    monkeypatch.setattr(generate_module, "NUCLEUS_DRAWS", draws)
+    probs = torch.tensor([0.05, 0.4, 0.1, 0.3, 0.15])
+    logits = probs.log().expand(40_000, 5)  # one row per draw
+    # top_p 0.8: the mass before 0.4, 0.3, 0.15, 0.1 is 0, 0.4, 0.7, 0.85 -> the first three
+    tokens = generate_module._pick(logits, 1.0, 0.8, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=5) / len(tokens)
+    torch.testing.assert_close(freq, torch.tensor([0.0, 0.4, 0.0, 0.3, 0.15]) / 0.85, atol=0.01, rtol=0)
+    whole = generate_module._pick(logits * 2, 2.0, 1.0, torch.Generator().manual_seed(0))  # temperature 2
+    torch.testing.assert_close(torch.bincount(whole, minlength=5) / len(whole), probs, atol=0.01, rtol=0)
 
 
 def test_stops_at_context_length_and_rejects_bad_prompts():

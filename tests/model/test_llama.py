@@ -18,7 +18,7 @@ def test_gqa_projection_and_cache_shapes():
     attn = model.layers[0].attention
     assert attn.wq.weight.shape == (a.n_heads * a.head_dim, a.dim)
     assert attn.wk.weight.shape == attn.wv.weight.shape == (a.n_kv_heads * a.head_dim, a.dim)
-    cache = KVCache(a, 3, 10)
+    cache = KVCache.allocate(a, 3, 10)
     logits = model(torch.randint(0, 50, (3, 7)), cache=cache)
     assert logits.shape == (3, 7, 50)
     assert cache.keys[1].shape == (3, a.n_kv_heads, 10, a.head_dim) and cache.length == 7
@@ -43,7 +43,7 @@ def test_kv_cache_decode_equals_full_forward():
     tokens = torch.randint(0, 50, (2, 9))
     with torch.no_grad():
         full = model(tokens)
-        cache = KVCache(model.args, 2, 9)
+        cache = KVCache.allocate(model.args, 2, 9)
         parts = [model(tokens[:, :4], cache=cache), model(tokens[:, 4:6], cache=cache)]
         parts += [model(tokens[:, i : i + 1], cache=cache) for i in range(6, 9)]
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
@@ -56,7 +56,7 @@ def test_left_padded_cache_rows_equal_their_unpadded_runs():
     short, long = torch.randint(1, 50, (1, 3)), torch.randint(1, 50, (1, 6))
     padded = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), short], dim=1), long])  # [2, 6]
     with torch.no_grad():
-        cache = KVCache(model.args, 2, 8, start=torch.tensor([3, 0]))
+        cache = KVCache.allocate(model.args, 2, 8, start=torch.tensor([3, 0]))
         prefill = model(padded, cache=cache)
         assert cache.positions(1).tolist() == [[3], [6]]  # each row's true position, not its slot
         step = model(torch.tensor([[7], [7]]), cache=cache)[:, 0]  # [2, vocab]
