@@ -77,7 +77,8 @@ def generate(
         return results
     pick = functools.partial(_pick, temperature=temperature, top_p=top_p, generator=generator)
     decode_step = torch.compile(_step, dynamic=True) if compile else _step
-    with torch.no_grad():
+    # inference_mode: no autograd bookkeeping (version counters, views) on a step's many small ops.
+    with torch.inference_mode():
         for first in range(0, len(order), batch_size):
             chunk = order[first : first + batch_size]
             new = _decode(model, [prompts[i] for i in chunk], max_new_tokens, pick, stops, decode_step)
