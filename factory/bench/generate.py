@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of both contenders")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0: greedy)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus mass kept when sampling")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender (the fastest counts)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender (the fastest counts)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, prompts and sampling")
     parser.add_argument("--compile", action="store_true",
                         help="add a factory-compiled row (generate(compile=True); its warm-up run holds the compile)")

@@ -13,9 +13,11 @@ stop producing output and leave the batch once dropping them pays (see ``_decode
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Collection
 
 import torch
+import torch.nn.functional as F
 
 from factory.model.llama import KVCache, Transformer
 
@@ -184,31 +186,50 @@ def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator: tor
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)  # [B, vocab]
     if top_p == 1:
-        return _draw(probs.cumsum(dim=-1), generator)
+        return _draw(probs, generator)
     picked = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
     todo = torch.arange(probs.shape[0], device=probs.device)  # rows without a nucleus token yet
-    cdf = probs.cumsum(dim=-1)
     for _ in range(NUCLEUS_DRAWS):
-        tok = _draw(cdf, generator)  # [b]
+        tok = _draw(probs, generator)  # [b]
         p_tok = probs.gather(1, tok[:, None])  # [b, 1]
-        inside = (probs * (probs > p_tok)).sum(dim=-1) < top_p  # mass of the more probable tokens
+        # Mass of the more probable tokens: sum(p - p_tok over them) + p_tok * their count.
+        excess = (probs - p_tok).relu_()  # [b, vocab]
+        above = excess.sum(dim=-1) + p_tok[:, 0] * excess.sign_().sum(dim=-1)
+        inside = above < top_p
         picked[todo[inside]] = tok[inside]
-        todo, probs, cdf = todo[~inside], probs[~inside], cdf[~inside]
+        todo, probs = todo[~inside], probs[~inside]
         if not len(todo):
             return picked
     sorted_probs, _ = probs.sort(dim=-1, descending=True)
     in_nucleus = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p  # [b, vocab], a prefix of each row
     # The least probable token of each nucleus; every token at least as probable is in it.
     floor = sorted_probs.gather(1, in_nucleus.sum(dim=-1, keepdim=True) - 1)  # [b, 1]
-    picked[todo] = _draw((probs * (probs >= floor)).cumsum(dim=-1), generator)
+    picked[todo] = _draw(probs * (probs >= floor), generator)
     return picked
 
 
-def _draw(cdf: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """[B, vocab] cumulative (unnormalized) probabilities -> [B] tokens, by inverse transform sampling.
+def _draw(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """[B, vocab] nonnegative weights -> [B] tokens drawn in proportion to them.
 
-    One uniform per row instead of ``torch.multinomial``'s one per token. The uniform stays below
-    the row's total, so the first token whose cumulative mass exceeds it has a nonzero probability.
+    Inverse transform sampling in two levels: a block of about sqrt(vocab) tokens by the blocks'
+    masses, then a token inside it. That needs one uniform per level and row (``torch.multinomial``
+    draws one per token) and no cumulative sum over the whole vocabulary (a slow sequential scan
+    on CPU), and P(token) = P(its block) * P(token | block) is exact.
+    """
+    b, vocab = weights.shape
+    width = math.isqrt(vocab - 1) + 1  # tokens per block: ceil(sqrt(vocab))
+    n_blocks = -(-vocab // width)
+    blocks = F.pad(weights, (0, n_blocks * width - vocab)).view(b, n_blocks, width)  # zero weights pad
+    rows = torch.arange(b, device=weights.device)
+    block = _inverse_cdf(blocks.sum(dim=-1).cumsum(dim=-1), generator)  # [B]
+    return block * width + _inverse_cdf(blocks[rows, block].cumsum(dim=-1), generator)
+
+
+def _inverse_cdf(cdf: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """[B, n] cumulative (unnormalized) weights -> [B] indices, each drawn in proportion to its weight.
+
+    The uniform stays below the row's total, so the first index whose cumulative weight exceeds it
+    has a nonzero weight.
     """
     total = cdf[:, -1:]  # [B, 1]
     u = torch.rand(total.shape, generator=generator, device=cdf.device, dtype=cdf.dtype) * total

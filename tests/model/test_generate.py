@@ -111,6 +111,16 @@ def test_nucleus_samples_follow_the_renormalized_nucleus(monkeypatch, draws):
     torch.testing.assert_close(torch.bincount(whole, minlength=5) / len(whole), probs, atol=0.01, rtol=0)
 
 
+def test_draws_follow_the_weights_and_never_pick_a_zero_weight():
+    gen = torch.Generator().manual_seed(3)
+    weights = torch.rand(61, generator=gen)  # 61 = 7 blocks of 9 tokens (the last one padded)
+    weights[::3] = 0
+    tokens = generate_module._draw(weights.expand(60_000, 61), gen)
+    freq = torch.bincount(tokens, minlength=61) / len(tokens)
+    assert len(freq) == 61 and freq[::3].sum() == 0
+    torch.testing.assert_close(freq, weights / weights.sum(), atol=0.005, rtol=0)
+
+
 def test_stops_at_context_length_and_rejects_bad_prompts():
     model = _model()
     prompt = list(range(1, 60))
