@@ -12,8 +12,10 @@ which is asserted) and the same ``torch.set_num_threads``. HF runs with its defa
 untimed, then ``--repeats`` times alternating with the other; a row reports its fastest run.
 
 The defaults are the demo profile's rejection sampling: the ``tiny`` flavor with the tokenizer's
-4096 vocabulary, ``SFTConfig.sampling`` (temperature 0.8, top-p 0.95, batch 64), prompts of 20-40
-tokens (a chat-formatted task prompt) and 32 new tokens.
+4096 vocabulary, ``SFTConfig.sampling`` (temperature 0.8, top-p 0.95, batch 64) and prompts of
+20-40 tokens (a chat-formatted task prompt), with 32 new tokens (the task evaluation's budget;
+rejection sampling's is 16: ``--new-tokens 16``, where the prompts' prefill, the same work for
+both contenders, weighs more).
 
 ``greedy_match`` cross-checks the export and both caches: greedy tokens of a few mixed-length
 prompts decoded in one batch, factory vs HF, in fp32.
@@ -106,7 +108,7 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
         export_hf(model, Path(folder))
         hf = LlamaForCausalLM.from_pretrained(folder, local_files_only=True).eval()
 
-    def hf_config(sample: bool, new_tokens: int) -> GenerationConfig:
+    def gen_config(sample: bool, new_tokens: int) -> GenerationConfig:
         sampling = {"temperature": a.temperature, "top_p": a.top_p, "top_k": 0} if sample else {}
         return GenerationConfig(do_sample=sample, **sampling, max_new_tokens=new_tokens, use_cache=True,
                                 eos_token_id=None, pad_token_id=PAD_ID)
@@ -114,11 +116,11 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
     # Greedy cross-check: the first few prompts (mixed lengths) in one batch, fp32.
     few = prompts[:GREEDY_PROMPTS]
     ours = generate(model, few, a.new_tokens, batch_size=len(few))
-    theirs = _hf_generate(hf, _hf_batches(few, len(few)), hf_config(False, a.new_tokens))
+    theirs = _hf_generate(hf, _hf_batches(few, len(few)), gen_config(False, a.new_tokens))
     greedy_match = ours == theirs
 
     sample = a.temperature > 0
-    hf_cfg = hf_config(sample, a.new_tokens)
+    hf_cfg = gen_config(sample, a.new_tokens)
     batches = _hf_batches(prompts, a.batch)
 
     def factory_run(compile_: bool = False) -> list[list[int]]:
