@@ -118,7 +118,7 @@ def _decode(
     tokens = torch.zeros(b, width, dtype=torch.long, device=device)  # left-padded with token 0
     for row, p in enumerate(prompts):
         tokens[row, width - len(p) :] = torch.tensor(p)
-    dtype = next(model.parameters()).dtype
+    dtype = model.layers[0].attention.wk.weight.dtype  # the dtype keys and values come out in
     # The last token picked is never fed back: width + steps - 1 slots hold every input.
     cache = KVCache.allocate(model.args, b, width + steps - 1, start=width - lengths, dtype=dtype, device=device)
     logits = _prefill(model, tokens, lengths, cache)  # [B, vocab]
