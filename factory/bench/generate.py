@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -147,8 +148,10 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
             else:  # the first run warms up: first-call allocations, lazy initialisation, compiling
                 warmup[name] = wall
 
-    common = {"flavor": a.flavor, "params": model.num_params(), "batch": a.batch, "prompts": a.prompts,
-              "prompt_len": a.prompt_len, "threads": a.threads, "temperature": a.temperature, "top_p": a.top_p}
+    # Other work on the machine slows threaded runs most: the 1-minute load average says how busy it was.
+    common = {"load_avg_1m": os.getloadavg()[0], "flavor": a.flavor, "params": model.num_params(),
+              "batch": a.batch, "prompts": a.prompts, "prompt_len": a.prompt_len, "threads": a.threads,
+              "temperature": a.temperature, "top_p": a.top_p}
     rows = [{"name": name, "tokens_per_s": expected / min(w), "wall_s": min(w), "new_tokens": expected, **common}
             for name, w in walls.items()]
     rows[0]["speedup_vs_hf"] = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
