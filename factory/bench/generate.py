@@ -148,7 +148,7 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
             else:  # the first run warms up: first-call allocations, lazy initialisation, compiling
                 warmup[name] = wall
 
-    # Other work on the machine slows threaded runs most: the 1-minute load average says how busy it was.
+    # Other work slows threaded runs most: the 1-minute load average (this run included) says how busy the host was.
     common = {"load_avg_1m": os.getloadavg()[0], "flavor": a.flavor, "params": model.num_params(),
               "batch": a.batch, "prompts": a.prompts, "prompt_len": a.prompt_len, "threads": a.threads,
               "temperature": a.temperature, "top_p": a.top_p}
