@@ -223,7 +223,9 @@ def _draw(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     b, vocab = weights.shape
     width = math.isqrt(vocab - 1) + 1  # tokens per block: ceil(sqrt(vocab))
     n_blocks = -(-vocab // width)
-    blocks = F.pad(weights, (0, n_blocks * width - vocab)).view(b, n_blocks, width)  # zero weights pad
+    if n_blocks * width > vocab:
+        weights = F.pad(weights, (0, n_blocks * width - vocab))  # zero weights fill the last block
+    blocks = weights.view(b, n_blocks, width)
     rows = torch.arange(b, device=weights.device)
     block = _inverse_cdf(blocks.sum(dim=-1).cumsum(dim=-1), generator)  # [B]
     return block * width + _inverse_cdf(blocks[rows, block].cumsum(dim=-1), generator)
