@@ -50,10 +50,10 @@ def generate(
     ``compile`` runs the one-token decode step through ``torch.compile`` (dynamic shapes: one
     graph serves every batch size and cache length). Off by default, since on CPU it does not pay
     at our sizes: on the 2-core host here (``tiny`` flavor, 64 prompts of 20-40 tokens, 32 new
-    tokens, one thread) the first call compiles for 24-42 s and a call then takes 204 ms instead
-    of 224 ms, so it breaks even after ~1 000 such batches (~2M tokens), while a demo rejection
-    sampling stage decodes ~13k tokens. It is meant for long runs and for GPUs, where a step is
-    launch-bound.
+    tokens) the first call compiles for 24-42 s (9 s from inductor's warm on-disk cache), and a
+    call then takes 143 ms instead of 150 ms with two threads (204 instead of 224 with one): it
+    would break even after ~1 000 such batches (~2M tokens), while a demo rejection sampling stage
+    decodes ~13k tokens. It is meant for long runs and for GPUs, where a step is launch-bound.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
