@@ -21,6 +21,7 @@ def benchmarks() -> dict[str, ModuleType]:
         "dedup": importlib.import_module("factory.bench.dedup"),
         "curate": importlib.import_module("factory.bench.curate"),
         "train": importlib.import_module("factory.bench.train"),
+        "generate": importlib.import_module("factory.bench.generate"),
         "faults": importlib.import_module("factory.bench.faults"),
     }
 

@@ -4,9 +4,11 @@ A standard dense Transformer: pre-norm RMSNorm, rotary position embeddings with 
 base frequency (500 000 in Llama 3), grouped-query attention and a SwiGLU feed-forward block.
 Architecture only: no logging, training or parallelism code lives here.
 
-Two extras serve the recipe's later stages:
+Extras serve the recipe's later stages:
 - ``doc_ids`` gives packed sequences document masking (attention never crosses a document
   boundary), as in pre-training on packed batches;
+- ``KVCache`` holds preallocated key/value buffers for batched decoding of left-padded prompts
+  (``factory.model.generate``), each row at its own RoPE positions;
 - ``SequenceScorer`` puts a linear head on the last token's hidden state: the reward model
   (one output) and the guard classifiers (one output per class).
 """
@@ -93,18 +95,83 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
 
 @dataclass
 class KVCache:
-    """Per-layer key/value cache for incremental decoding: lists of [B, H_kv, T_cached, D]."""
+    """Preallocated key/value buffers for batched incremental decoding (recipe: "Inference").
 
-    keys: list[torch.Tensor | None]
-    values: list[torch.Tensor | None]
+    Per layer one keys and one values buffer of shape [B, H_kv, capacity, D], written in place: no
+    tensor grows during decoding. Rows are left-padded: row b's first real token sits in slot
+    ``start[b]`` and every row writes its next token into the same slot ``length``, so a step writes
+    one slice of each buffer. Slot s of row b holds RoPE position s - start[b] (each row's true
+    position); the pad slots before ``start[b]`` are hidden from its attention.
+    """
+
+    keys: list[torch.Tensor]  # per layer [B, H_kv, capacity, D]
+    values: list[torch.Tensor]  # per layer [B, H_kv, capacity, D]
+    start: torch.Tensor  # [B] slot of each row's first real token (its left padding)
+    length: int = 0  # slots written so far, the same for every row
 
     @classmethod
-    def empty(cls, n_layers: int) -> KVCache:
-        return cls([None] * n_layers, [None] * n_layers)
+    def allocate(cls, args: ModelArgs, batch: int, capacity: int, *, start: torch.Tensor | None = None,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> KVCache:
+        """Zeroed buffers of ``capacity`` slots for ``batch`` rows (unpadded unless ``start`` is given)."""
+        shape = (batch, args.n_kv_heads, capacity, args.head_dim)
+        return cls(
+            keys=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(args.n_layers)],
+            values=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(args.n_layers)],
+            start=torch.zeros(batch, dtype=torch.long, device=device) if start is None else start.to(device),
+        )
 
     @property
-    def length(self) -> int:
-        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def positions(self, t: int) -> torch.Tensor:
+        """[B, t] RoPE positions of the next t slots (pad slots clamp to 0; they are never attended)."""
+        slots = torch.arange(self.length, self.length + t, device=self.start.device)
+        return (slots[None, :] - self.start[:, None]).clamp(min=0)
+
+    def mask(self, t: int) -> torch.Tensor:
+        """[B, 1, t, length + t] boolean mask of the next t queries over all written keys.
+
+        A query sees the real keys up to its own slot. A pad query sees only itself, so its softmax
+        row is never empty (an all-masked row would give NaN, and 0 * NaN leaks through the masked
+        weights of the next layer); its output is never read.
+        """
+        end = self.length + t
+        query = torch.arange(self.length, end, device=self.start.device)[:, None]  # [t, 1]
+        key = torch.arange(end, device=self.start.device)[None, :]  # [1, S]
+        real = key[None] >= self.start[:, None, None]  # [B, 1, S]
+        return ((real & (key <= query)) | (key == query))[:, None]  # [B, 1, t, S]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v ([B, H_kv, t, D]) into slots [length, length + t) -> keys, values [B, H_kv, length + t, D]."""
+        end = self.length + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"KV cache holds {self.capacity} slots; writing up to slot {end}")
+        self.keys[layer][:, :, self.length : end] = k
+        self.values[layer][:, :, self.length : end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, t: int) -> None:
+        """Mark the next t slots written (after every layer has written them)."""
+        self.length += t
+
+    def window(self, rows: slice, first_slot: int) -> KVCache:
+        """An empty cache over ``rows`` and slots [first_slot, capacity) that writes into these buffers.
+
+        Prefilling rows whose padding ends at or after ``first_slot`` through their window skips
+        the pad slots before it.
+        """
+        start = self.start[rows] - first_slot
+        if bool((start < 0).any()):
+            raise ValueError(f"rows {rows} have real tokens before slot {first_slot}")
+        return KVCache([k[rows, :, first_slot:] for k in self.keys], [v[rows, :, first_slot:] for v in self.values],
+                       start)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the batch rows ``rows`` ([B'] indices), in that order."""
+        self.keys = [k.index_select(0, rows) for k in self.keys]
+        self.values = [v.index_select(0, rows) for v in self.values]
+        self.start = self.start.index_select(0, rows)
 
 
 class Attention(nn.Module):
@@ -133,16 +200,16 @@ class Attention(nn.Module):
         v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
-            if cache.keys[layer] is not None:
-                k = torch.cat([cache.keys[layer], k], dim=2)
-                v = torch.cat([cache.values[layer], v], dim=2)
-            cache.keys[layer], cache.values[layer] = k, v
-        n_rep = self.n_heads // self.n_kv_heads
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1 and k.shape[2] == t)
+            k, v = cache.update(layer, k, v)  # [B, Hkv, S, D]: every written slot, pads hidden by mask
+            # Query groups read their shared cached head in place: no per-step copy of the cache.
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            n_rep = self.n_heads // self.n_kv_heads
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+            if mask is None:
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)
         return self.wo(out)
 
@@ -207,25 +274,28 @@ class Transformer(nn.Module):
         doc_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
-        """tokens: [B, T] -> final normed hidden states [B, T, dim]."""
+        """tokens: [B, T] -> final normed hidden states [B, T, dim].
+
+        With a ``cache``, tokens fill its next T slots: positions and the mask come from the cache.
+        """
         _, t = tokens.shape
-        start = cache.length if cache is not None else 0
-        positions = torch.arange(start, start + t, device=tokens.device)
-        if doc_ids is not None:
+        if cache is not None and doc_ids is not None:
+            raise ValueError("doc_ids (packed training sequences) and a KV cache (decoding) exclude each other")
+        if cache is not None:
+            positions, mask = cache.positions(t), cache.mask(t)  # [B, T], [B, 1, T, S]
+        elif doc_ids is not None:
             # Positions restart at each document so RoPE sees every document from position 0.
-            positions = _positions_within_documents(doc_ids)
-        cos, sin = rope_cos_sin(self.args.head_dim, positions, self.args.rope_theta)
-        if doc_ids is not None:
-            cos, sin = cos[:, None], sin[:, None]  # [B, 1, T, D/2] broadcast over heads
-            mask = document_causal_mask(doc_ids)
-        elif cache is not None and start > 0 and t > 1:
-            # Prefill continuing a cache: query i sees all cached keys and new keys up to i.
-            mask = torch.ones(t, start + t, dtype=torch.bool, device=tokens.device).tril(diagonal=start)
+            positions, mask = _positions_within_documents(doc_ids), document_causal_mask(doc_ids)
         else:
-            mask = None
+            positions, mask = torch.arange(t, device=tokens.device), None
+        cos, sin = rope_cos_sin(self.args.head_dim, positions, self.args.rope_theta)
+        if positions.dim() == 2:
+            cos, sin = cos[:, None], sin[:, None]  # [B, 1, T, D/2] broadcast over heads
         h = self.tok_embeddings(tokens)
         for i, layer in enumerate(self.layers):
             h = layer(h, cos, sin, mask, cache, i)
+        if cache is not None:
+            cache.advance(t)
         return self.norm(h)
 
     def forward(

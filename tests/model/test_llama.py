@@ -1,5 +1,6 @@
 """Architecture invariants of the Llama decoder: GQA shapes, document masking, KV cache, size."""
 
+import pytest
 import torch
 
 from factory.model.flavors import model_args
@@ -17,10 +18,10 @@ def test_gqa_projection_and_cache_shapes():
     attn = model.layers[0].attention
     assert attn.wq.weight.shape == (a.n_heads * a.head_dim, a.dim)
     assert attn.wk.weight.shape == attn.wv.weight.shape == (a.n_kv_heads * a.head_dim, a.dim)
-    cache = KVCache.empty(a.n_layers)
+    cache = KVCache.allocate(a, 3, 10)
     logits = model(torch.randint(0, 50, (3, 7)), cache=cache)
     assert logits.shape == (3, 7, 50)
-    assert cache.keys[1].shape == (3, a.n_kv_heads, 7, a.head_dim) and cache.length == 7
+    assert cache.keys[1].shape == (3, a.n_kv_heads, 10, a.head_dim) and cache.length == 7
     kv = torch.randn(3, 2, 5, 8)
     rep = repeat_kv(kv, 2)
     assert rep.shape == (3, 4, 5, 8) and torch.equal(rep[:, 1], kv[:, 0]) and torch.equal(rep[:, 2], kv[:, 1])
@@ -42,10 +43,31 @@ def test_kv_cache_decode_equals_full_forward():
     tokens = torch.randint(0, 50, (2, 9))
     with torch.no_grad():
         full = model(tokens)
-        cache = KVCache.empty(model.args.n_layers)
+        cache = KVCache.allocate(model.args, 2, 9)
         parts = [model(tokens[:, :4], cache=cache), model(tokens[:, 4:6], cache=cache)]
         parts += [model(tokens[:, i : i + 1], cache=cache) for i in range(6, 9)]
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="9 slots"):
+        model(tokens[:, :1], cache=cache)
+
+
+def test_left_padded_cache_rows_equal_their_unpadded_runs():
+    model = _model()
+    short, long = torch.randint(1, 50, (1, 3)), torch.randint(1, 50, (1, 6))
+    padded = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), short], dim=1), long])  # [2, 6]
+    with torch.no_grad():
+        cache = KVCache.allocate(model.args, 2, 8, start=torch.tensor([3, 0]))
+        prefill = model(padded, cache=cache)
+        assert cache.positions(1).tolist() == [[3], [6]]  # each row's true position, not its slot
+        step = model(torch.tensor([[7], [7]]), cache=cache)[:, 0]  # [2, vocab]
+        # Each row equals its own unpadded run, at positions 0.. of its real tokens.
+        torch.testing.assert_close(prefill[0, 3:], model(short)[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(prefill[1], model(long)[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(step[0], model(torch.cat([short, torch.tensor([[7]])], 1))[0, -1],
+                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(step[1], model(torch.cat([long, torch.tensor([[7]])], 1))[0, -1],
+                                   atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(prefill).all()  # pad queries attend to themselves: no NaN anywhere
 
 
 def test_param_count_and_flops_per_token():
