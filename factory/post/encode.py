@@ -18,17 +18,23 @@ from factory.model.chat_format import ChatFormat, Message
 from factory.train.losses import IGNORE
 
 
-def dialog(prompt: str, response: str) -> list[Message]:
-    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+def _opening(prompt: str, system: str | None) -> list[Message]:
+    head: list[Message] = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": prompt}]
 
 
-def prompt_ids(fmt: ChatFormat, prompt: str) -> list[int]:
+def dialog(prompt: str, response: str, system: str | None = None) -> list[Message]:
+    return [*_opening(prompt, system), {"role": "assistant", "content": response}]
+
+
+def prompt_ids(fmt: ChatFormat, prompt: str, system: str | None = None) -> list[int]:
     """The generation prompt of a single-turn dialog (ends with the open assistant header)."""
-    return fmt.encode_dialog_prompt([{"role": "user", "content": prompt}])
+    return fmt.encode_dialog_prompt(_opening(prompt, system))
 
 
-def sft_example(fmt: ChatFormat, prompt: str, response: str, max_len: int) -> dict[str, Any] | None:
-    ids, target = fmt.encode_dialog(dialog(prompt, response))
+def sft_example(fmt: ChatFormat, prompt: str, response: str, max_len: int,
+                system: str | None = None) -> dict[str, Any] | None:
+    ids, target = fmt.encode_dialog(dialog(prompt, response, system))
     if len(ids) > max_len:
         return None
     return {"input_ids": ids, "labels": [i if t else IGNORE for i, t in zip(ids, target, strict=True)]}

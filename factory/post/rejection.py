@@ -3,8 +3,11 @@ latest chat model policy and use our reward model to select the best candidate")
 
 For each prompt, K responses are sampled from the policy and scored by the reward model; the
 RM-best one is the candidate. The checker's score of every sample is kept beside it, so the stage
-can report how often the RM's pick is really correct, and can require a minimum checker score
-before accepting a candidate (execution feedback as the source of truth, recipe "Capabilities/Code").
+can report how often the RM's pick is really correct; the checker does not override the pick.
+
+With ``steer`` the samples are drawn under the family's system prompt (``TaskFamily.system_prompt``)
+while the RM scores, and SFT later trains on, the dialog without it: what the steer produced becomes
+the policy's unprompted behaviour (context distillation).
 """
 
 from __future__ import annotations
@@ -48,5 +51,6 @@ def pick_best(prompts: Sequence[TaskPrompt], samples: Sequence[Sequence[str]], r
 
 
 def rejection_sample(policy, rm, fmt: ChatFormat, prompts: Sequence[TaskPrompt], k: int, cfg: SamplingConfig,
-                     seed: int) -> list[Candidate]:
-    return pick_best(prompts, sample_responses(policy, fmt, prompts, k, cfg, seed), rm, fmt, cfg.batch_size)
+                     seed: int, steer: bool = True) -> list[Candidate]:
+    samples = sample_responses(policy, fmt, prompts, k, cfg, seed, steer=steer)
+    return pick_best(prompts, samples, rm, fmt, cfg.batch_size)

@@ -5,7 +5,8 @@
 round k: ``dpo_round_{k-1}``) with the round's reward model (``factory.post.round_assets``)
 picking the best of K samples, plus synthetic capability data, cleaned by QC, plus a share of
 pre-training text; then SFT of the PRE-TRAINED checkpoint (the recipe fine-tunes pre-trained
-checkpoints each round) with loss on the assistant's tokens (and on every pre-training token).
+checkpoints each round) with loss on the assistant's tokens (and on every pre-training token), once
+per data-order seed, the runs averaged weight by weight when there are several.
 
 ``dpo_round_k``: fresh on-policy pairs from the round's SFT model annotated by the annotator, plus
 the round's fresh preference data (``preference_data`` / ``preference_round_k``); DPO with
@@ -30,6 +31,7 @@ from pydantic import Field
 from factory.core.stage import StageConfig, StageContext
 from factory.model.chat_format import load_chat_format
 from factory.post.annotator import AnnotatorConfig, annotate
+from factory.post.averaging import average_states
 from factory.post.encode import preference_example, sft_example
 from factory.post.preference import ranking_counts, read_rankings
 from factory.post.qc import QCConfig, clean
@@ -62,6 +64,11 @@ class SFTConfig(StageConfig):
         SamplingConfig(temperature=0.8, top_p=0.95, batch_size=64), description="Decoding of the rejection samples.")
     synthetic_examples: int = Field(
         4000, description="Verified-correct synthetic capability examples added to the mix.")
+    steer_rejection_sampling: bool = Field(
+        True, description="Sample under each family's system prompt; SFT trains on the dialog without it.")
+    system_prompt_share: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="Share of synthetic examples that open with their family's system prompt (teaches the steer).")
     qc: QCConfig = Field(default_factory=QCConfig, description="Rule-based cleaning of the mix.")
     pretrain_fraction: float = Field(
         0.2, ge=0.0, lt=1.0,
@@ -72,7 +79,9 @@ class SFTConfig(StageConfig):
     train: TrainConfig = Field(
         TrainConfig(steps=800, batch_size=64, lr=2.0e-3, log_every=100,
                     schedule={"warmup_steps": 50, "min_lr": 1.0e-4}),
-        description="Optimization of the SFT run.")
+        description="Optimization of each SFT run (its seed is the run's).")
+    seeds: list[int] = Field(
+        [0], min_length=1, description="Data-order seed of each SFT run; two or more runs are averaged.")
     eval_prompts: int = Field(200, description="Dev-split prompts for the task accuracy after SFT (the round gate's).")
     eval_seed: int = Field(0, description="Seed of the held-out prompts (same for every stage to compare).")
     seed: int = Field(0, description="Seed of prompts and sampling; the round number is added to it.")
@@ -147,24 +156,40 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     seed = cfg.seed + round
     rs_prompts = sample_prompts(cfg.rs_prompts, seed, "train", cfg.task_weights)
     ctx.log(f"rejection sampling: {len(rs_prompts)} prompts x {cfg.rs_samples} from {policy_key(round)}")
-    candidates = rejection_sample(load_policy(inputs[policy_key(round)]), load_model(inputs[reward_key(round)]),
-                                  fmt, rs_prompts, cfg.rs_samples, cfg.sampling, seed)
+    policy, rm = load_policy(inputs[policy_key(round)]), load_model(inputs[reward_key(round)])
+    candidates = rejection_sample(policy, rm, fmt, rs_prompts, cfg.rs_samples, cfg.sampling, seed,
+                                  steer=cfg.steer_rejection_sampling)
     rs = rejection_records(candidates)
-    synthetic = synthetic_records(sample_prompts(cfg.synthetic_examples, seed + 10_000, "train", cfg.task_weights))
+    synthetic = synthetic_records(sample_prompts(cfg.synthetic_examples, seed + 10_000, "train", cfg.task_weights),
+                                  cfg.system_prompt_share, seed)
     records, qc_counts = clean(rs + synthetic, cfg.qc)
 
     base = inputs["annealed_checkpoint"]
     args = load_args(base)
-    dialogs = [e for r in records if (e := sft_example(fmt, r["prompt"], r["response"], args.max_seq_len))]
+    dialogs = [e for r in records
+               if (e := sft_example(fmt, r["prompt"], r["response"], args.max_seq_len, r.get("system")))]
     # The share is of loss tokens, not examples: a window has a loss on every token, a dialog only on
     # its answer (~5-10 tokens), so a share of examples would let the text outweigh the answers ~4:1.
     window = min(cfg.pretrain_seq_len, args.max_seq_len)
     answer_tokens = sum(label != IGNORE for e in dialogs for label in e["labels"])
     n_text = int(answer_tokens * cfg.pretrain_fraction / (1.0 - cfg.pretrain_fraction) / window)
     text = pretraining_examples(inputs["data_mix"], n_text, window, fmt.eos_id, seed)
-    result = train_stage("sft", cfg.train, lambda: build_model(args), LanguageModeling(),
-                         Examples(dialogs + text, fmt.pad_id, seed=cfg.train.seed), ctx, init_state=load_state(base))
-    save_model(result.model, out, extra={"stage": f"sft_round_{round}", "policy_sampled": policy_key(round)})
+    eval_set = heldout_prompts(cfg.eval_prompts, cfg.eval_seed, "dev")
+    runs, states = [], []
+    for i, run_seed in enumerate(cfg.seeds):
+        train_cfg = cfg.train.model_copy(update={"seed": run_seed})
+        result = train_stage("sft" if len(cfg.seeds) == 1 else f"sft_run_{i}", train_cfg, lambda: build_model(args),
+                             LanguageModeling(), Examples(dialogs + text, fmt.pad_id, seed=run_seed), ctx,
+                             init_state=load_state(base))
+        states.append(result.model.state_dict())
+        runs.append({"seed": run_seed, "train": describe(result)})
+        if len(cfg.seeds) > 1:
+            runs[-1]["dev"] = evaluate(result.model, fmt, eval_set)
+    model = result.model
+    if len(states) > 1:
+        model.load_state_dict(average_states(states))
+    save_model(model, out, extra={"stage": f"sft_round_{round}", "policy_sampled": policy_key(round),
+                                  "averaged_seeds": list(cfg.seeds)})
     _write_jsonl(out / SFT_DATA_FILE, records)
 
     by_source = {s: sum(r["source"] == s for r in records) for s in ("rejection_sampling", "synthetic")}
@@ -173,18 +198,20 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
             "policy": policy_key(round),
             "reward_model": reward_key(round),
             "samples_per_prompt": cfg.rs_samples,
+            "steered_by_system_prompts": cfg.steer_rejection_sampling,
             "kept_after_qc": by_source["rejection_sampling"],
             "per_family": rejection_report(candidates),
         },
         "synthetic_examples": len(synthetic),
+        "synthetic_with_system_prompt": sum("system" in r for r in synthetic),
         "qc": qc_counts,
         "sft_examples": len(dialogs) + len(text),
         "loss_tokens": {"answers": answer_tokens, "pretraining_text": len(text) * window},
         "skipped_too_long": len(records) - len(dialogs),
         "examples_by_source": {**by_source, "pretraining_text": len(text)},
         "sampled_share_of_dialogs": _mean([float(r["source"] == "rejection_sampling") for r in records]),
-        "train": describe(result),
-        "dev": evaluate(result.model, fmt, heldout_prompts(cfg.eval_prompts, cfg.eval_seed, "dev")),
+        "runs": runs,
+        "dev": evaluate(model, fmt, eval_set),
     }
 
 

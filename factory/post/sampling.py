@@ -15,7 +15,7 @@ from pydantic import Field
 from factory.core.stage import StageConfig
 from factory.model.chat_format import ChatFormat
 from factory.post.encode import prompt_ids
-from factory.post.tasks import TaskPrompt
+from factory.post.tasks import FAMILIES, TaskPrompt
 
 
 class SamplingConfig(StageConfig):
@@ -28,11 +28,12 @@ class SamplingConfig(StageConfig):
 
 
 def sample_responses(model, fmt: ChatFormat, prompts: Sequence[TaskPrompt], samples: int, cfg: SamplingConfig,
-                     seed: int) -> list[list[str]]:
-    """``samples`` response texts for each prompt, in prompt order."""
+                     seed: int, steer: bool = False) -> list[list[str]]:
+    """``samples`` response texts for each prompt, in prompt order; ``steer`` opens each dialog with
+    its family's system prompt."""
     from factory.model.generate import generate
 
-    ids = [prompt_ids(fmt, p.prompt) for p in prompts]
+    ids = [prompt_ids(fmt, p.prompt, FAMILIES[p.task].system_prompt if steer else None) for p in prompts]
     flat = [i for i in ids for _ in range(samples)]
     out = generate(model, flat, cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                    stop_tokens=fmt.stop_tokens, seed=seed, batch_size=cfg.batch_size)

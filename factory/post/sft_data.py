@@ -2,9 +2,12 @@
 data targeting specific capabilities).
 
 Records are ``{"prompt", "response", "task", "key", "source"}`` with source ``rejection_sampling``
-or ``synthetic``. Synthetic records are the task generators' verified-correct solutions (the
-recipe's synthetic capability data: arithmetic as in "Math Reasoning", unit-tested functions as in
-"Capabilities/Code"). Records go through ``factory.post.qc`` before they are encoded.
+or ``synthetic``, and ``system`` where the dialog opens with a system prompt. Synthetic records are
+the task generators' verified-correct solutions (the recipe's synthetic capability data: arithmetic
+as in "Math Reasoning", unit-tested functions as in "Capabilities/Code"); a share of them opens with
+the family's system prompt, so the policy learns to follow the steer rejection sampling draws under.
+Rejection-sampled records never carry it (the steer is distilled away). Records go through
+``factory.post.qc`` before they are encoded.
 
 Pre-training text joins the mix as token windows (``pretraining_examples``: the data mix's train
 streams at its chosen weights, loss on every token), so fine-tuning does not forget language
@@ -13,12 +16,13 @@ modelling; the eval report's perplexity reads the validation streams, which SFT 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from factory.post.rejection import Candidate
-from factory.post.tasks import TaskPrompt
+from factory.post.tasks import FAMILIES, TaskPrompt
 
 
 def rejection_records(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
@@ -31,9 +35,16 @@ def rejection_records(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
     ]
 
 
-def synthetic_records(prompts: Sequence[TaskPrompt]) -> list[dict[str, Any]]:
-    return [{"prompt": p.prompt, "response": p.reference, "task": p.task, "key": p.key, "source": "synthetic"}
-            for p in prompts]
+def synthetic_records(prompts: Sequence[TaskPrompt], system_share: float = 0.0, seed: int = 0) -> list[dict[str, Any]]:
+    """The references as SFT records; about ``system_share`` of them open with their family's system prompt."""
+    rng = random.Random(seed)
+    out = []
+    for p in prompts:
+        record = {"prompt": p.prompt, "response": p.reference, "task": p.task, "key": p.key, "source": "synthetic"}
+        if rng.random() < system_share:
+            record["system"] = FAMILIES[p.task].system_prompt
+        out.append(record)
+    return out
 
 
 def pretraining_examples(mix_dir: Path, n: int, seq_len: int, eot_id: int, seed: int) -> list[dict[str, list[int]]]:

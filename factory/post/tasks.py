@@ -19,7 +19,7 @@ Each family's key space holds at least ~5,000 distinct prompts, so its test spli
 new combinations of words, topics and operations that training prompts also use one by one (what a
 family tests is whether the model composes them).
 
-A family is one ``TaskFamily`` (generator + checker) in ``FAMILIES``; a new family is one entry there.
+A family is one ``TaskFamily`` (generator + checker + system prompt) in ``FAMILIES``; a new family is one entry there.
 Every prompt has a ``key`` naming its content; a stable hash of the key puts it in the ``train``,
 ``dev`` or ``test`` split, so held-out prompts never appear in post-training data whatever seed
 draws them. ``dev`` is what stages choose and gates decide by (the best DPO run, the release
@@ -263,12 +263,16 @@ class TaskFamily:
     name: str
     generate: Callable[[random.Random], TaskPrompt]
     check: Callable[[TaskPrompt, str], float]
+    # The capability's system prompt: steers rejection sampling toward the family's preferred form
+    # (recipe, "SFT Data": "we use system prompts to steer RS responses to conform with desirable
+    # tone, style, or formatting, which might be different for different capabilities").
+    system_prompt: str
 
 
 FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (
-    TaskFamily("arithmetic", _arithmetic, _score_arithmetic),
-    TaskFamily("uppercase", _uppercase, _score_uppercase),
-    TaskFamily("word_count", _word_count, _score_word_count),
-    TaskFamily("code", _code, _score_code),
+    TaskFamily("arithmetic", _arithmetic, _score_arithmetic, "Answer with the number only."),
+    TaskFamily("uppercase", _uppercase, _score_uppercase, "Answer with the words in capital letters only."),
+    TaskFamily("word_count", _word_count, _score_word_count, "Answer with the words only, separated by spaces."),
+    TaskFamily("code", _code, _score_code, "Answer with one Python function definition only."),
 )}
 TASKS = tuple(FAMILIES)

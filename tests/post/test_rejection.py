@@ -6,10 +6,12 @@ import torch
 from torch import nn
 
 from factory.model.chat_format import load_chat_format
-from factory.post.rejection import pick_best
+from factory.post.encode import prompt_ids
+from factory.post.rejection import pick_best, rejection_sample
 from factory.post.rounds import rejection_report
+from factory.post.sampling import SamplingConfig
 from factory.post.sft_data import rejection_records
-from factory.post.tasks import TaskPrompt
+from factory.post.tasks import FAMILIES, TaskPrompt
 
 
 class LengthRM(nn.Module):
@@ -39,3 +41,21 @@ def test_rs_picks_the_rm_best_sample(post_inputs):
     assert arithmetic["mean_reward_chosen"] > arithmetic["mean_reward_all"]  # the longest of three answers
     assert report["uppercase"]["pick_correct"] == report["uppercase"]["any_correct"] == 1.0
     assert report["all"]["prompts"] == 2 and report["all"]["pick_correct"] == 0.5
+
+
+def test_rs_samples_under_the_family_system_prompt_and_keeps_the_dialog_without_it(post_inputs, monkeypatch):
+    fmt = load_chat_format(post_inputs["tokenizer"])
+    p = TaskPrompt("arithmetic", "arith:47+38", "What is 47 + 38?", "85", {"answer": 85})
+    seen: list[list[int]] = []
+
+    def fake_generate(model, prompts, max_new_tokens, **kwargs):
+        seen.extend(prompts)
+        return [fmt.encode("85")] * len(prompts)
+
+    monkeypatch.setattr("factory.model.generate.generate", fake_generate)
+    steered = rejection_sample(None, LengthRM(), fmt, [p], 2, SamplingConfig(), seed=0, steer=True)
+    assert seen == [prompt_ids(fmt, p.prompt, FAMILIES["arithmetic"].system_prompt)] * 2
+    assert rejection_records(steered)[0]["prompt"] == p.prompt and "system" not in rejection_records(steered)[0]
+    seen.clear()
+    rejection_sample(None, LengthRM(), fmt, [p], 2, SamplingConfig(), seed=0, steer=False)
+    assert seen == [prompt_ids(fmt, p.prompt)] * 2

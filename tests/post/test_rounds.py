@@ -61,8 +61,13 @@ def test_post_training_chain_end_to_end(post_inputs, tmp_path):
         sft = stage(f"sft_round_{k}", run_sft_round,
                     SFTConfig(task_weights=WEIGHTS, rs_prompts=4, rs_samples=3, sampling=SAMPLING,
                               synthetic_examples=4, train=TRAIN, eval_prompts=4, pretrain_fraction=0.5,
-                              pretrain_seq_len=32), round=k)
+                              pretrain_seq_len=32, system_prompt_share=1.0, seeds=[0] if k == 1 else [0, 1]),
+                    round=k)
         rs = sft["rejection_sampling"]
+        assert rs["steered_by_system_prompts"] and sft["synthetic_with_system_prompt"] == 4
+        # Round 2 trains one run per seed and averages them; each run's dev accuracy is beside the average's.
+        assert read_meta(tmp_path / f"sft_round_{k}")["extra"]["averaged_seeds"] == [r["seed"] for r in sft["runs"]]
+        assert all("dev" in r for r in sft["runs"]) == (k == 2)
         assert rs["per_family"]["all"]["prompts"] == 4 and rs["reward_model"] == reward_key(k)
         dialogs = sft["examples_by_source"]["rejection_sampling"] + sft["examples_by_source"]["synthetic"]
         assert dialogs == sft["qc"]["kept"]
