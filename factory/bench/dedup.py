@@ -96,7 +96,7 @@ def _python_docs(languages: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         rel = path.relative_to(PY_SOURCES)
         for j, part in enumerate(_chunks(text, 6000)):
             yield {
-                "id": f"py:{rel}:{j}", "url": f"https://docs.python.org/3.11/{rel}#{j}", "source": "python_docs",
+                "id": f"py:{rel}:{j}", "url": f"https://docs.python.org/3.11/{rel}#{j}", "source": "docs.python.org",
                 "title": path.stem, "text": part, "n_code_blocks": part.count("::\n\n") + part.count(".. code-block::"),
                 "n_math": part.count(":math:") + part.count(".. math::"),
             }
@@ -110,7 +110,7 @@ def _debian_reference(languages: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         for j, part in enumerate(_chunks(text, 4000)):
             yield {
                 "id": f"debref:{path.name}:{j}", "url": f"https://www.debian.org/doc/manuals/debian-reference/{path.name}#{j}",
-                "source": "debian_reference", "title": path.stem, "text": part,
+                "source": "www.debian.org", "title": path.stem, "text": part,
                 "n_code_blocks": n_pre * len(part) // max(len(text), 1), "n_math": 0,
             }
 
@@ -119,7 +119,7 @@ def _stdlib_sources(languages: tuple[str, ...]) -> Iterator[dict[str, Any]]:
     for path in sorted(STDLIB.glob("*.py"))[::4]:
         yield {
             "id": f"src:{path.name}", "url": f"https://github.com/python/cpython/blob/3.11/Lib/{path.name}",
-            "source": "python_source", "title": path.name, "text": path.read_text(errors="replace")[:6000],
+            "source": "github.com", "title": path.name, "text": path.read_text(errors="replace")[:6000],
             "n_code_blocks": 1, "n_math": 0,
         }
 

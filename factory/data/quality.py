@@ -6,9 +6,10 @@ Both models are trained here, inside the stage, from the corpus itself; nothing 
 
 Labels of the fastText classifier ("reference-like" vs not), stated plainly because our sample crawl
 is clean reference documentation, not a raw web crawl:
-- positives: documents that passed the heuristic filters and whose ``source`` is one of the
-  configured reference sources; if there are fewer than ``min_positives`` of those, the
-  best-scoring passed documents by ``heuristic_score`` fill the set;
+- positives: documents that passed the heuristic filters and whose ``source`` (the page's URL
+  host, e.g. ``docs.python.org``) is one of the configured reference sources — configured sources
+  of which no kept document comes are an error, not a silent fallback; if there are fewer than
+  ``min_positives`` of those, the best-scoring passed documents by ``heuristic_score`` fill the set;
 - negatives: the documents the heuristic filters dropped for junk-like reasons (``negative_drop_groups``:
   prose rules, dirty words, outlier tokens, low language confidence — not mere repetition, which in
   reference documentation is API boilerplate of otherwise good text), plus
@@ -29,6 +30,7 @@ import random
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -58,8 +60,10 @@ class QualityConfig(StageConfig):
     """Quality classifiers: labeling, fastText and the MiniLM head."""
 
     reference_sources: list[str] = Field(
-        ["python_docs", "debian_reference"],
-        description="Document sources taken as 'reference-like' positives (those that pass the heuristics).",
+        ["docs.python.org", "www.debian.org"],
+        description="Document sources (the `source` column: the page's URL host) whose documents that pass the "
+        "heuristics are the 'reference-like' positives; none of them in the corpus is an error. Empty: positives "
+        "are the best documents by heuristic score only.",
     )
     negative_drop_groups: list[str] = Field(
         ["quality", "dirty_words", "token_kl", "line_repetition", "language"],
@@ -202,9 +206,15 @@ def quality_training_set(
     rng = random.Random(cfg.seed)
     ref = set(cfg.reference_sources)
     pos = [i for i, s in enumerate(kept_sources) if s in ref]
+    if ref and not pos:
+        present = ", ".join(f"{s} ({n})" for s, n in Counter(kept_sources).most_common(10))
+        raise ValueError(f"quality.reference_sources {sorted(ref)}: no kept document comes from any of them (a "
+                         f"source is the page's URL host); the kept documents' sources: {present or 'none'}")
+    n_reference = len(pos)
     if len(pos) < cfg.min_positives:
         rest = sorted((i for i in range(len(kept_texts)) if i not in set(pos)), key=lambda i: -kept_scores[i])
         pos += rest[: cfg.min_positives - len(pos)]
+    n_top_heuristic = len(pos) - n_reference
     pos = rng.sample(pos, min(len(pos), cfg.max_train_docs))
     dropped = list(dropped_texts)
     rng.shuffle(dropped)
@@ -213,7 +223,8 @@ def quality_training_set(
     synth = [degrade(kept_texts[rng.choice(pos)], rng) for _ in range(max(n_synth, 0))] if pos else []
     texts = [kept_texts[i] for i in pos] + dropped + synth
     labels = ["hq"] * len(pos) + ["lq"] * (len(dropped) + len(synth))
-    counts = {"positives_reference_or_top_heuristic": len(pos), "negatives_dropped_by_filters": len(dropped),
+    counts = {"positives": len(pos), "positive_pool_reference_sources": n_reference,
+              "positive_pool_top_heuristic": n_top_heuristic, "negatives_dropped_by_filters": len(dropped),
               "negatives_synthetic_degraded": len(synth)}
     return texts, labels, counts
 

@@ -33,6 +33,7 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from factory.post.sandbox import score_code
@@ -245,8 +246,15 @@ def extract_code(response: str) -> str:
     return (m.group(1) if m else response).strip()
 
 
+@lru_cache(maxsize=1 << 16)
+def _score_program(code: str, tests: tuple[str, ...]) -> float:
+    # A sandboxed run costs ~0.1 s; the same program comes back often (K samples of one prompt, the
+    # rounds' models answering the same held-out prompt alike), and its score depends on nothing else.
+    return score_code(code, tests, timeout_s=CODE_TIMEOUT_S)
+
+
 def _score_code(p: TaskPrompt, response: str) -> float:
-    return score_code(extract_code(response), p.params["tests"], timeout_s=CODE_TIMEOUT_S)
+    return _score_program(extract_code(response), tuple(p.params["tests"]))
 
 
 def score(p: TaskPrompt, response: str) -> float:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 from test_filters import PROSE
 
+from factory.config import load_profile
 from factory.data.quality import (
     QualityConfig,
     degrade,
@@ -19,6 +21,8 @@ from factory.data.quality import (
     quality_training_set,
     train_fasttext,
 )
+from factory.data.sample_crawl import CPYTHON_URL, DEBIAN_REFERENCE_URL, PYTHON_DOCS_URL
+from factory.stages import stage_config, stage_specs
 
 CFG = QualityConfig(heuristic_min_words=50)
 
@@ -41,9 +45,10 @@ def test_heuristic_score_orders_prose_above_junk():
 
 def test_training_set_labels_reference_sources_and_negatives():
     kept = [PROSE, PROSE + " more", "short"]
-    texts, labels, counts = quality_training_set(kept, ["python_docs", "blog", "blog"], [1.0, 0.9, 0.1], ["junk page"],
-                                                 CFG.model_copy(update={"min_positives": 2}))
-    assert counts["positives_reference_or_top_heuristic"] == 2  # the reference doc + the best heuristic score
+    texts, labels, counts = quality_training_set(kept, ["docs.python.org", "blog", "blog"], [1.0, 0.9, 0.1],
+                                                 ["junk page"], CFG.model_copy(update={"min_positives": 2}))
+    assert counts["positives"] == 2  # the reference doc + the best heuristic score
+    assert counts["positive_pool_reference_sources"] == counts["positive_pool_top_heuristic"] == 1
     assert counts["negatives_dropped_by_filters"] == 1 and counts["negatives_synthetic_degraded"] == 2
     assert labels.count("hq") == 2 and "short" not in texts
 
@@ -94,7 +99,7 @@ def test_fasttext_training_is_reproducible_after_the_encoder_ran(tmp_path):
 
     df = _reference_docs()
     texts = df["text"].tolist()
-    labels = ["py" if s == "python_docs" else "other" for s in df["source"]]
+    labels = ["py" if s == "docs.python.org" else "other" for s in df["source"]]
     first = train_fasttext(texts, labels, tmp_path / "a.bin", CFG).read_bytes()
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -103,3 +108,21 @@ def test_fasttext_training_is_reproducible_after_the_encoder_ran(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert train_fasttext(texts, labels, tmp_path / "b.bin", CFG).read_bytes() == first
+
+
+def test_configured_reference_sources_absent_from_the_corpus_are_an_error():
+    with pytest.raises(ValueError, match=r"no kept document comes from any of them.*blog \(2\)"):
+        quality_training_set([PROSE, PROSE + " more"], ["blog", "blog"], [1.0, 0.9], [], CFG)
+    # An empty list asks for heuristic positives only.
+    _, _, counts = quality_training_set([PROSE, PROSE + " more"], ["blog", "blog"], [1.0, 0.9], [],
+                                        CFG.model_copy(update={"reference_sources": [], "min_positives": 1}))
+    assert counts["positive_pool_top_heuristic"] == 1
+
+
+@pytest.mark.parametrize("profile", ["demo", "smoke", "cluster-local"])
+def test_the_profiles_reference_sources_are_hosts_of_the_embedded_crawl(profile):
+    hosts = {urlparse(u).hostname for u in (PYTHON_DOCS_URL, DEBIAN_REFERENCE_URL, CPYTHON_URL)}
+    loaded = load_profile(profile)
+    spec = next(s for s in stage_specs(loaded) if s.asset == "filtered_corpus")
+    cfg = stage_config(spec, loaded)
+    assert cfg.quality.reference_sources and set(cfg.quality.reference_sources) <= hosts
