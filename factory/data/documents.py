@@ -122,16 +122,35 @@ def ensure_ray(num_cpus: int) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
+_PART_COLUMN = "path"  # the column Ray's read_parquet(include_paths=True) names each row's file in
+
+
+def _each_part(fn: PartMap) -> PartMap:
+    """``fn`` applied to each input part of a Ray block separately, in order: Ray may group small parts
+    into one block, and a part map need not be row-wise (the audit keeps a part's first documents of
+    each reason), so a grouped block must not change its output."""
+
+    def apply(block: pd.DataFrame) -> pd.DataFrame:
+        groups = [g.drop(columns=_PART_COLUMN).reset_index(drop=True)
+                  for _, g in block.groupby(_PART_COLUMN, sort=False)]
+        if not groups:
+            return fn(block.drop(columns=_PART_COLUMN))
+        return pd.concat([fn(g) for g in groups], ignore_index=True)
+
+    return apply
+
+
 def _ray_dataset(fn: PartMap, parts: Sequence[Path], columns: Sequence[str] | None, num_cpus: int):
-    """read_parquet of the parts (asking for a block per part; Ray may still group small ones) ->
-    map_batches(fn), its outputs kept in the parts' order (else a write groups blocks as they finish)."""
+    """read_parquet of the parts (asking for a block per part; Ray may still group small ones, so each
+    row carries its file and ``fn`` runs per part) -> map_batches(fn), its outputs kept in the parts'
+    order (else a write groups blocks as they finish)."""
     import ray
 
     ensure_ray(num_cpus)
     ds = ray.data.read_parquet([str(p) for p in parts], columns=list(columns) if columns else None,
-                               override_num_blocks=len(parts))
+                               override_num_blocks=len(parts), include_paths=True)
     ds.context.execution_options.preserve_order = True  # this pipeline's context only
-    return ds.map_batches(fn, batch_format="pandas", batch_size=None)
+    return ds.map_batches(_each_part(fn), batch_format="pandas", batch_size=None)
 
 
 def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Executor, num_cpus: int = 2, *,

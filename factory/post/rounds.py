@@ -21,6 +21,7 @@ dev task accuracy (the policy the next round samples from), plus ``onpolicy_pref
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 from pathlib import Path
@@ -173,13 +174,17 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     window = min(cfg.pretrain_seq_len, args.max_seq_len)
     answer_tokens = sum(label != IGNORE for e in dialogs for label in e["labels"])
     n_text = int(answer_tokens * cfg.pretrain_fraction / (1.0 - cfg.pretrain_fraction) / window)
-    text = pretraining_examples(inputs["data_mix"], n_text, window, fmt.eos_id, seed)
+    # The run makes several passes over the dialogs; the text must not repeat with them (a window seen
+    # a dozen times is memorized, not a reminder of language modelling: the demo's chat perplexity rose
+    # 20x with repeated windows), so the data holds the dialogs once per pass and a fresh text share each.
+    passes = max(1, math.ceil(cfg.train.steps * cfg.train.batch_size / max(1, len(dialogs) + n_text)))
+    text = pretraining_examples(inputs["data_mix"], n_text * passes, window, fmt.eos_id, seed)
     eval_set = heldout_prompts(cfg.eval_prompts, cfg.eval_seed, "dev")
     runs, states = [], []
     for i, run_seed in enumerate(cfg.seeds):
         train_cfg = cfg.train.model_copy(update={"seed": run_seed})
         result = train_stage("sft" if len(cfg.seeds) == 1 else f"sft_run_{i}", train_cfg, lambda: build_model(args),
-                             LanguageModeling(), Examples(dialogs + text, fmt.pad_id, seed=run_seed), ctx,
+                             LanguageModeling(), Examples(dialogs * passes + text, fmt.pad_id, seed=run_seed), ctx,
                              init_state=load_state(base))
         states.append(result.model.state_dict())
         runs.append({"seed": run_seed, "train": describe(result)})
@@ -205,8 +210,9 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
         "synthetic_examples": len(synthetic),
         "synthetic_with_system_prompt": sum("system" in r for r in synthetic),
         "qc": qc_counts,
-        "sft_examples": len(dialogs) + len(text),
-        "loss_tokens": {"answers": answer_tokens, "pretraining_text": len(text) * window},
+        "sft_examples": len(dialogs) * passes + len(text),
+        "dialog_passes": passes,
+        "loss_tokens": {"answers": answer_tokens * passes, "pretraining_text": len(text) * window},
         "skipped_too_long": len(records) - len(dialogs),
         "examples_by_source": {**by_source, "pretraining_text": len(text)},
         "sampled_share_of_dialogs": _mean([float(r["source"] == "rejection_sampling") for r in records]),

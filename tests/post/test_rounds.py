@@ -60,7 +60,8 @@ def test_post_training_chain_end_to_end(post_inputs, tmp_path):
 
         sft = stage(f"sft_round_{k}", run_sft_round,
                     SFTConfig(task_weights=WEIGHTS, rs_prompts=4, rs_samples=3, sampling=SAMPLING,
-                              synthetic_examples=4, train=TRAIN, eval_prompts=4, pretrain_fraction=0.5,
+                              synthetic_examples=4, train={**TRAIN, "batch_size": 12}, eval_prompts=4,
+                              pretrain_fraction=0.5,
                               pretrain_seq_len=32, system_prompt_share=1.0, seeds=[0] if k == 1 else [0, 1]),
                     round=k)
         rs = sft["rejection_sampling"]
@@ -71,11 +72,12 @@ def test_post_training_chain_end_to_end(post_inputs, tmp_path):
         assert rs["per_family"]["all"]["prompts"] == 4 and rs["reward_model"] == reward_key(k)
         dialogs = sft["examples_by_source"]["rejection_sampling"] + sft["examples_by_source"]["synthetic"]
         assert dialogs == sft["qc"]["kept"]
-        # pretrain_fraction 0.5 of the loss tokens: as many text tokens as answer tokens, in whole 32-token windows
-        tokens = sft["loss_tokens"]
-        assert tokens["answers"] - 32 < tokens["pretraining_text"] <= tokens["answers"]
-        assert sft["sft_examples"] == dialogs + tokens["pretraining_text"] // 32 == dialogs + sft["examples_by_source"][
-            "pretraining_text"]
+        # pretrain_fraction 0.5 of the loss tokens: as many text tokens as answer tokens, in whole 32-token
+        # windows, fresh ones for each pass over the dialogs (2 steps x 12 examples: 2+ passes over ~8-12)
+        tokens, passes = sft["loss_tokens"], sft["dialog_passes"]
+        assert passes >= 2 and tokens["answers"] - 32 * passes < tokens["pretraining_text"] <= tokens["answers"]
+        assert sft["sft_examples"] == dialogs * passes + tokens["pretraining_text"] // 32 == (
+            dialogs * passes + sft["examples_by_source"]["pretraining_text"])
         assert read_meta(tmp_path / f"sft_round_{k}")["extra"]["policy_sampled"] == policy
         dpo = stage(f"dpo_round_{k}", run_dpo_round,
                     DPOConfig(task_weights=WEIGHTS, onpolicy_prompts=4, sampling=SAMPLING,
