@@ -5,6 +5,7 @@ verbs imports nothing heavy."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -24,8 +25,18 @@ def _bench(argv: list[str]) -> int:
         p.add_argument("--json", action="store_true", help="print one JSON object {results: [...]}")
         module.add_arguments(p)
     args = parser.parse_args(argv)
-    rows = modules[args.name].run(args)
-    print(emit(rows, args.json))
+    if not args.json:
+        print(emit(modules[args.name].run(args), as_json=False))
+        return 0
+    # Only the JSON document goes to stdout: from here on everything else written to file descriptor
+    # 1 (Ray's worker logs forwarded to this driver, a child process) or to sys.stdout (a library's
+    # print) goes to stderr, so a program can parse stdout.
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    with contextlib.redirect_stdout(sys.stderr):
+        rows = modules[args.name].run(args)
+    print(emit(rows, as_json=True), file=out, flush=True)
     return 0
 
 

@@ -24,6 +24,28 @@ def test_help_lists_every_verb():
     assert listed == set(VERBS) == {"run", "validate", "lineage", "bench", "cluster"}
 
 
+def test_bench_json_keeps_stdout_to_the_json_document(monkeypatch, capfd):
+    class Noisy:
+        """A benchmark whose run writes to stdout from Python and from a child process, as Ray's log
+        forwarding and the trainers' progress lines do."""
+
+        @staticmethod
+        def add_arguments(parser):
+            pass
+
+        @staticmethod
+        def run(args):
+            print("a progress line")
+            subprocess.run(["echo", "a worker's log line"], check=True)
+            return [{"name": "factory", "tokens_per_s": 1.0}]
+
+    monkeypatch.setattr("factory.cli.benchmarks", lambda: {"noisy": Noisy})
+    assert main(["bench", "noisy", "--json"]) == 0
+    out, err = capfd.readouterr()
+    assert json.loads(out) == {"results": [{"name": "factory", "tokens_per_s": 1.0}]}
+    assert "a progress line" in err and "a worker's log line" in err
+
+
 def test_unknown_verb_exits_2():
     with pytest.raises(SystemExit) as exit_info:
         main(["materialise"])
