@@ -72,7 +72,7 @@ class SFTConfig(StageConfig):
         description="Share of synthetic examples that open with their family's system prompt (teaches the steer).")
     qc: QCConfig = Field(default_factory=QCConfig, description="Rule-based cleaning of the mix.")
     pretrain_fraction: float = Field(
-        0.2, ge=0.0, lt=1.0,
+        0.3, ge=0.0, lt=1.0,
         description="Share of the SFT loss tokens that are pre-training text (keeps language modelling).")
     # Batches pad to their longest example: windows as long as a dialog (~30-60 tokens) keep the padding
     # low (128-token windows made the demo's SFT ~3x slower).
