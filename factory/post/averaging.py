@@ -24,7 +24,7 @@ class AverageConfig(StageConfig):
     """Evaluation of the averaged chat model."""
 
     eval_prompts: int = Field(
-        200, description="Dev-split prompts for the task accuracy of the average and of each run.")
+        1000, description="Dev-split prompts for the task accuracy of the average and of each run.")
     eval_seed: int = Field(0, description="Seed of the dev prompts (same for every stage to compare).")
 
 

@@ -53,7 +53,7 @@ class ReleaseConfig(StageConfig):
     eval_seq_len: int = Field(64, ge=2, description="Length of those sequences.")
     seed: int = Field(0, description="Seed of the random sequences.")
     eval_prompts: int = Field(
-        200, ge=1, description="Dev-split prompts for the task accuracy of the bundle and of its FP8 weights.")
+        1000, ge=1, description="Dev-split prompts for the task accuracy of the bundle and of its FP8 weights.")
     eval_seed: int = Field(0, description="Seed of those prompts (same as the post-training stages' to compare).")
 
 
