@@ -69,9 +69,13 @@ def test_build_killed_before_its_manifest_leaves_no_visible_artifact(s3_prefix, 
     store.set_ref("a", old)
     # Killed (no cleanup at all) after every file was uploaded, just before the manifest PUT.
     script = textwrap.dedent(f"""
-        import os
+        import functools, os
         from pathlib import Path
+        import factory.store
+        from factory.locks import LeaseLock
         from factory.store import ArtifactStore
+        # A 5 s lease (its ttl travels in the lease object): the next builder takes it over after 5 s, not 60.
+        factory.store.LeaseLock = functools.partial(LeaseLock, ttl=5.0)
         store = ArtifactStore({root!r}, local_dir={str(tmp_path / "home")!r})
         def produce(out, work):
             (out / "data.txt").write_text("new")
