@@ -1,5 +1,8 @@
 """Held-out task accuracy: prompts split evenly over tasks, scored by the checkers."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -38,3 +41,12 @@ def test_accuracy_carries_its_95_percent_interval():
     half = _summary([1.0] * 50 + [0.5] * 50)  # partial credit is not correct
     assert (half["accuracy"], half["ci95"], half["mean_score"]) == (0.5, 0.098, 0.75)
     assert _summary([1.0] * 10)["ci95"] == 0.0 and _summary([])["n"] == 0
+
+
+def test_only_the_eval_report_reads_the_test_split():
+    """Choices (the best DPO run, gates, FP8) read dev: a call that asks for the test split's prompts
+    anywhere but the report is a decision taken on test."""
+    root = Path(__file__).resolve().parents[2] / "factory"
+    asks = re.compile(r"\b(heldout_prompts|sample_prompts|task_accuracy)\((?:[^()]|\([^()]*\))*\"test\"")
+    readers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if asks.search(p.read_text()))
+    assert readers == ["release/report.py"]
