@@ -51,6 +51,6 @@ def pick_best(prompts: Sequence[TaskPrompt], samples: Sequence[Sequence[str]], r
 
 
 def rejection_sample(policy, rm, fmt: ChatFormat, prompts: Sequence[TaskPrompt], k: int, cfg: SamplingConfig,
-                     seed: int, steer: bool = True) -> list[Candidate]:
+                     seed: int, steer: bool = False) -> list[Candidate]:
     samples = sample_responses(policy, fmt, prompts, k, cfg, seed, steer=steer)
     return pick_best(prompts, samples, rm, fmt, cfg.batch_size)
