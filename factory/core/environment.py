@@ -3,6 +3,10 @@
 One table, applied with ``setdefault`` so a user's own setting wins:
 - hubs offline (nothing may download models or data at run time), quiet Great Expectations,
   no tokenizers thread pool inside forked workers;
+- Ray Data's Parquet reader with a pool of 2 footer-reader actors instead of its default 32: each
+  actor is a worker process, started anew for every ``read_parquet``, and the factory's reads are
+  of a stage's parts (tens of files); on a 2-core node the 32 starts cost 20-45 s per pipeline.
+  A corpus of thousands of files on object storage may want more: set the variable;
 - DeepSpeed's accelerator and its per-machine C++ extension cache for training processes;
 - ``RAY_AUTH_MODE=disabled`` only for the Ray the factory starts itself on this machine.
 """
@@ -18,6 +22,7 @@ PROCESS_ENV: dict[str, str] = {
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "GX_ANALYTICS_ENABLED": "false",
+    "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "2",
 }
 
 # The embedded local Ray needs no auth token; a user's cluster keeps whatever auth it has.
