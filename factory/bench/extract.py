@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from factory.bench import cpu_settings
+
 DEFAULT_DATA = "../shared/data/extraction-dev"
 _WORD = re.compile(r"\w+")
 SHINGLE = 4
@@ -111,13 +113,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    import os
-
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the README's peers
     pages = load_dev_set(Path(args.data))
     fns = extractors()
-    rows = score(fns, pages, args.repeat)
+    with cpu_settings(one_core=True):  # one core, as the README's peers
+        rows = score(fns, pages, args.repeat)
     if args.codemath:
         from factory.bench.codemath import build_cases, preservation
 

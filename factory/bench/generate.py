@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from factory.bench import cpu_settings
 from factory.core.environment import apply_env
 from factory.model.flavors import model_args
 from factory.model.generate import generate
@@ -98,10 +99,14 @@ def _timed(run: Callable[[], list[list[int]]]) -> tuple[float, int]:
 
 
 def run(a: argparse.Namespace) -> list[dict[str, Any]]:
+    apply_env()
+    with cpu_settings(threads=a.threads):
+        return _rows(a)
+
+
+def _rows(a: argparse.Namespace) -> list[dict[str, Any]]:
     from transformers import GenerationConfig, LlamaForCausalLM
 
-    apply_env()
-    torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model = Transformer(model_args(a.flavor, a.vocab)).eval()
     prompts = _prompts(a.prompts, a.prompt_len, a.vocab, a.seed)

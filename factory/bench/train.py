@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from factory.bench import cpu_settings
 from factory.core.environment import apply_env
 from factory.model.flavors import model_args
 from factory.model.llama import ModelArgs, Transformer
@@ -125,7 +126,11 @@ def _hf_row(name: str, args_: ModelArgs, data: PackedTokens, a: argparse.Namespa
 
 def run(a: argparse.Namespace) -> list[dict[str, Any]]:
     apply_env()
-    torch.set_num_threads(a.threads)
+    with cpu_settings(threads=a.threads):
+        return _rows(a)
+
+
+def _rows(a: argparse.Namespace) -> list[dict[str, Any]]:
     args_ = model_args(a.flavor, a.vocab, max_seq_len=a.seq_len)
     packed = PackedTokens(_stream(a.vocab, 200_000), a.seq_len, eot_id=1, seed=0)
     data = packed if a.doc_mask else _NoDocIds(packed)
@@ -141,9 +146,8 @@ def run(a: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append(_hf_row("hf-bf16", args_, packed, a, autocast=True))
     backends = [b for b in a.backends.split(",") if b and b != "none"]
     if backends:
-        torch.set_num_threads(1)
-        rows.append(_factory_row("single-1t", TrainConfig(**base), args_, data, a))
-        torch.set_num_threads(a.threads)
+        with cpu_settings(threads=1):
+            rows.append(_factory_row("single-1t", TrainConfig(**base), args_, data, a))
     if "ddp" in backends:
         cfg = TrainConfig(**base, parallelism=ParallelismConfig(backend="ddp", num_workers=2))
         rows.append(_factory_row("ddp-2", cfg, args_, data, a))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -46,7 +47,9 @@ def test_bench_rows_on_a_few_dev_pages(tmp_path):
     for key in keys:
         shutil.copy(DEV / "html" / f"{key}.html.gz", tmp_path / "html")
     (tmp_path / "ground-truth.json").write_text(json.dumps({k: truth[k] for k in keys}))
+    cores = os.sched_getaffinity(0)
     rows = bench.run(argparse.Namespace(data=str(tmp_path), repeat=1, codemath=False, max_pages=0))
+    assert os.sched_getaffinity(0) == cores  # timed on one core, then the process gets its cores back
     names = [r["name"] for r in rows]
     assert names[0] == "factory" and "resiliparse" in names
     factory = rows[0]

@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+import torch
 
 from factory.bench import emit, faults
 from factory.bench import train as train_bench
@@ -16,8 +17,10 @@ def _args(module, *flags: str, **kw) -> argparse.Namespace:
 
 def test_train_bench_rows_compare_factory_with_hf_on_the_same_work():
     args = _args(train_bench, "--no-compile", flavor="debug", vocab=128, seq_len=32, batch=2, steps=2, warmup=1,
-                 backends="none")
+                 backends="none", threads=2)
+    threads = torch.get_num_threads()
     rows = train_bench.run(args)
+    assert torch.get_num_threads() == threads  # the bench's 2 threads end with it
     by_name = {r["name"]: r for r in rows}
     assert {"factory", "factory-eager", "hf"} <= set(by_name) <= {"factory", "factory-eager", "hf", "hf-bf16"}
     for row in rows:
