@@ -14,6 +14,7 @@ finished, of their last time of the expected kind; an asset without one is count
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,4 +101,6 @@ class RunProgress:
             self.timings_file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.timings_file, json.dumps(self.timings, indent=1, sort_keys=True))
         line = progress_line(len(self.finished), len(self.selection), asset, reused, seconds, self.estimate())
-        print(line, flush=True)
+        # One write with its newline: the step's log lines (stderr, often the same file) cannot land inside it.
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()

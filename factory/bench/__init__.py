@@ -4,16 +4,13 @@ Each benchmark module exposes ``add_arguments(parser)`` and ``run(args) -> list[
 per contender, each with a ``name`` (``factory``, ``trafilatura``, ``hf``, ...) and its figures.
 The CLI prints the rows as a table with ratios against the ``factory`` row, or with ``--json`` as
 one object ``{"results": rows}``. A benchmark that pins the process to one core or sets torch's
-thread count does so inside ``cpu_settings``, which gives the process its own settings back.
+thread count does so inside ``factory.bench.cpu.cpu_settings``, which gives the process its own settings back.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -28,28 +25,6 @@ def benchmarks() -> dict[str, ModuleType]:
         "generate": importlib.import_module("factory.bench.generate"),
         "faults": importlib.import_module("factory.bench.faults"),
     }
-
-
-@contextmanager
-def cpu_settings(threads: int | None = None, one_core: bool = False) -> Iterator[None]:
-    """Time a benchmark with ``threads`` torch intra-op threads and/or pinned to one core, then restore
-    the process's own affinity and thread count. A benchmark runs in-process too (tests, a notebook):
-    a pinned affinity left behind with two torch threads makes OpenMP spin-wait on one core (measured:
-    a later test's generation 0.07 s -> 27 s)."""
-    affinity = os.sched_getaffinity(0) if one_core and hasattr(os, "sched_setaffinity") else None
-    torch = importlib.import_module("torch") if threads is not None else None
-    previous_threads = torch.get_num_threads() if torch is not None else None
-    try:
-        if affinity is not None:
-            os.sched_setaffinity(0, {min(affinity)})
-        if torch is not None:
-            torch.set_num_threads(threads)
-        yield
-    finally:
-        if torch is not None:
-            torch.set_num_threads(previous_threads)
-        if affinity is not None:
-            os.sched_setaffinity(0, affinity)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from factory.bench import cpu_settings
+from factory.bench.cpu import cpu_settings
 
 DEFAULT_DATA = "../shared/data/extraction-dev"
 _WORD = re.compile(r"\w+")

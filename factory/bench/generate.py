@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from factory.bench import cpu_settings
+from factory.bench.cpu import cpu_settings
 from factory.core.environment import apply_env
 from factory.model.flavors import model_args
 from factory.model.generate import generate
