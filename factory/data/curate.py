@@ -35,7 +35,7 @@ quality fastText, unigram counts, quality head and topic centroids) are files in
 loaded by each map call (once per process): a mapped function carries only the config and paths.
 
 Outputs: ``docs.parquet/`` (input columns + quality_fasttext, quality_transformer, domain, topic;
-one part per input part that keeps a document, or fewer, larger ones under Ray),
+one part per input part that keeps a document, with either executor),
 ``dropped_samples.parquet`` (up to N documents per drop reason, for audit) and ``classifiers.npz``
 (the MiniLM quality head and the topic centroids).
 """
@@ -206,7 +206,7 @@ def _unigram_models(path: Path, smoothing: float) -> dict[str, UnigramModel]:
 def _heuristics_part(part: pd.DataFrame, cfg: FilterConfig, router: Path | None, unigrams: Path) -> pd.DataFrame:
     """Part map: every document with its ``domain``, cleaned ``text``, ``drop_reason`` ('' = kept),
     ``heuristic_score`` and ``lines_removed``. Dropped ones stay, for the counts and the audit, and so
-    that these parts, named by their smallest id like the input's, keep the input's order: the
+    that these parts, numbered in the input's order, keep it: the
     sample's rows come back from them in input order."""
     part = typed_docs(part)
     part["domain"] = route(part["text"].tolist(), part["n_code_blocks"].tolist(), part["n_math"].tolist(),

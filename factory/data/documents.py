@@ -7,18 +7,16 @@ of parts ``part-00000.parquet``, ``part-00001.parquet``, ... with at least the c
 ``DOC_COLUMNS`` (the curation stages add theirs). ``pd.read_parquet(<artifact>/docs.parquet)``
 reads the folder as one table (parts in name order), so readers of the whole table need nothing else.
 
-Per-document work maps the input parts, either in this process (``executor: local``: one output
-part per input part that keeps a row) or with Ray Data (``executor: ray``: ``read_parquet`` of the
-parts -> ``map_batches`` -> ``write_parquet`` into a staging folder), so no document table passes
-through the driver. Ray Data may read several small parts in one task, so its output can have
-fewer, larger parts than the local one; the documents are the same, and a file holds its rows in
-input order (the pipelines keep the parts' order). The written files are then named by
-``name_parts``: ranked by the smallest document ``id`` they hold (ids are unique in every
-document table), so names follow the files' contents and not Ray's task numbering or write uuid,
-and a rerun on the same input and cluster writes the same files. Global steps (LSH over all
-signatures, line counts, URL dedup, the fits of ``filtered_corpus``) bring only small per-document
-columns, or a bounded sample, to the driver through ``collect_parts``, whose rows come in the parts'
-order with either executor.
+Per-document work maps the input parts, either in this process (``executor: local``: one output part
+per input part that keeps a row) or with Ray Data (``executor: ray``: ``read_parquet`` of the parts
+-> ``map_batches`` -> ``write_parquet`` into a staging folder), so no document table passes through
+the driver. Ray Data may read several small parts in one task, in any order, so each output row is
+tagged with its input part's rank and the write is partitioned by it: the output has one part per
+input part that keeps a row (more when Ray split a large one), as the local one, and ``name_parts``
+numbers them in the input's order, not by Ray's task numbering or write uuid, so a rerun on the same
+input writes the same files. Global steps (LSH over all signatures, line counts, URL dedup, the fits
+of ``filtered_corpus``) bring only small per-document columns, or a bounded sample, to the driver
+through ``collect_parts``, whose rows come in the parts' order with either executor.
 """
 
 from __future__ import annotations
@@ -95,15 +93,16 @@ def write_docs(df: pd.DataFrame, folder: Path, num_parts: int = 1) -> list[Path]
     return name_parts(staging, folder)
 
 
-def name_parts(staging: Path, folder: Path) -> list[Path]:
+def name_parts(staging: Path, folder: Path, by_name: bool = False) -> list[Path]:
     """Move the parquet files of ``staging`` to ``folder/docs.parquet/part-NNNNN.parquet``,
-    numbered in order of the smallest ``id`` each holds; empty files are dropped, ``staging`` removed."""
+    numbered in order of the smallest ``id`` each holds (``by_name``: of their file names, a part
+    map's input order); empty files are dropped, ``staging`` removed."""
     files = sorted(Path(staging).glob("*.parquet"))
     keyed = []
     for f in files:
         ids = pq.read_table(f, columns=["id"]).column("id")
         if len(ids):
-            keyed.append((min(ids.to_pylist()), f))
+            keyed.append((f.name if by_name else min(ids.to_pylist()), f))
     out = Path(folder).absolute() / DOCS_DIR
     out.mkdir(parents=True, exist_ok=True)
     parts = []
@@ -123,34 +122,38 @@ def ensure_ray(num_cpus: int) -> None:
 
 
 _PART_COLUMN = "path"  # the column Ray's read_parquet(include_paths=True) names each row's file in
+_RANK_COLUMN = "_part"  # a map's output rows: the rank of their input part (a Hive partition of the write)
 
 
-def _each_part(fn: PartMap) -> PartMap:
-    """``fn`` applied to each input part of a Ray block separately, in order: Ray may group small parts
-    into one block, and a part map need not be row-wise (the audit keeps a part's first documents of
-    each reason), so a grouped block must not change its output."""
+def _each_part(fn: PartMap, parts: Sequence[Path]) -> PartMap:
+    """``fn`` applied to each input part of a Ray block separately, in the order of ``parts``, each
+    output row tagged with its part's rank (``_RANK_COLUMN``): Ray may group small parts into one
+    block, in any order, and a part map need not be row-wise (the audit keeps a part's first
+    documents of each reason), so a grouped block must not change its output."""
+    rank = {str(p): k for k, p in enumerate(parts)}
 
     def apply(block: pd.DataFrame) -> pd.DataFrame:
-        groups = [g.drop(columns=_PART_COLUMN).reset_index(drop=True)
-                  for _, g in block.groupby(_PART_COLUMN, sort=False)]
-        if not groups:
-            return fn(block.drop(columns=_PART_COLUMN))
-        return pd.concat([fn(g) for g in groups], ignore_index=True)
+        groups = sorted(block.groupby(_PART_COLUMN, sort=False), key=lambda item: rank[str(item[0])])
+        outputs = [fn(g.drop(columns=_PART_COLUMN).reset_index(drop=True)).assign(**{_RANK_COLUMN: rank[str(path)]})
+                   for path, g in groups]
+        if not outputs:  # an empty block
+            return fn(block.drop(columns=_PART_COLUMN)).assign(**{_RANK_COLUMN: pd.Series(dtype="int64")})
+        return pd.concat(outputs, ignore_index=True)
 
     return apply
 
 
 def _ray_dataset(fn: PartMap, parts: Sequence[Path], columns: Sequence[str] | None, num_cpus: int):
     """read_parquet of the parts (asking for a block per part; Ray may still group small ones, so each
-    row carries its file and ``fn`` runs per part) -> map_batches(fn), its outputs kept in the parts'
-    order (else a write groups blocks as they finish)."""
+    row carries its file and ``fn`` runs per part) -> map_batches(fn), each output row tagged with its
+    input part's rank: the write partitions by it and a collect sorts by it, since neither the blocks'
+    grouping nor their order follows the parts' (measured: 1 run in 3 out of order on 2 cores)."""
     import ray
 
     ensure_ray(num_cpus)
     ds = ray.data.read_parquet([str(p) for p in parts], columns=list(columns) if columns else None,
                                override_num_blocks=len(parts), include_paths=True)
-    ds.context.execution_options.preserve_order = True  # this pipeline's context only
-    return ds.map_batches(_each_part(fn), batch_format="pandas", batch_size=None)
+    return ds.map_batches(_each_part(fn, parts), batch_format="pandas", batch_size=None)
 
 
 def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Executor, num_cpus: int = 2, *,
@@ -170,7 +173,7 @@ def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Execut
             out = fn(pd.read_parquet(part, columns=list(columns) if columns else None))
             if len(out):
                 out.reset_index(drop=True).to_parquet(staging / f"{k:06d}.parquet", index=False)
-        return name_parts(staging, folder)
+        return name_parts(staging, folder, by_name=True)
     if executor != "ray":
         raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     from ray.data.datasource import FilenameProvider
@@ -182,9 +185,18 @@ def map_parts(fn: PartMap, parts: Sequence[Path], folder: Path, executor: Execut
             return f"{write_uuid}-{task_index:06d}.parquet"
 
     if parts:
-        _ray_dataset(fn, parts, columns, num_cpus).write_parquet(str(staging), filename_provider=TaskNames())
+        _ray_dataset(fn, parts, columns, num_cpus).write_parquet(str(staging), partition_cols=[_RANK_COLUMN],
+                                                                 filename_provider=TaskNames())
     staging.mkdir(parents=True, exist_ok=True)
-    return name_parts(staging, folder)
+    # One folder per input part (_part=K), each with the files of its blocks (a large part may be read
+    # as several): flattened as K-then-task names, so that the parts come out in the input's order.
+    folders = sorted(staging.glob(f"{_RANK_COLUMN}=*"), key=lambda d: int(d.name.partition("=")[2]))
+    for folder_k in folders:
+        k = int(folder_k.name.partition("=")[2])
+        for j, f in enumerate(sorted(folder_k.glob("*.parquet"))):
+            f.replace(staging / f"{k:06d}-{j:06d}.parquet")
+        shutil.rmtree(folder_k)
+    return name_parts(staging, folder, by_name=True)
 
 
 def collect_parts(fn: PartMap, parts: Sequence[Path], executor: Executor, num_cpus: int = 2, *,
@@ -199,4 +211,8 @@ def collect_parts(fn: PartMap, parts: Sequence[Path], executor: Executor, num_cp
         raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     if not parts:
         return pd.DataFrame()
-    return _ray_dataset(fn, parts, columns, num_cpus).to_pandas()
+    rows = _ray_dataset(fn, parts, columns, num_cpus).to_pandas()
+    if _RANK_COLUMN not in rows:  # nothing came back
+        return rows
+    order = np.argsort(rows[_RANK_COLUMN].to_numpy(), kind="stable")  # a part's rows keep their order
+    return rows.iloc[order].drop(columns=_RANK_COLUMN).reset_index(drop=True)
