@@ -100,9 +100,8 @@ def name_parts(staging: Path, folder: Path, by_name: bool = False) -> list[Path]
     files = sorted(Path(staging).glob("*.parquet"))
     keyed = []
     for f in files:
-        ids = pq.read_table(f, columns=["id"]).column("id")
-        if len(ids):
-            keyed.append((f.name if by_name else min(ids.to_pylist()), f))
+        if pq.ParquetFile(f).metadata.num_rows:
+            keyed.append((f.name if by_name else min(pq.read_table(f, columns=["id"]).column("id").to_pylist()), f))
     out = Path(folder).absolute() / DOCS_DIR
     out.mkdir(parents=True, exist_ok=True)
     parts = []
@@ -126,16 +125,16 @@ _RANK_COLUMN = "_part"  # a map's output rows: the rank of their input part (a H
 
 
 def _each_part(fn: PartMap, parts: Sequence[Path]) -> PartMap:
-    """``fn`` applied to each input part of a Ray block separately, in the order of ``parts``, each
-    output row tagged with its part's rank (``_RANK_COLUMN``): Ray may group small parts into one
-    block, in any order, and a part map need not be row-wise (the audit keeps a part's first
-    documents of each reason), so a grouped block must not change its output."""
+    """``fn`` applied to each input part of a Ray block separately, each output row tagged with its
+    part's rank in ``parts`` (``_RANK_COLUMN``, by which the write partitions and a collect sorts):
+    Ray may group small parts into one block, in any order, and a part map need not be row-wise
+    (the audit keeps a part's first documents of each reason), so a grouped block must not change
+    its output."""
     rank = {str(p): k for k, p in enumerate(parts)}
 
     def apply(block: pd.DataFrame) -> pd.DataFrame:
-        groups = sorted(block.groupby(_PART_COLUMN, sort=False), key=lambda item: rank[str(item[0])])
         outputs = [fn(g.drop(columns=_PART_COLUMN).reset_index(drop=True)).assign(**{_RANK_COLUMN: rank[str(path)]})
-                   for path, g in groups]
+                   for path, g in block.groupby(_PART_COLUMN, sort=False)]
         if not outputs:  # an empty block
             return fn(block.drop(columns=_PART_COLUMN)).assign(**{_RANK_COLUMN: pd.Series(dtype="int64")})
         return pd.concat(outputs, ignore_index=True)
