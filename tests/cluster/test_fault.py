@@ -3,8 +3,9 @@
 One Ray Job (``fault_job.py``, submitted as a stage's job is: driver on the head, through the Jobs
 API) trains the same DDP config twice on the local cluster: an uninterrupted reference, then the
 run the test breaks. Each node has one CPU and each Ray Train worker asks for one, so the two
-workers of a run always sit one on each node. Once the second run is past its first checkpoint,
-the test SIGKILLs the worker node's raylet: the node goes down (``ray start --block`` ends its
+workers of a run always sit one on each node. The second run holds before step ``HOLD`` (past its
+first checkpoint, with steps after it that the kill loses) until the test opens a gate file; while
+it stands there the test SIGKILLs the worker node's raylet: the node goes down (``ray start --block`` ends its
 other processes, the Train worker there exits), the surviving worker's all-reduce fails, and Ray
 Train (``max_failures=1``) restarts the worker group from the newest checkpoint. The local cluster
 then brings the worker node back, as a cluster manager replaces a lost node: the restarted group
@@ -33,6 +34,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERY = 4  # steps between checkpoints
+HOLD = 6  # the faulted run waits before this step (0-based) until the node is down
 TRAIN = {
     "steps": 24, "batch_size": 16, "lr": 3e-3, "seed": 0, "log_every": 1, "precision": "fp32",
     "schedule": {"warmup_steps": 2}, "checkpoint": {"every": EVERY, "keep_last": 2},
@@ -69,6 +71,8 @@ def test_killed_worker_node_raylet_restarts_the_group_and_the_curve_continues(lo
     env = localcluster.client_env(state=local_cluster)
     runs = {name: {"train": TRAIN, "checkpoint_dir": str(tmp_path / name), "result": str(tmp_path / f"{name}.json")}
             for name in ("reference", "faulted")}
+    gate = tmp_path / "node-down"
+    runs["faulted"]["hold"] = {"step": HOLD, "until": str(gate)}
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"flavor": "nano", "seq_len": 128, "runs": list(runs.values())}))
     client = job_client(env["RAY_API_SERVER_ADDRESS"])
@@ -80,9 +84,8 @@ def test_killed_worker_node_raylet_restarts_the_group_and_the_curve_continues(lo
     )
 
     faulted = Path(runs["faulted"]["checkpoint_dir"])
-    # Past a checkpoint and a step beyond it: the kill loses work, and the resume has a checkpoint.
-    _wait_for("the faulted run past a checkpoint", lambda: 0 < _progress(faulted)[0] < _progress(faulted)[1],
-              600, job, client)
+    # Held past a checkpoint and steps beyond it: the kill loses work, and the resume has a checkpoint.
+    _wait_for("the faulted run at its hold", lambda: _progress(faulted) == (EVERY, HOLD), 600, job, client)
     os.kill(localcluster.raylet_pid("ray_worker", state_dir), signal.SIGKILL)
     t_kill = time.monotonic()
     at_kill = _progress(faulted)
@@ -90,6 +93,7 @@ def test_killed_worker_node_raylet_restarts_the_group_and_the_curve_continues(lo
     _wait_for("the worker node's processes to exit", lambda: not localcluster.status(state_dir)["alive"]["ray_worker"],
               30, job, client)
     t_down = time.monotonic()
+    gate.touch()  # the surviving worker goes on, and its all-reduce finds its peer gone
     back = localcluster.restart_worker_node(state_dir, log=print)
     t_back = time.monotonic()
     _wait_for("the job to finish", lambda: client.get_job_status(job).is_terminal(), 600, job, client)
@@ -103,7 +107,7 @@ def test_killed_worker_node_raylet_restarts_the_group_and_the_curve_continues(lo
     # One restart, from a checkpoint the first attempt committed (>= step EVERY), before the end.
     assert got["steps"] == TRAIN["steps"] and got["restarts"] == 1
     first, resumed = got["starts"]
-    assert first == 0 and resumed % EVERY == 0 and EVERY <= resumed < TRAIN["steps"]
+    assert (first, resumed) == (0, EVERY) and got["lost_steps"] == HOLD - EVERY
     # The run's actors used the head, the killed worker node and the one that replaced it.
     nodes = set(got["ray_worker_node_ids"])
     assert back["node_id"] in nodes and len(nodes) == 3, got
