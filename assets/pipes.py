@@ -6,7 +6,7 @@ lines into Dagster events, poll the status, stop the job when the run is interru
 ``forward_termination``, and fail with the job's own message), which is exactly the contract here.
 What this module adds: the factory's job (``factory.raycluster.RayJob``) as its submit params, a
 client whose submissions wait for a fresh head's job agent, a fast poll, and the job's result taken
-from its Pipes custom message (``ray_jobs/entry.py``), or from its log when the job ran without one.
+from its Pipes custom message (``ray_jobs/entry.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 from dagster_ray.core.pipes import PipesRayJobClient
 
-from factory.raycluster import JobFailedError, RayJob, job_client, parse_result
+from factory.raycluster import JobFailedError, RayJob, job_client
 
 
 class _Client(PipesRayJobClient):
@@ -47,4 +47,4 @@ class PipesJobLauncher:
         for message in invocation.get_custom_messages():
             if isinstance(message, dict) and "factory_result" in message:
                 return message["factory_result"]
-        return parse_result(client.client.get_job_logs(job.submission_id))
+        raise JobFailedError(f"Ray job {job.submission_id} ended without reporting its result through Dagster Pipes")

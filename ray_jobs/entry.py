@@ -4,8 +4,9 @@
 Under Dagster Pipes (``DAGSTER_PIPES_CONTEXT`` in the environment, set by the Pipes launcher of
 ``assets/pipes.py``) the stage's progress lines go to the Dagster run as log events while the job
 runs, its result goes back as a Pipes custom message, and an exception is reported to the run;
-otherwise the lines are plain stdout. Either way the result is also the last stdout line behind
-``FACTORY_JOB_RESULT`` (what ``factory.raycluster.SubmissionLauncher`` reads).
+otherwise the lines are plain stdout and the result is the last stdout line, behind
+``FACTORY_JOB_RESULT`` (what ``factory.raycluster.SubmissionLauncher`` reads). Under Pipes the
+job's stdout is also the step's, so the result (manifests, metadata: kilobytes) stays out of it.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ def cli(kind: str) -> None:
                 print(line, flush=True)
                 pipes.log.info(line)
 
-            result = run_stage_job(kind, request, log=log)
-            pipes.report_custom_message({"factory_result": result})
+            pipes.report_custom_message({"factory_result": run_stage_job(kind, request, log=log)})
     else:
         result = run_stage_job(kind, request, log=lambda line: print(line, flush=True))
-    print(RESULT_MARKER + json.dumps(result, default=str), flush=True)
+        print(RESULT_MARKER + json.dumps(result, default=str), flush=True)

@@ -50,7 +50,8 @@ def chain(local_cluster, tmp_path_factory):
     assert proc.returncode == 0, (home / "run.log").read_text()[-6000:]
     print(f"{len(assets)} assets on cluster-local: {time.monotonic() - t0:.0f} s")
     return {"home": home, "env": env, "state_dir": state_dir, "assets": assets,
-            "store": ArtifactStore(ARTIFACTS, local_dir=home / "audit")}
+            "store": ArtifactStore(ARTIFACTS, local_dir=home / "audit",
+                                   storage_options=localcluster.storage_options(state_dir))}
 
 
 def test_every_stage_ran_as_a_ray_job_and_both_nodes_did_work(chain):
