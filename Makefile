@@ -46,7 +46,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 test: venv system-deps lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --no-loadscope-reorder
 
 ui: venv
 	DAGSTER_HOME=$(abspath $(FACTORY_HOME))/dagster $(PY) -m assets.instance

@@ -1,4 +1,4 @@
-"""Shared test setup: offline hubs, quiet GE, no Ray auth tokens, one torch thread.
+"""Shared test setup: offline hubs, quiet GE, no Ray auth tokens, one torch thread, xdist scheduling.
 
 Tests run many tiny forward passes; a second OpenMP thread only spin-waits on them (measured
 15-25x slower on a busy 2-core host), so the whole suite uses one intra-op thread.
@@ -14,6 +14,22 @@ from factory.core.environment import EMBEDDED_RAY_ENV, PROCESS_ENV, apply_env
 
 torch.set_num_threads(1)
 apply_env({**PROCESS_ENV, **EMBEDDED_RAY_ENV})
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs two pytest-xdist workers: a module's tests run on one worker, in order, so
+    its module-scoped fixtures (the whole graph of test_e2e, a smoke profile's Ray) are built once;
+    ``tests/cluster`` goes to one worker as a whole, since its modules share the session's local
+    cluster (fixed ports) and its last test brings it down. (xdist's own ``--dist loadgroup`` tags
+    node ids, which pytest 9 no longer lets a plugin rewrite.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "tests/cluster" if module.startswith("tests/cluster/") else module
+
+    return ModuleScheduling(config, log)
 
 
 def _build_chain(store):
@@ -88,3 +104,4 @@ def _interrupt_and_await_stop(proc, client, job_id: str, limit: float = 30.0) ->
 @pytest.fixture
 def interrupt_and_await_stop():
     return _interrupt_and_await_stop
+

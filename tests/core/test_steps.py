@@ -23,7 +23,7 @@ def test_a_step_records_its_seconds_and_counts():
     assert summary["heuristics"]["seconds"] >= 0.02
     assert summary["heuristics"]["counts"] == {"kept": 8, "dropped": 3}
     assert summary["topics"] == {"seconds": pytest.approx(0.0, abs=0.01), "counts": {}}
-    assert steps.total_seconds >= summary["heuristics"]["seconds"]
+    assert steps.total_seconds >= summary["heuristics"]["seconds"] - 0.0005  # the summary rounds to 1 ms
     assert lines[0].startswith("stage: heuristics ") and "kept=8, dropped=3" in lines[0]
 
 
