@@ -6,16 +6,19 @@ fixed seed, exported with ``export_hf`` and loaded by ``transformers.LlamaForCau
 folder. They get the same prompt token ids of unequal lengths in the same batches (HF's
 left-padded with an attention mask, as a user batches prompts for it), the same sampling
 (temperature, nucleus ``top_p``, no top-k: HF's default top-k of 50 is turned off), the same
-number of new tokens with no stop token (both produce exactly ``prompts * new_tokens`` tokens,
-which is asserted) and the same ``torch.set_num_threads``. HF runs with its default cache
+number of new tokens with no stop token (both produce exactly ``prompts * samples * new_tokens``
+tokens, which is asserted) and the same ``torch.set_num_threads``. HF runs with its default cache
 (``use_cache=True``, a dynamic cache) and its default attention (SDPA). Each contender runs once
 untimed, then ``--repeats`` times alternating with the other; a row reports its fastest run.
 
 The defaults are the demo profile's rejection sampling: the ``tiny`` flavor with the tokenizer's
-4096 vocabulary, ``SFTConfig.sampling`` (temperature 0.8, top-p 0.95, batch 64) and prompts of
-20-40 tokens (a chat-formatted task prompt), with 32 new tokens (the task evaluation's budget;
-rejection sampling's is 16: ``--new-tokens 16``, where the prompts' prefill, the same work for
-both contenders, weighs more).
+4096 vocabulary, ``SFTConfig.sampling`` (temperature 0.8, top-p 0.95, batch 64), K = 10 samples
+of each prompt (``SFTConfig.rs_samples``: ten rows of one prompt, side by side, as
+``sample_responses`` passes them; the factory prefills a prompt once for its copies, HF once per
+row, as it does for ``num_return_sequences``) and prompts of 20-40 tokens (a chat-formatted task
+prompt), with 32 new tokens (the task evaluation's budget; rejection sampling's is 16:
+``--new-tokens 16``, where the prompts' prefill weighs more). ``--samples 1`` measures distinct
+prompts only (evaluation's workload).
 
 ``greedy_match`` cross-checks the export and both caches: greedy tokens of a few mixed-length
 prompts decoded in one batch, factory vs HF, in fp32.
@@ -49,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flavor", default="tiny", help="model flavor (factory.model.flavors)")
     parser.add_argument("--vocab", type=int, default=4096, help="vocabulary size")
     parser.add_argument("--batch", type=int, default=64, help="sequences decoded together")
-    parser.add_argument("--prompts", type=int, default=64, help="prompts to answer")
+    parser.add_argument("--prompts", type=int, default=32, help="distinct prompts to answer")
+    parser.add_argument("--samples", type=int, default=10,
+                        help="answers per prompt, each a row of its own (rejection sampling draws K of one prompt)")
     parser.add_argument("--prompt-len", default="20-40", help="prompt lengths in tokens, MIN-MAX (uniform)")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per prompt")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of both contenders")
@@ -109,7 +114,8 @@ def _rows(a: argparse.Namespace) -> list[dict[str, Any]]:
 
     torch.manual_seed(a.seed)
     model = Transformer(model_args(a.flavor, a.vocab)).eval()
-    prompts = _prompts(a.prompts, a.prompt_len, a.vocab, a.seed)
+    distinct = _prompts(a.prompts, a.prompt_len, a.vocab, a.seed)
+    prompts = [p for p in distinct for _ in range(a.samples)]  # a prompt's samples side by side, as RS has them
     with tempfile.TemporaryDirectory() as folder:
         export_hf(model, Path(folder))
         hf = LlamaForCausalLM.from_pretrained(folder, local_files_only=True).eval()
@@ -120,7 +126,7 @@ def _rows(a: argparse.Namespace) -> list[dict[str, Any]]:
                                 eos_token_id=None, pad_token_id=PAD_ID)
 
     # Greedy cross-check: the first few prompts (mixed lengths) in one batch, fp32.
-    few = prompts[:GREEDY_PROMPTS]
+    few = distinct[:GREEDY_PROMPTS]
     ours = generate(model, few, a.new_tokens, batch_size=len(few))
     theirs = _hf_generate(hf, _hf_batches(few, len(few)), gen_config(False, a.new_tokens))
     greedy_match = ours == theirs
@@ -142,7 +148,7 @@ def _rows(a: argparse.Namespace) -> list[dict[str, Any]]:
         runs["factory-compiled"] = functools.partial(factory_run, True)
     walls: dict[str, list[float]] = {name: [] for name in runs}
     warmup: dict[str, float] = {}
-    expected = a.prompts * a.new_tokens
+    expected = len(prompts) * a.new_tokens
     for repeat in range(a.repeats + 1):  # alternate, so load changes on the machine hit all alike
         for name, fn in runs.items():
             wall, count = _timed(fn)
@@ -155,8 +161,8 @@ def _rows(a: argparse.Namespace) -> list[dict[str, Any]]:
 
     # Other work slows threaded runs most: the 1-minute load average (this run included) says how busy the host was.
     common = {"load_avg_1m": os.getloadavg()[0], "flavor": a.flavor, "params": model.num_params(),
-              "batch": a.batch, "prompts": a.prompts, "prompt_len": a.prompt_len, "threads": a.threads,
-              "temperature": a.temperature, "top_p": a.top_p}
+              "batch": a.batch, "prompts": a.prompts, "samples": a.samples, "prompt_len": a.prompt_len,
+              "threads": a.threads, "temperature": a.temperature, "top_p": a.top_p}
     rows = [{"name": name, "tokens_per_s": expected / min(w), "wall_s": min(w), "new_tokens": expected, **common}
             for name, w in walls.items()]
     rows[0]["speedup_vs_hf"] = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]

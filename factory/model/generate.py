@@ -102,6 +102,7 @@ def _decode(
     decode_step: Callable[[Transformer, torch.Tensor, KVCache], torch.Tensor],
 ) -> list[list[int]]:
     """Decode one batch of prompts of any lengths together; new tokens of each, stop tokens excluded.
+    Repeated prompts are prefilled once.
 
     Compaction, not refill: in the left-padded layout every row writes the same cache slot at each
     step, so a new prompt cannot join a running batch without a prefill of its own. A finished row
@@ -115,13 +116,22 @@ def _decode(
     # Each row's budget: max_new_tokens, cut so that the row never passes the context length.
     budget = (model.args.max_seq_len - lengths).clamp(max=max_new_tokens)  # [B], >= 1
     steps = int(budget.max())
-    tokens = torch.zeros(b, width, dtype=torch.long, device=device)  # left-padded with token 0
-    for row, p in enumerate(prompts):
+    # Copies of one prompt (rejection sampling's K samples) share one prefill: only the distinct
+    # prompts run through the model, then each row gets its prompt's cache rows and logits.
+    distinct: dict[tuple[int, ...], int] = {}
+    source = torch.tensor([distinct.setdefault(tuple(p), len(distinct)) for p in prompts], device=device)  # [B]
+    tokens = torch.zeros(len(distinct), width, dtype=torch.long, device=device)  # left-padded with token 0
+    for row, p in enumerate(distinct):
         tokens[row, width - len(p) :] = torch.tensor(p)
+    firsts = torch.tensor([len(p) for p in distinct], device=device)  # [U] lengths of the distinct prompts
     dtype = model.layers[0].attention.wk.weight.dtype  # the dtype keys and values come out in
     # The last token picked is never fed back: width + steps - 1 slots hold every input.
-    cache = KVCache.allocate(model.args, b, width + steps - 1, start=width - lengths, dtype=dtype, device=device)
-    logits = _prefill(model, tokens, lengths, cache)  # [B, vocab]
+    cache = KVCache.allocate(model.args, len(distinct), width + steps - 1, start=width - firsts, dtype=dtype,
+                             device=device)
+    logits = _prefill(model, tokens, firsts, cache)  # [U, vocab]
+    if len(distinct) < b:
+        cache.keep(source)
+        logits = logits[source]  # [B, vocab]
 
     out = torch.zeros(b, steps, dtype=torch.long, device=device)  # [B, steps] picks by original row
     count = torch.zeros(b, dtype=torch.long, device=device)  # [B] tokens kept per original row

@@ -168,7 +168,7 @@ class KVCache:
                        start)
 
     def keep(self, rows: torch.Tensor) -> None:
-        """Keep only the batch rows ``rows`` ([B'] indices), in that order."""
+        """Keep only the batch rows ``rows`` ([B'] indices), in that order; a row listed twice is copied."""
         self.keys = [k.index_select(0, rows) for k in self.keys]
         self.values = [v.index_select(0, rows) for v in self.values]
         self.start = self.start.index_select(0, rows)

@@ -60,6 +60,25 @@ def test_greedy_output_does_not_depend_on_batch_composition():
         assert out == [alone[i] for i in order]
 
 
+def test_copies_of_a_prompt_share_one_prefill_and_decode_as_if_alone(monkeypatch):
+    model = _model()
+    prefilled: list[int] = []
+    prefill = generate_module._prefill
+
+    def spy(model, tokens, lengths, cache):
+        prefilled.append(tokens.shape[0])
+        return prefill(model, tokens, lengths, cache)
+
+    monkeypatch.setattr(generate_module, "_prefill", spy)
+    prompts = [[3, 1, 4], [3, 1, 4], [2, 7], [3, 1, 4], [2, 7], [9, 9, 9, 9]]
+    out = generate(model, prompts, 8, batch_size=len(prompts))
+    assert prefilled == [3]  # three distinct prompts in the batch
+    assert out == [_greedy_no_cache(model, p, 8) for p in prompts]
+    # Sampled copies share the prompt's cache but draw their own tokens.
+    sampled = generate(model, [[3, 1, 4]] * 8, 8, temperature=1.0, seed=0, batch_size=8)
+    assert len({tuple(s) for s in sampled}) > 1
+
+
 def test_stop_token_excluded_and_rows_finish_independently():
     model = _model()
     prompts = [[1, 5, 9], [7, 8, 9], [3, 3, 3]]
