@@ -3,9 +3,12 @@
 version of each page).
 
 Work is per WARC shard (``extract_shard``): read the pages (skips counted by reason in
-``factory.data.warc``), extract each (``factory.data.main_content``), drop pages whose text is
-too short. ``executor: local`` runs the shards in this process; ``executor: ray`` maps the same
-function over the shards with Ray Data. Each shard's documents go to a scratch parquet file; the
+``factory.data.warc``), drop the pages of blocked hosts (``factory.data.url_blocklist``: the
+recipe's safety filtering, before any other work), extract each (``factory.data.main_content``),
+drop pages whose text is too short, mask personal data in the text (``factory.data.pii``: e-mail
+addresses, phone numbers, public IP addresses; counted per kind in ``pii_masked``).
+``executor: local`` runs the shards in this process; ``executor: ray`` maps the same function over
+the shards with Ray Data. Each shard's documents go to a scratch parquet file; the
 driver reads only their small columns (id, date, where read) to keep the newest capture of each
 normalized URL (the one global step), and a part map (``factory.data.documents.map_parts``: Ray
 Data ``read_parquet`` -> ``map_batches`` -> ``write_parquet`` under ``ray``) writes the kept rows
@@ -19,6 +22,7 @@ as the ``docs.parquet/`` parts, one per WARC shard that keeps a document:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -39,11 +43,15 @@ from factory.data.documents import DOC_COLUMNS, ensure_ray, map_parts
 from factory.data.langid import detect_languages
 from factory.data.main_content import extract
 from factory.data.page_routing import PageRoutingConfig
+from factory.data.pii import mask_pii
+from factory.data.url_blocklist import BlocklistConfig, UrlBlocklist
 from factory.data.warc import iter_pages
 
 DROP_TOO_SHORT = "text_too_short"
 DROP_TOO_DEEP = "nesting_too_deep"
 DROP_DUPLICATE_URL = "duplicate_url_older_capture"
+DROP_BLOCKED_URL = "blocked_url"
+PII_PREFIX = "pii_"  # a shard's masked personal data, counted beside its drops: pii_email, pii_phone, pii_ip
 COLUMNS = DOC_COLUMNS
 
 
@@ -56,6 +64,9 @@ class ExtractConfig(StageConfig):
     routing: PageRoutingConfig = Field(
         PageRoutingConfig(), description="Code/math page router choosing each page's extraction settings.")
     langid_max_chars: int = Field(2000, ge=50, description="Characters of a document the language model reads.")
+    blocklist: BlocklistConfig = Field(
+        default_factory=BlocklistConfig, description="Hosts whose pages are dropped before extraction.")
+    mask_pii: bool = Field(True, description="Replace e-mail addresses, phone numbers and public IPs in the text.")
 
 
 @dataclass(frozen=True)
@@ -93,8 +104,12 @@ def extract_shard(path: str, cfg: ExtractConfig) -> tuple[list[Doc], Counter, in
     kept = []  # (page, extraction) of pages with enough text
     pages = 0
     seconds = 0.0
+    blocklist = UrlBlocklist.from_config(cfg.blocklist)
     for page in iter_pages(path, cfg.max_page_bytes, counts):
         pages += 1
+        if blocklist.blocked(page.url):
+            counts[DROP_BLOCKED_URL] += 1
+            continue
         start = time.perf_counter()
         try:
             result = extract(page.html, cfg.routing)
@@ -106,6 +121,10 @@ def extract_shard(path: str, cfg: ExtractConfig) -> tuple[list[Doc], Counter, in
         if len(result.text) < cfg.min_text_chars:
             counts[DROP_TOO_SHORT] += 1
             continue
+        if cfg.mask_pii:
+            text, masked = mask_pii(result.text)
+            result = dataclasses.replace(result, text=text)
+            counts.update({PII_PREFIX + kind: n for kind, n in masked.items()})
         kept.append((page, result))
     languages, scores = detect_languages([r.text for _, r in kept], cfg.langid_max_chars)
     docs = [Doc(url_id(page.url), page.url, page.date, urlsplit(page.url).hostname or "", r.title, r.text,
@@ -202,7 +221,8 @@ def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, c
         "pages_in": pages,
         "extracted": extracted,
         "docs_out": len(kept),
-        "skipped_or_dropped": dict(sorted(counts.items())),
+        "skipped_or_dropped": {k: n for k, n in sorted(counts.items()) if not k.startswith(PII_PREFIX)},
+        "pii_masked": {k.removeprefix(PII_PREFIX): n for k, n in sorted(counts.items()) if k.startswith(PII_PREFIX)},
         "code_blocks": int(kept["n_code_blocks"].sum()),
         "formulas": int(kept["n_math"].sum()),
         "page_domains": dict(sorted(Counter(kept["page_domain"]).items())),
