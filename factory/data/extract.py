@@ -51,7 +51,6 @@ DROP_TOO_SHORT = "text_too_short"
 DROP_TOO_DEEP = "nesting_too_deep"
 DROP_DUPLICATE_URL = "duplicate_url_older_capture"
 DROP_BLOCKED_URL = "blocked_url"
-PII_PREFIX = "pii_"  # a shard's masked personal data, counted beside its drops: pii_email, pii_phone, pii_ip
 COLUMNS = DOC_COLUMNS
 
 
@@ -98,9 +97,11 @@ def url_id(url: str) -> str:
     return hashlib.sha1(normalize_url(url).encode("utf-8")).hexdigest()
 
 
-def extract_shard(path: str, cfg: ExtractConfig) -> tuple[list[Doc], Counter, int, float]:
-    """(docs, skip/drop counts by reason, pages read, seconds spent extracting) of one WARC shard."""
+def extract_shard(path: str, cfg: ExtractConfig) -> tuple[list[Doc], Counter, Counter, int, float]:
+    """(docs, skip/drop counts by reason, masked personal data by kind, pages read, seconds spent
+    extracting) of one WARC shard."""
     counts: Counter = Counter()
+    masked: Counter = Counter()
     kept = []  # (page, extraction) of pages with enough text
     pages = 0
     seconds = 0.0
@@ -122,15 +123,15 @@ def extract_shard(path: str, cfg: ExtractConfig) -> tuple[list[Doc], Counter, in
             counts[DROP_TOO_SHORT] += 1
             continue
         if cfg.mask_pii:
-            text, masked = mask_pii(result.text)
+            text, found = mask_pii(result.text)
             result = dataclasses.replace(result, text=text)
-            counts.update({PII_PREFIX + kind: n for kind, n in masked.items()})
+            masked.update(found)
         kept.append((page, result))
     languages, scores = detect_languages([r.text for _, r in kept], cfg.langid_max_chars)
     docs = [Doc(url_id(page.url), page.url, page.date, urlsplit(page.url).hostname or "", r.title, r.text,
                 r.n_code_blocks, r.n_math, r.domain, lang, score)
             for (page, r), lang, score in zip(kept, languages, scores, strict=True)]
-    return docs, counts, pages, seconds
+    return docs, counts, masked, pages, seconds
 
 
 # Hidden columns of the per-shard scratch files: where each document was read (the URL dedup's
@@ -155,9 +156,10 @@ def extract_to_scratch(row: dict) -> dict:
     """One WARC shard: extract it, write its documents to ``<scratch>/<shard>.parquet`` and return
     its counts (a WARC file is no Ray Data source: the map writes the shard's table itself)."""
     shard = int(row["shard"])
-    docs, counts, pages, seconds = extract_shard(row["path"], ExtractConfig.model_validate_json(row["cfg"]))
+    docs, counts, masked, pages, seconds = extract_shard(row["path"], ExtractConfig.model_validate_json(row["cfg"]))
     _write_shard(docs, shard, Path(row["scratch"]) / f"{shard:06d}.parquet")
-    return {"shard": shard, "counts": json.dumps(counts), "pages": pages, "seconds": seconds}
+    return {"shard": shard, "counts": json.dumps(counts), "masked": json.dumps(masked), "pages": pages,
+            "seconds": seconds}
 
 
 def _extract_all(shards: list[str], cfg: ExtractConfig, scratch: Path, ctx: StageContext) -> list[dict]:
@@ -203,10 +205,12 @@ def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, c
         shutil.rmtree(scratch, ignore_errors=True)  # an interrupted build's shards are redone
         scratch.mkdir(parents=True)
         counts: Counter = Counter()
+        masked: Counter = Counter()
         pages = 0
         seconds = 0.0
         for row in _extract_all(shards, cfg, scratch, ctx):
             counts.update(json.loads(row["counts"]))
+            masked.update(json.loads(row["masked"]))
             pages += row["pages"]
             seconds += row["seconds"]
         files = sorted(scratch.glob("*.parquet"))
@@ -221,8 +225,8 @@ def run_extracted_docs(cfg: ExtractConfig, inputs: dict[str, Path], out: Path, c
         "pages_in": pages,
         "extracted": extracted,
         "docs_out": len(kept),
-        "skipped_or_dropped": {k: n for k, n in sorted(counts.items()) if not k.startswith(PII_PREFIX)},
-        "pii_masked": {k.removeprefix(PII_PREFIX): n for k, n in sorted(counts.items()) if k.startswith(PII_PREFIX)},
+        "skipped_or_dropped": dict(sorted(counts.items())),
+        "pii_masked": dict(sorted(masked.items())),
         "code_blocks": int(kept["n_code_blocks"].sum()),
         "formulas": int(kept["n_math"].sum()),
         "page_domains": dict(sorted(Counter(kept["page_domain"]).items())),

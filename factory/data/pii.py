@@ -1,8 +1,8 @@
 """Masking of personal data in extracted text (recipe: "Web Data Curation", PII and safety
 filtering, the first curation step).
 
-``mask_pii(text)`` replaces e-mail addresses, phone numbers and public IP addresses with
-placeholders (``<EMAIL>``, ``<PHONE>``, ``<IP>``) and returns the counts per kind. Patterns, not a
+``mask_pii(text)`` replaces e-mail addresses, phone numbers and public IP addresses with the
+tokens ``<EMAIL>``, ``<PHONE>``, ``<IP>`` and returns the counts per kind. Patterns, not a
 model: what the web-scale pipelines do at this step, cheap on every document.
 
 What is left alone, on purpose: addresses that identify no one (e-mail at the reserved
@@ -41,13 +41,12 @@ _PHONE_DIGITS = (9, 15)
 
 # RFC 2606 / 6761 names that belong to no one: documentation's example addresses are not personal.
 _RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
-_RESERVED_TLDS = (".example", ".test", ".invalid", ".localhost")
+_RESERVED_SUFFIXES = tuple("." + d for d in _RESERVED_DOMAINS) + (".example", ".test", ".invalid", ".localhost")
 
 
 def _personal_email(text: str) -> bool:
     domain = text.rsplit("@", 1)[1].lower()
-    return not (domain in _RESERVED_DOMAINS or domain.endswith(tuple("." + d for d in _RESERVED_DOMAINS))
-                or domain.endswith(_RESERVED_TLDS))
+    return domain not in _RESERVED_DOMAINS and not domain.endswith(_RESERVED_SUFFIXES)
 
 
 def _public_ip(text: str) -> bool:
@@ -67,26 +66,26 @@ def _phone(text: str) -> bool:
     return _PHONE_DIGITS[0] <= digits <= _PHONE_DIGITS[1]
 
 
-def _masked(text: str, pattern: re.Pattern, placeholder: str, keep: Callable[[str], bool]) -> tuple[str, int]:
-    n = 0
-
-    def replace(match: re.Match) -> str:
-        nonlocal n
-        if not keep(match.group(0)):
-            return match.group(0)
-        n += 1
-        return placeholder
-
-    return pattern.sub(replace, text), n
+# (kind, pattern, replacement, whether a match is personal data), applied in this order: e-mail
+# first, since an address's digits are no phone number.
+_KINDS: tuple[tuple[str, re.Pattern, str, Callable[[str], bool]], ...] = (
+    ("email", _EMAIL, EMAIL, _personal_email),
+    ("ip", _IPV4, IP, _public_ip),
+    ("phone", _PHONE, PHONE, _phone),
+)
 
 
 def mask_pii(text: str) -> tuple[str, Counter]:
-    """``text`` with personal data replaced by placeholders, and how many of each kind were masked."""
+    """``text`` with personal data replaced (``<EMAIL>``, ``<PHONE>``, ``<IP>``), and how many of
+    each kind were replaced."""
     counts: Counter = Counter()
-    # E-mail first: an address's digits are no phone number.
-    for kind, pattern, placeholder, keep in (("email", _EMAIL, EMAIL, _personal_email), ("ip", _IPV4, IP, _public_ip),
-                                             ("phone", _PHONE, PHONE, _phone)):
-        text, n = _masked(text, pattern, placeholder, keep)
-        if n:
-            counts[kind] += n
+    for kind, pattern, replacement, personal in _KINDS:
+
+        def replace(match: re.Match, kind=kind, replacement=replacement, personal=personal) -> str:
+            if not personal(match.group(0)):
+                return match.group(0)
+            counts[kind] += 1
+            return replacement
+
+        text = pattern.sub(replace, text)
     return text, counts

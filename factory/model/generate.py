@@ -123,12 +123,12 @@ def _decode(
     tokens = torch.zeros(len(distinct), width, dtype=torch.long, device=device)  # left-padded with token 0
     for row, p in enumerate(distinct):
         tokens[row, width - len(p) :] = torch.tensor(p)
-    firsts = torch.tensor([len(p) for p in distinct], device=device)  # [U] lengths of the distinct prompts
+    distinct_lengths = torch.tensor([len(p) for p in distinct], device=device)  # [U]
     dtype = model.layers[0].attention.wk.weight.dtype  # the dtype keys and values come out in
     # The last token picked is never fed back: width + steps - 1 slots hold every input.
-    cache = KVCache.allocate(model.args, len(distinct), width + steps - 1, start=width - firsts, dtype=dtype,
+    cache = KVCache.allocate(model.args, len(distinct), width + steps - 1, start=width - distinct_lengths, dtype=dtype,
                              device=device)
-    logits = _prefill(model, tokens, firsts, cache)  # [U, vocab]
+    logits = _prefill(model, tokens, distinct_lengths, cache)  # [U, vocab]
     if len(distinct) < b:
         cache.keep(source)
         logits = logits[source]  # [B, vocab]
