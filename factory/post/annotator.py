@@ -97,3 +97,13 @@ def annotate(prompt: TaskPrompt, a: tuple[str, str], b: tuple[str, str], cfg: An
         return Ranking(prompt, [edit, chosen], strength_of(edit.score - chosen.score, cfg.strength_thresholds))
     ranked = [chosen, rejected] if edit is None else [edit, chosen, rejected]
     return Ranking(prompt, ranked, strength_of(chosen.score - rejected.score, cfg.strength_thresholds))
+
+
+def annotate_extremes(prompt: TaskPrompt, responses: list[tuple[str, str]], cfg: AnnotatorConfig,
+                      rng: random.Random) -> Ranking | None:
+    """Rank the best- and the worst-scored of several (text, source) responses to one prompt (the
+    first of each on ties): the widest preference among them, as ``annotate`` ranks two."""
+    scores = [score(prompt, text) for text, _ in responses]
+    best = max(range(len(responses)), key=scores.__getitem__)
+    worst = min(range(len(responses)), key=scores.__getitem__)
+    return annotate(prompt, responses[best], responses[worst], cfg, rng)

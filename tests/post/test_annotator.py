@@ -4,7 +4,15 @@ import random
 
 import pytest
 
-from factory.post.annotator import EDITED, STRENGTHS, AnnotatorConfig, Ranking, annotate, strength_of
+from factory.post.annotator import (
+    EDITED,
+    STRENGTHS,
+    AnnotatorConfig,
+    Ranking,
+    annotate,
+    annotate_extremes,
+    strength_of,
+)
 from factory.post.tasks import TaskPrompt
 
 P = TaskPrompt("arithmetic", "arith:47+38", "What is 47 + 38?", "85", {"answer": 85})
@@ -44,6 +52,16 @@ def test_ties_are_dropped_unless_edited():
     assert annotate(P, ("cat", "m1"), ("dog", "m2"), NO_EDITS, random.Random(0)) is None
     r = annotate(P, ("cat", "m1"), ("dog", "m2"), ALWAYS_EDIT, random.Random(0))
     assert [x.source for x in r.responses] == [EDITED, "m1"] and r.strength == "significantly better"
+
+
+def test_extremes_of_several_responses_make_the_pair():
+    # 84 is partial credit (0.25), 85 correct, 12 and 13 wrong: the widest gap is 85 over the first wrong one.
+    texts = [("84", "m"), ("12", "m"), ("85", "m"), ("13", "m")]
+    r = annotate_extremes(P, texts, NO_EDITS, random.Random(0))
+    assert [x.text for x in r.responses] == ["85", "12"] and r.strength == "significantly better"
+    assert annotate_extremes(P, [("12", "m"), ("13", "m"), ("cat", "m")], NO_EDITS, random.Random(0)) is None
+    edited = annotate_extremes(P, [("12", "m"), ("84", "m")], ALWAYS_EDIT, random.Random(0))
+    assert [x.text for x in edited.responses] == ["85", "84", "12"]
 
 
 def test_ranking_round_trips_through_json_dict():
