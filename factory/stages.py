@@ -174,10 +174,11 @@ def _tail_specs(rounds: int) -> list[StageSpec]:
               "curate", "HF Llama bundle, FP8 row-wise FFN weights (first/last layers kept), INT8 guard, model card."),
         _spec("eval_report", "release", "factory.release.report:run_eval_report", "factory.release.report:EvalConfig",
               ["quantized_release", "chat_model", "base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
+               "code_expert", "multilingual_expert",
                *[f"{kind}_round_{k}" for k in range(1, rounds + 1) for kind in ("sft", "dpo")], reward_key(rounds),
                "llama_guard", "prompt_guard", "data_mix", "tokenizer"], "train",
-              "Perplexity, needle-in-a-haystack, per-round task accuracy and RM preference, guard precision/recall, "
-              "FP8 deltas."),
+              "Perplexity, experts vs base, needle-in-a-haystack, per-round task accuracy and RM preference, "
+              "guard precision/recall, FP8 deltas."),
     ]
 
 

@@ -93,7 +93,7 @@ def test_release_loads_with_transformers_and_uses_llama3_chat_layout(store):
 
 def test_eval_report_has_every_section(store):
     report = json.loads((store.path_of(store.latest("eval_report")) / "report.json").read_text())
-    for section in ("perplexity", "niah", "tasks", "sft_data", "guards", "quantization"):
+    for section in ("perplexity", "experts", "niah", "tasks", "sft_data", "guards", "quantization"):
         assert section in report, f"eval report lacks {section}"
     assert list(report["tasks"]) == ["sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "chat_model"]
     assert {"llama_guard", "llama_guard_int8", "prompt_guard"} <= set(report["guards"])

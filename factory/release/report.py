@@ -2,8 +2,11 @@
 post-trained and safety evaluations; "Inference" — FP8 quality; "Llama Guard 3", INT8 guard).
 
 Sections, each computed here from the upstream artifacts:
-- ``perplexity``: validation perplexity per data-mix stream of the base, long-context, annealed
-  and chat models (``factory.eval.perplexity``);
+- ``perplexity``: validation perplexity per data-mix stream of the base, long-context, annealed,
+  expert and chat models (``factory.eval.perplexity``);
+- ``experts``: the code and multilingual experts against the base they branched from, on their
+  domain's validation stream, on the other streams, and on their domain's task family by the
+  likelihood of the reference answers (``factory.release.expert_eval``);
 - ``niah``: needle-in-a-haystack retrieval per depth x length for every model whose context holds
   the lengths (``factory.eval.niah``);
 - ``tasks``: verifiable-prompt accuracy on the ``test`` split of each SFT and DPO round and the
@@ -36,6 +39,7 @@ from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
 from factory.post.round_assets import reward_key
+from factory.release.expert_eval import BASE, EXPERTS, answer_nll, expert_rows
 
 PRETRAINED = ("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint")
 SFT_SOURCES = ("rejection_sampling", "synthetic")  # the sources of an SFT round's dialogs (factory.post.sft_data)
@@ -131,6 +135,22 @@ def perplexity_section(models: dict[str, torch.nn.Module], streams: dict[str, np
             "mean_ppl": round(math.exp(float(np.mean(list(nll.values())))), 3) if nll else None,
         }
     return out
+
+
+def experts_section(models: dict[str, torch.nn.Module], ppl: dict[str, Any], tokenizer_dir: Path,
+                    cfg: EvalConfig) -> dict[str, Any]:
+    """Each expert against ``base_checkpoint``: perplexity rows from ``ppl`` and, for an expert whose
+    domain has a task family, the reference answers' likelihood on that family's test prompts."""
+    from factory.model.chat_format import load_chat_format
+    from factory.post.tasks import TASKS, sample_prompts
+
+    fmt = load_chat_format(tokenizer_dir)
+    task_nll = {}
+    for family in sorted({f for _, f in EXPERTS.values() if f}):
+        prompts = sample_prompts(cfg.task_prompts // len(TASKS), cfg.seed, "test", {family: 1.0})
+        for name in (BASE, *[e for e, (_, f) in EXPERTS.items() if f == family]):
+            task_nll[name] = answer_nll(models[name], fmt, prompts)
+    return expert_rows(ppl, task_nll)
 
 
 def niah_section(models: dict[str, torch.nn.Module], streams: dict[str, np.ndarray], cfg: EvalConfig,
@@ -231,6 +251,21 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
     fig.savefig(out / "perplexity.png", dpi=100)
     written.append("perplexity.png")
 
+    experts = report["experts"]
+    if experts:
+        fig, ax = plt.subplots(figsize=(6, 3))
+        bars = {"own domain": "domain_ppl_rel_change", "other streams": "other_streams_ppl_rel_change"}
+        for i, (label, key) in enumerate(bars.items()):
+            ax.bar([j + i * 0.4 for j in range(len(experts))], [100 * (r[key] or 0) for r in experts.values()], 0.4,
+                   label=label)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks([j + 0.2 for j in range(len(experts))], list(experts))
+        ax.set_ylabel("perplexity change vs base (%)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "experts.png", dpi=100)
+        written.append("experts.png")
+
     tables = {k: v for k, v in report["niah"].items() if "table" in v}
     if tables:
         fig, axes = plt.subplots(1, len(tables), figsize=(3.2 * len(tables), 3), squeeze=False)
@@ -283,6 +318,14 @@ def _markdown(report: dict[str, Any]) -> str:
               "|---" * (len(streams) + 2) + "|"]
     lines += [f"| {n} | " + " | ".join(str(m["ppl"].get(s, "")) for s in streams) + f" | {m['mean_ppl']} |"
               for n, m in ppl.items()]
+    lines += ["", "## Domain experts vs base_checkpoint", "",
+              "| expert | domain | base ppl | expert ppl | change | other streams | task | base answer NLL "
+              "| expert answer NLL |", "|---" * 9 + "|"]
+    lines += [f"| {n} | {r['domain']} | {r['base_ppl']} | {r['expert_ppl']} | {r['domain_ppl_rel_change']:+.1%} | "
+              + (f"{r['other_streams_ppl_rel_change']:+.1%}" if r["other_streams_ppl_rel_change"] is not None else "")
+              + f" | {r['task_family'] or 'none yet'} | {r.get('base_answer_nll', '')}"
+              + f" | {r.get('expert_answer_nll', '')} |"
+              for n, r in report["experts"].items()]
     lines += ["", "## Needle in a haystack (retrieval accuracy by length)", ""]
     for name, t in report["niah"].items():
         if "table" in t:
@@ -330,6 +373,7 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "ppl": {n: m["mean_ppl"] for n, m in report["perplexity"].items()},
         "niah_mean": {n: t["mean"] for n, t in report["niah"].items() if "table" in t},
+        "expert_domain_ppl_rel_change": {n: r["domain_ppl_rel_change"] for n, r in report["experts"].items()},
         "task_accuracy_chat": report["tasks"]["chat_model"]["accuracy"],
         "task_accuracy_first_round": report["tasks"][rounds[0]]["accuracy"] if rounds else None,
         "llama_guard_f1": g["llama_guard"]["f1"],
@@ -347,12 +391,15 @@ def run_eval_report(cfg: EvalConfig, inputs: dict[str, Path], out: Path, ctx: St
 
     info = tokenizer_info(inputs["tokenizer"])
     streams = _validation_streams(inputs["data_mix"])
-    models = {name: load_model(inputs[name]) for name in (*PRETRAINED, "chat_model")}
+    models = {name: load_model(inputs[name]) for name in (*PRETRAINED, *EXPERTS, "chat_model")}
     report: dict[str, Any] = {}
     ctx.log("perplexity on the validation streams")
     report["perplexity"] = perplexity_section(models, streams, cfg, info.eot_id)
+    ctx.log("domain experts against the base")
+    report["experts"] = experts_section(models, report["perplexity"], inputs["tokenizer"], cfg)
     ctx.log("needle in a haystack")
-    report["niah"] = niah_section(models, streams, cfg, info.encode, info.eot_id)
+    report["niah"] = niah_section({k: models[k] for k in (*PRETRAINED, "chat_model")}, streams, cfg, info.encode,
+                                  info.eot_id)
     ctx.log("held-out task accuracy per post-training round")
     stages = [*_rounds(inputs), "chat_model"]
     report["tasks"] = tasks_section({k: inputs[k] for k in stages}, inputs["tokenizer"], cfg)

@@ -22,6 +22,7 @@ from factory.safety.seed_prompts import guard_examples
 from factory.train.token_shards import encode_documents, save_stream
 
 DOCS = [f"Document {i}: the river flows past {i % 7} mills and {i % 5} bridges before the sea." for i in range(200)]
+CODE = [f"def mills_{i}(x):\n    return x * {i % 7} + {i % 5}\n" for i in range(100)]
 
 
 def test_rounds_in_recipe_order():
@@ -33,16 +34,17 @@ def test_rounds_in_recipe_order():
 def test_report_from_tiny_real_artifacts(tmp_path):
     quiet = StageContext(log=lambda m: None)
     tok_dir = tmp_path / "tokenizer"
-    tok = train_bpe(DOCS + [e.text for e in guard_examples(4, 2)], 768, num_special_tokens=32, min_frequency=1)
+    tok = train_bpe(DOCS + CODE + [e.text for e in guard_examples(4, 2)], 768, num_special_tokens=32, min_frequency=1)
     special = save_tokenizer(tok, tok_dir)
     eot = special["<|end_of_text|>"]
     mix = tmp_path / "data_mix"
     save_stream(encode_documents(tok, DOCS, eot), mix, "general", "validation", 100_000)
+    save_stream(encode_documents(tok, CODE, eot), mix, "code", "validation", 100_000)
     vocab = tok.get_vocab_size()
 
     inputs = {"tokenizer": tok_dir, "data_mix": mix}
-    for i, name in enumerate(("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
-                              "sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "chat_model")):
+    for i, name in enumerate(("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint", "code_expert",
+                              "multilingual_expert", "sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "chat_model")):
         torch.manual_seed(i)
         inputs[name] = tmp_path / name
         checkpoint_io.save_model(Transformer(model_args("debug", vocab, max_seq_len=64 if i == 0 else 128)),
@@ -76,7 +78,13 @@ def test_report_from_tiny_real_artifacts(tmp_path):
 
     report = json.loads((out / "report.json").read_text())
     assert set(report["perplexity"]) == {"base_checkpoint", "long_context_checkpoint", "annealed_checkpoint",
-                                         "chat_model"}
+                                         "code_expert", "multilingual_expert", "chat_model"}
+    # The code expert against the base on the code stream; the mix has no multilingual stream: no row.
+    code = report["experts"]["code_expert"]
+    assert code["expert_ppl"] == report["perplexity"]["code_expert"]["ppl"]["code"]
+    assert code["domain_ppl_rel_change"] == pytest.approx(code["expert_ppl"] / code["base_ppl"] - 1, abs=1e-4)
+    assert set(report["experts"]) == {"code_expert"} and "| code_expert | code |" in (out / "report.md").read_text()
+    assert set(report["niah"]) == {"base_checkpoint", "long_context_checkpoint", "annealed_checkpoint", "chat_model"}
     # an untrained model over a 768-token vocabulary is near-uniform: perplexity of the order of the vocabulary
     ppl = report["perplexity"]["chat_model"]["ppl"]["general"]
     assert 100 < ppl < 3 * vocab
