@@ -21,7 +21,8 @@ def test_rows_compare_each_expert_with_the_base_on_its_domain_and_the_rest():
     ppl = {"base_checkpoint": _ppl(code=400.0, general=200.0, multilingual=100.0),
            "code_expert": _ppl(code=300.0, general=220.0, multilingual=130.0),
            "multilingual_expert": _ppl(code=480.0, general=210.0, multilingual=80.0)}
-    nll = {"base_checkpoint": {"nll_per_token": 2.5, "prompts": 10}, "code_expert": {"nll_per_token": 2.1, "prompts": 10}}
+    nll = {"base_checkpoint": {"nll_per_token": 2.5, "prompts": 10},
+           "code_expert": {"nll_per_token": 2.1, "prompts": 10}}
     rows = expert_rows(ppl, nll)
     code = rows["code_expert"]
     assert (code["domain"], code["base_ppl"], code["expert_ppl"]) == ("code", 400.0, 300.0)

@@ -44,7 +44,8 @@ def test_report_from_tiny_real_artifacts(tmp_path):
 
     inputs = {"tokenizer": tok_dir, "data_mix": mix}
     for i, name in enumerate(("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint", "code_expert",
-                              "multilingual_expert", "sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2", "chat_model")):
+                              "multilingual_expert", "sft_round_1", "dpo_round_1", "sft_round_2", "dpo_round_2",
+                              "chat_model")):
         torch.manual_seed(i)
         inputs[name] = tmp_path / name
         checkpoint_io.save_model(Transformer(model_args("debug", vocab, max_seq_len=64 if i == 0 else 128)),
