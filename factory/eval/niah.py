@@ -3,14 +3,17 @@
 
 A prompt of ``length`` tokens is filler text from the corpus with a needle sentence ("The pass key
 is 4821.") inserted at a relative ``depth`` (0 = start, 1 = just before the question), followed by
-the question "What is the pass key? The pass key is". Retrieval is scored by log-likelihood
-ranking: the true key must get a higher log-probability than every one of ``n_distractors``
-random keys of the same number of digits (chance = 1 / (n_distractors + 1)). Ranking is used
+the question "What is the pass key? The pass key is" (the wording is a ``NeedleTemplate``).
+Retrieval is scored by log-likelihood ranking: the true key must get a higher log-probability
+than every one of ``n_distractors`` random keys of the same number of digits (chance =
+1 / (n_distractors + 1)). Ranking is used
 rather than greedy decoding because a model of a few million parameters rarely emits an exact
 multi-digit key, yet may already prefer the right one; the table reports that preference honestly.
 
 ``NeedleSource`` makes training windows of the same form, which long-context training mixes in
-at a small rate so the gate is learnable by a tiny model.
+at a small rate so the gate is learnable by a tiny model. Training and its gate use
+``TRAINING_TEMPLATE``; the eval report measures with ``HELD_OUT_TEMPLATE``, a wording training never
+sees, on validation filler, so it measures retrieval over the context rather than a memorized form.
 """
 
 from __future__ import annotations
@@ -22,9 +25,19 @@ import numpy as np
 import torch
 from torch import nn
 
-NEEDLE = "The pass key is {key}."
-QUESTION = " What is the pass key? The pass key is"
-ANSWER = " {key}"
+
+@dataclass(frozen=True)
+class NeedleTemplate:
+    """The wording of a needle example; ``{key}`` marks the pass key."""
+
+    needle: str
+    question: str
+    answer: str = " {key}"
+
+
+TRAINING_TEMPLATE = NeedleTemplate("The pass key is {key}.", " What is the pass key? The pass key is")
+HELD_OUT_TEMPLATE = NeedleTemplate("Note that the access number reads {key}.",
+                                   " Which access number was noted above? It reads")
 
 Encode = Callable[[str], list[int]]
 
@@ -73,32 +86,35 @@ class NiahBuilder:
     ``filler`` has its document separators removed: the haystack reads as one long document.
     """
 
-    def __init__(self, encode: Encode, filler: np.ndarray, eot_id: int, key_digits: int = 4):
+    def __init__(self, encode: Encode, filler: np.ndarray, eot_id: int, key_digits: int = 4,
+                 template: NeedleTemplate = TRAINING_TEMPLATE):
         if key_digits < 1:
             raise ValueError(f"key_digits must be >= 1, got {key_digits}")
         self.encode = encode
         filler = np.asarray(filler)  # a memory-mapped TokenStream is loaded here: the haystack reads all of it
         self.filler = filler[filler != eot_id].astype(np.int64)
         self.key_digits = key_digits
-        self.question = np.asarray(encode(QUESTION), dtype=np.int64)
+        self.template = template
+        self.question = np.asarray(encode(template.question), dtype=np.int64)
 
     def min_length(self) -> int:
         """Shortest prompt + answer that holds a needle, the question, an answer and one filler token."""
         # A key takes at most one token per digit; two tokens of slack for merges at its edges.
-        bare = len(self.encode(NEEDLE.format(key=""))) + len(self.encode(ANSWER.format(key="")))
+        t = self.template
+        bare = len(self.encode(t.needle.format(key=""))) + len(self.encode(t.answer.format(key="")))
         return bare + 2 * self.key_digits + len(self.question) + 3
 
     def example(self, length: int, depth: float, rng: np.random.Generator, n_distractors: int) -> NiahExample:
         keys = [_key(rng, self.key_digits)]
-        answers = [np.asarray(self.encode(ANSWER.format(key=keys[0])), dtype=np.int64)]
+        answers = [np.asarray(self.encode(self.template.answer.format(key=keys[0])), dtype=np.int64)]
         while len(keys) < n_distractors + 1:
             k = _key(rng, self.key_digits)
-            ids = np.asarray(self.encode(ANSWER.format(key=k)), dtype=np.int64)
+            ids = np.asarray(self.encode(self.template.answer.format(key=k)), dtype=np.int64)
             # Candidates of equal token length compare fairly by summed log-probability.
             if k not in keys and len(ids) == len(answers[0]):
                 keys.append(k)
                 answers.append(ids)
-        needle = np.asarray(self.encode(NEEDLE.format(key=keys[0])), dtype=np.int64)
+        needle = np.asarray(self.encode(self.template.needle.format(key=keys[0])), dtype=np.int64)
         prompt_len = length - len(answers[0])
         offset = int(rng.integers(0, max(1, len(self.filler))))
         prompt, at = plant(self.filler, needle, self.question, prompt_len, depth, offset)

@@ -8,7 +8,7 @@ Sections, each computed here from the upstream artifacts:
   domain's validation stream, on the other streams, and on their domain's task family by the
   likelihood of the reference answers (``factory.release.expert_eval``);
 - ``niah``: needle-in-a-haystack retrieval per depth x length for every model whose context holds
-  the lengths (``factory.eval.niah``);
+  the lengths, with a needle wording and filler long-context training never saw (``factory.eval.niah``);
 - ``tasks``: verifiable-prompt accuracy on the ``test`` split of each SFT and DPO round and the
   chat model (``factory.post.task_accuracy``), per family with its 95% interval, the same prompts
   for every model (stages and release gates read the ``dev`` split, never these);
@@ -155,9 +155,10 @@ def experts_section(models: dict[str, torch.nn.Module], ppl: dict[str, Any], tok
 
 def niah_section(models: dict[str, torch.nn.Module], streams: dict[str, np.ndarray], cfg: EvalConfig,
                  encode, eot_id: int) -> dict[str, Any]:
-    from factory.eval.niah import NiahBuilder, niah_table
+    from factory.eval.niah import HELD_OUT_TEMPLATE, NiahBuilder, niah_table
 
-    builder = NiahBuilder(encode, max(streams.values(), key=len), eot_id, cfg.niah_key_digits)
+    # The held-out wording on validation filler: long-context training saw neither.
+    builder = NiahBuilder(encode, max(streams.values(), key=len), eot_id, cfg.niah_key_digits, HELD_OUT_TEMPLATE)
     out: dict[str, Any] = {}
     for name, model in models.items():
         lengths = [n for n in cfg.niah_lengths if builder.min_length() <= n <= model.args.max_seq_len]
@@ -326,7 +327,7 @@ def _markdown(report: dict[str, Any]) -> str:
               + f" | {r['task_family'] or 'none yet'} | {r.get('base_answer_nll', '')}"
               + f" | {r.get('expert_answer_nll', '')} |"
               for n, r in report["experts"].items()]
-    lines += ["", "## Needle in a haystack (retrieval accuracy by length)", ""]
+    lines += ["", "## Needle in a haystack (retrieval accuracy by length; held-out wording, validation filler)", ""]
     for name, t in report["niah"].items():
         if "table" in t:
             lines.append(f"- {name}: " + ", ".join(f"{n}: {v:.2f}" for n, v in t["per_length"].items())

@@ -41,7 +41,7 @@ def test_examples_have_the_length_and_equal_length_distinct_candidates(builder):
     ex = builder.example(96, 0.5, rng, n_distractors=3)
     assert len(ex.prompt) + len(ex.candidates[0]) == 96
     assert len({tuple(c) for c in ex.candidates}) == 4 and len({len(c) for c in ex.candidates}) == 1
-    needle = builder.encode(N.NEEDLE.format(key="")).__len__()
+    needle = builder.encode(N.TRAINING_TEMPLATE.needle.format(key="")).__len__()
     assert ex.prompt[ex.needle_start : ex.needle_start + needle - 2].tolist() == builder.encode("The pass key is")
     assert builder.min_length() <= 96
 
@@ -59,3 +59,15 @@ def test_table_reports_accuracy_per_depth_and_length(builder):
     out = N.niah_table(model, builder, [64, 96], [0.0, 1.0], trials=2, n_distractors=3, seed=0)
     assert set(out["table"]) == {"0", "1"} and set(out["table"]["0"]) == {"64", "96"}
     assert out["chance"] == 0.25 and 0.0 <= out["mean"] <= 1.0
+
+
+def test_the_held_out_wording_shares_no_sentence_with_training(builder):
+    held = N.NiahBuilder(builder.encode, builder.filler, eot_id=-1, key_digits=4, template=N.HELD_OUT_TEMPLATE)
+    ex = held.example(96, 0.0, np.random.default_rng(0), n_distractors=3)
+    needle = held.encode(N.HELD_OUT_TEMPLATE.needle.format(key=""))
+    assert ex.prompt[: len(needle) - 2].tolist() == needle[:-2]
+    assert ex.prompt[-len(held.question):].tolist() == held.encode(N.HELD_OUT_TEMPLATE.question)
+    train, test = N.TRAINING_TEMPLATE, N.HELD_OUT_TEMPLATE
+    for word in ("pass", "key"):  # the training form's words are not what the held-out one asks for
+        assert word not in (test.needle.format(key="") + test.question).lower()
+    assert train.needle != test.needle and train.question != test.question
