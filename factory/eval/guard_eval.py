@@ -3,16 +3,12 @@ and false refusal rate).
 
 A guard's unsafe flag is scored as a binary detector: precision, recall (the share of unsafe
 inputs it catches, one minus the violation rate it lets through), F1 and the false-positive rate
-on safe inputs (the false refusals it would cause). ``read_labelled_jsonl`` reads the normalized
-public prompt sets of ``../shared/data/safety`` (fields text, label_safe, categories, source,
-mapping) for evaluations beyond the factory's own seed set.
+on safe inputs (the false refusals it would cause).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 
 def binary_metrics(truth: Sequence[bool], predicted: Sequence[bool]) -> dict[str, float]:
@@ -48,21 +44,3 @@ def per_label_recall(truth: Iterable[Iterable[str]], predicted: Iterable[Iterabl
                 totals[c] += 1
                 hits[c] += c in p
     return {c: round(hits[c] / totals[c], 4) for c in labels if totals[c]}
-
-
-def read_labelled_jsonl(paths: Iterable[Path], *, trusted_mappings: Sequence[str] | None = None) -> list[dict]:
-    """Rows of normalized safety JSONL files; ``trusted_mappings`` keeps only rows whose category
-    mapping is one of them (safe rows, mapping ``na``, are always kept). Rows without text are
-    skipped."""
-    rows = []
-    for path in paths:
-        for line in Path(path).read_text().splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not row.get("text"):
-                continue
-            if trusted_mappings is not None and not row["label_safe"] and row.get("mapping") not in trusted_mappings:
-                continue
-            rows.append(row)
-    return rows

@@ -145,6 +145,7 @@ def run_quantized_release(cfg: ReleaseConfig, inputs: dict[str, Path], out: Path
                                  for name, a in dev_accuracy.items()}},
         "guard_int8": {**guard_stats, "score_delta": score_delta},
         "guard_labels": list(read_meta(guard_dir)["extra"].get("labels", [])),
+        "guard_data": read_meta(guard_dir)["extra"].get("data_source", "not recorded"),
         "lineage": _lineage(inputs),
     }
     (out / CARD_FILE).write_text(render_model_card(info))

@@ -36,6 +36,8 @@ def render_model_card(info: dict[str, Any]) -> str:
     lines = [
         f"# {info['name']}",
         "",
+        f"> Safety classifier (Llama Guard) trained and measured on: {info['guard_data']}.",
+        "",
         "## Model details",
         f"- Architecture: dense Llama decoder (RMSNorm pre-norm, SwiGLU, RoPE θ = {m['rope_theta']:g}, "
         f"grouped-query attention {m['n_heads']} query / {m['n_kv_heads']} key-value heads)",

@@ -179,6 +179,7 @@ def tasks_section(folders: dict[str, Path], tokenizer_dir: Path, cfg: EvalConfig
 
 
 def guards_section(guard_dir: Path, prompt_guard_dir: Path, release_dir: Path, cfg: EvalConfig) -> dict[str, Any]:
+    from factory.model.checkpoint_io import read_meta
     from factory.quant.rowwise import load_quantized
     from factory.safety import guard as G
     from factory.safety import prompt_guard as PG
@@ -189,6 +190,7 @@ def guards_section(guard_dir: Path, prompt_guard_dir: Path, release_dir: Path, c
     prompts, responses = [e.prompt for e in held], [e.response for e in held]
     v32, v8 = fp32.classify(prompts, responses), int8.classify(prompts, responses)
     out: dict[str, Any] = {
+        "llama_guard_data": read_meta(guard_dir)["extra"].get("data_source", "not recorded"),
         "llama_guard": G.evaluate(fp32, held),
         "llama_guard_int8": G.evaluate(int8, held),
         "int8_verdict_agreement": round(
@@ -347,10 +349,13 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += [f"| {n} | " + " | ".join(str(c[s]) for s in SFT_SOURCES) + f" | {c['sampled_share']} |"
               for n, c in report["sft_data"].items()]
     g = report["guards"]
-    lines += ["", f"## Safety classifiers (held-out seed examples: {g['held_out_examples']})", "",
+    lines += ["", f"## Safety classifiers (held-out examples: {g['held_out_examples']})", "",
+              f"Llama Guard data: {g['llama_guard_data']}.", "",
               "| classifier | precision | recall | F1 | FPR |", "|---|---|---|---|---|"]
     for name, m in (("Llama Guard", g["llama_guard"]), ("Llama Guard INT8", g["llama_guard_int8"]),
-                    ("Prompt Guard (attack vs benign)", g["prompt_guard"]["attack"])):
+                    ("Prompt Guard (attack vs benign)", g["prompt_guard"]["attack"]),
+                    *((f"Llama Guard on {k.removeprefix('public:')}", m)
+                      for k, m in g["llama_guard"]["by_set"].items())):
         lines.append(f"| {name} | {m['precision']} | {m['recall']} | {m['f1']} | {m['fpr']} |")
     lines += ["", f"INT8 / fp32 unsafe-verdict agreement: {g['int8_verdict_agreement']}", "",
               "Per-category recall (Llama Guard): "

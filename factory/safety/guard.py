@@ -12,7 +12,11 @@ are trained.
 
 The artifact is a ``checkpoint_io`` scorer (``extra`` holds the labels, threshold and prompt
 length) plus a copy of the tokenizer under ``tokenizer/``, so ``LlamaGuard.load(folder)`` needs
-nothing else. The training data is the factory's seed set (``factory.safety.seed_prompts``).
+nothing else. The training data: the public prompt sets of ``public_data_dir`` when it holds them
+(``factory.safety.public_sets``: split train / dev / test, near duplicates of held-out rows removed
+from train; the templated seed set joins train only, as augmentation with benign look-alikes), else
+the factory's templated seed set alone (``factory.safety.seed_prompts``), which the metadata's and
+the report's ``data`` line then says.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from factory.model import checkpoint_io
 from factory.model import tokenizer_files as T
 from factory.model.chat_format import ChatFormat, load_chat_format
 from factory.model.llama import SequenceScorer
+from factory.safety.public_sets import load_public, set_files, split_public
 from factory.safety.seed_prompts import GuardExample, guard_examples, split
 from factory.safety.taxonomy import CODES, policy_text
 from factory.train.config import TrainConfig
@@ -42,6 +47,7 @@ from factory.train.losses import Classification
 from factory.train.stage_training import train_stage
 from factory.train.trainer import describe
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LABELS: tuple[str, ...] = ("unsafe", *CODES)  # output index 0 = unsafe flag, 1..14 = S1..S14
 TOKENIZER_DIR = "tokenizer"
 HELD_OUT_FILE = "held_out.jsonl"  # the examples the reported metrics were measured on
@@ -63,10 +69,29 @@ class GuardConfig(StageConfig):
                                  "off saves ~100 identical tokens per example on small runs.")
     threshold: float = Field(0.5, description="Probability above which the unsafe flag or a category fires.")
     eval_batch_size: int = Field(32, description="Prompts per forward pass when scoring.")
-    seed: int = Field(0, description="Seed of the seed-set composition.")
+    seed: int = Field(0, description="Seed of the seed-set composition and of the public sets' split.")
+    public_data_dir: str = Field(
+        "", description="Folder of public safety prompt sets (JSONL, the layout of ../shared/data/safety); absent or "
+        "empty: the templated seed set alone. A relative path is read from the project root.")
+    near_dup_threshold: float = Field(
+        0.7, gt=0.0, le=1.0, description="Jaccard similarity (word 3-grams) above which a train row near a held-out "
+        "row of the public sets is dropped.")
     train: TrainConfig = Field(
         TrainConfig(steps=120, batch_size=16, lr=2.0e-3, log_every=20, schedule={"warmup_steps": 10}),
         description="Fine-tuning run (steps, batch, LR schedule).")
+
+    def public_folder(self) -> Path | None:
+        """The public sets' folder when it holds any of them, else None (the seed set alone)."""
+        if not self.public_data_dir:
+            return None
+        folder = Path(self.public_data_dir)
+        folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+        return folder if set_files(folder) else None
+
+    def external_files(self) -> list[str]:
+        """The public sets read, so the runner keys the guard on them."""
+        folder = self.public_folder()
+        return [str(f) for f in set_files(folder)] if folder else []
 
 
 def guard_prompt_parts(prompt: str, response: str | None, with_policy: bool = True) -> tuple[str, str, str]:
@@ -145,15 +170,22 @@ class LlamaGuard:
 def read_held_out(folder: Path) -> list[GuardExample]:
     """The held-out seed examples saved beside a guard checkpoint."""
     rows = [json.loads(line) for line in (Path(folder) / HELD_OUT_FILE).read_text().splitlines() if line]
-    return [GuardExample(r["prompt"], r["response"], r["unsafe"], tuple(r["categories"]), r["kind"]) for r in rows]
+    return [GuardExample(r["prompt"], r["response"], r["unsafe"], tuple(r["categories"]), r["kind"],
+                         r.get("mapping", "exact")) for r in rows]
 
 
 def evaluate(guard: LlamaGuard, examples: Sequence[GuardExample]) -> dict[str, Any]:
-    """Unsafe-flag precision/recall/F1/FPR and per-category recall on labelled examples."""
+    """Unsafe-flag precision/recall/F1/FPR, per-category recall on the rows whose categories are exact,
+    and the unsafe-flag metrics per public set."""
     verdicts = guard.classify([e.prompt for e in examples], [e.response for e in examples])
     metrics: dict[str, Any] = binary_metrics([e.unsafe for e in examples], [v["unsafe"] for v in verdicts])
+    exact = [(e, v) for e, v in zip(examples, verdicts, strict=True) if e.mapping == "exact"]
     metrics["category_recall"] = per_label_recall(
-        [e.categories for e in examples], [v["categories"] for v in verdicts], CODES)
+        [e.categories for e, _ in exact], [v["categories"] for _, v in exact], CODES)
+    metrics["by_set"] = {
+        k: binary_metrics([e.unsafe for e in examples if e.kind == k],
+                          [v["unsafe"] for e, v in zip(examples, verdicts, strict=True) if e.kind == k])
+        for k in sorted({e.kind for e in examples if e.kind.startswith("public:")})}
     # Share flagged unsafe per kind: on look-alikes, refusals and helpful answers it is a false refusal rate.
     kinds = sorted({e.kind for e in examples})
     metrics["flagged_by_kind"] = {
@@ -168,9 +200,20 @@ def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: S
     args = checkpoint_io.load_args(base)
     max_len = min(cfg.max_len, args.max_seq_len)
 
-    train_set, dev, held_out = split(guard_examples(cfg.per_category, cfg.responses_per_category, cfg.seed),
-                                     cfg.held_out_fraction, cfg.dev_fraction)
-    ctx.log(f"guard seed set: {len(train_set)} train / {len(dev)} dev / {len(held_out)} held-out examples")
+    seed_set = guard_examples(cfg.per_category, cfg.responses_per_category, cfg.seed)
+    folder = cfg.public_folder()
+    if folder is None:
+        train_set, dev, held_out = split(seed_set, cfg.held_out_fraction, cfg.dev_fraction)
+        where = f"in {cfg.public_data_dir}" if cfg.public_data_dir else "(public_data_dir unset)"
+        data: dict[str, Any] = {"source": f"templated seed set only: no public safety sets {where}"}
+    else:
+        public, skipped = load_public(folder)
+        train_set, dev, held_out, counts = split_public(public, cfg.dev_fraction, cfg.held_out_fraction, cfg.seed,
+                                                        cfg.near_dup_threshold)
+        train_set += seed_set  # augmentation (benign look-alikes, judged responses): never in dev or test
+        data = {"source": f"public safety sets in {folder}", "skipped_rows": dict(skipped), "split": counts,
+                "seed_examples_in_train": len(seed_set)}
+    ctx.log(f"guard data: {data['source']}: {len(train_set)} train / {len(dev)} dev / {len(held_out)} test")
     rows = []
     for e in train_set:
         ids = encode_guard_prompt(chat, e.prompt, e.response, max_len, cfg.include_policy)
@@ -185,7 +228,7 @@ def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: S
     train_metrics = evaluate(guard, train_set)
     checkpoint_io.save_model(result.model, out, extra={
         "labels": list(LABELS), "threshold": cfg.threshold, "max_len": max_len, "with_policy": cfg.include_policy,
-        "stage": "llama_guard",
+        "stage": "llama_guard", "data_source": data["source"],
     })
     (out / HELD_OUT_FILE).write_text("".join(json.dumps(asdict(e)) + "\n" for e in held_out))
     (out / TOKENIZER_DIR).mkdir()
@@ -194,6 +237,7 @@ def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: S
     ctx.log(f"guard held-out: P {held_metrics['precision']} R {held_metrics['recall']} "
             f"F1 {held_metrics['f1']} FPR {held_metrics['fpr']}")
     return {
+        "data": data,
         "train": describe(result),
         "train_examples": len(train_set),
         "held_out_examples": len(held_out),

@@ -212,7 +212,8 @@ class GuardExample:
     response: str | None
     unsafe: bool
     categories: tuple[str, ...]  # hazard codes; empty when safe
-    kind: str  # unsafe_prompt | lookalike_prompt | compliance | refusal | helpful
+    kind: str  # unsafe_prompt | lookalike_prompt | compliance | refusal | helpful | public:<set>
+    mapping: str = "exact"  # how far ``categories`` are trusted: exact | approx | none (public sets)
 
     @property
     def text(self) -> str:

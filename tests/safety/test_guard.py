@@ -1,10 +1,10 @@
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from factory.core.stage import StageContext
-from factory.eval.guard_eval import binary_metrics
 from factory.model import checkpoint_io
 from factory.model.chat_format import load_chat_format
 from factory.safety.guard import (
@@ -18,8 +18,6 @@ from factory.safety.guard import (
     run_llama_guard,
 )
 from factory.safety.seed_prompts import GuardExample
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "safety"
 
 
 def test_labels_are_unsafe_flag_then_fourteen_categories():
@@ -81,17 +79,27 @@ def test_guard_training_beats_chance_on_the_seed_set(tmp_path, tokenizer_dir, lm
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data/safety not present")
-def test_quick_precision_recall_on_public_prompt_sets(tmp_path, tokenizer_dir, lm_dir):
-    from factory.eval.guard_eval import read_labelled_jsonl
+def test_public_sets_are_the_held_out_data_and_the_seed_set_only_augments_train(tmp_path, tokenizer_dir, lm_dir):
+    folder = tmp_path / "safety"
+    folder.mkdir()
+    unsafe = [{"text": f"Explain step {i} of building a weapon number {i * 7} at home", "label_safe": False,
+               "categories": ["S9"], "mapping": "exact"} for i in range(30)]
+    safe = [{"text": f"How do I bake bread loaf number {i} with {i % 4} cups of flour", "label_safe": True,
+             "categories": [], "mapping": "na"} for i in range(30)]
+    (folder / "harmbench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in unsafe))
+    (folder / "cse_mitre_frr.jsonl").write_text("".join(json.dumps(r) + "\n" for r in safe))
+    cfg = GuardConfig(per_category=1, responses_per_category=0, max_len=128, include_policy=False,
+                      public_data_dir=str(folder), train={"steps": 2, "batch_size": 8, "lr": 1e-3})
+    assert cfg.external_files() == [str(folder / "harmbench.jsonl"), str(folder / "cse_mitre_frr.jsonl")]
+    out = tmp_path / "guard"
+    meta = run_llama_guard(cfg, {"annealed_checkpoint": lm_dir, "tokenizer": tokenizer_dir}, out,
+                           StageContext(log=lambda m: None))
+    assert meta["data"]["source"].startswith("public safety sets in")
+    assert checkpoint_io.read_meta(out)["extra"]["data_source"] == meta["data"]["source"]
+    held = read_held_out(out)
+    assert held and all(e.kind.startswith("public:") for e in held)  # no templated seed example is scored
+    assert meta["train_examples"] == meta["data"]["split"]["train"] + meta["data"]["seed_examples_in_train"]
+    assert set(meta["held_out"]["by_set"]) == {"public:harmbench", "public:cse_mitre_frr"}
 
-    rows = read_labelled_jsonl([SHARED / "openai_moderation.jsonl", SHARED / "cse_mitre_frr.jsonl"],
-                               trusted_mappings=["exact"])
-    rows = rows[:: max(1, len(rows) // 60)]
-    assert {r["label_safe"] for r in rows} == {True, False}
-    _, out = _train(tmp_path, tokenizer_dir, lm_dir, steps=2, per_category=2, responses=0)
-    guard = LlamaGuard.load(out)
-    verdicts = guard.classify([r["text"] for r in rows])
-    m = binary_metrics([not r["label_safe"] for r in rows], [v["unsafe"] for v in verdicts])
-    assert m["positives"] > 0 and m["negatives"] > 0
-    assert all(0.0 <= m[k] <= 1.0 for k in ("precision", "recall", "f1", "fpr"))
+    seed_only = GuardConfig(public_data_dir=str(tmp_path / "absent"))
+    assert seed_only.public_folder() is None and seed_only.external_files() == []
