@@ -85,7 +85,7 @@ class GuardConfig(StageConfig):
         if not self.public_data_dir:
             return None
         folder = Path(self.public_data_dir)
-        folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+        folder = (folder if folder.is_absolute() else PROJECT_ROOT / folder).resolve()
         return folder if set_files(folder) else None
 
     def external_files(self) -> list[str]:
