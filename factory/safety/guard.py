@@ -38,7 +38,7 @@ from factory.model import checkpoint_io
 from factory.model import tokenizer_files as T
 from factory.model.chat_format import ChatFormat, load_chat_format
 from factory.model.llama import SequenceScorer
-from factory.safety.public_sets import load_public, set_files, split_public
+from factory.safety.public_sets import load_public, near_duplicates, set_files, split_public
 from factory.safety.seed_prompts import GuardExample, guard_examples, split
 from factory.safety.taxonomy import CODES, policy_text
 from factory.train.config import TrainConfig
@@ -210,9 +210,13 @@ def run_llama_guard(cfg: GuardConfig, inputs: dict[str, Path], out: Path, ctx: S
         public, skipped = load_public(folder)
         train_set, dev, held_out, counts = split_public(public, cfg.dev_fraction, cfg.held_out_fraction, cfg.seed,
                                                         cfg.near_dup_threshold)
-        train_set += seed_set  # augmentation (benign look-alikes, judged responses): never in dev or test
+        # The seed set augments train (benign look-alikes, judged responses), never dev or test, and
+        # leaves out any templated example near a held-out row.
+        near = near_duplicates(seed_set, dev + held_out, cfg.near_dup_threshold)
+        augment = [e for i, e in enumerate(seed_set) if i not in near]
+        train_set += augment
         data = {"source": f"public safety sets in {folder}", "skipped_rows": dict(skipped), "split": counts,
-                "seed_examples_in_train": len(seed_set)}
+                "seed_examples_in_train": len(augment), "seed_examples_near_held_out": len(near)}
     ctx.log(f"guard data: {data['source']}: {len(train_set)} train / {len(dev)} dev / {len(held_out)} test")
     rows = []
     for e in train_set:

@@ -61,7 +61,7 @@ def load_public(folder: Path) -> tuple[list[GuardExample], Counter]:
     return examples, skipped
 
 
-def _near_duplicates(queries: list[GuardExample], targets: list[GuardExample], threshold: float) -> set[int]:
+def near_duplicates(queries: list[GuardExample], targets: list[GuardExample], threshold: float) -> set[int]:
     """Indexes of ``queries`` whose text is a near duplicate of some target's, exactly: every pair that
     shares a word 3-gram (an inverted index) has its Jaccard similarity computed. Exact rather than
     MinHash LSH, which missed pairs just above the threshold here (0.71 at a 0.7 threshold with LSH
@@ -104,9 +104,9 @@ def split_public(examples: list[GuardExample], dev_fraction: float, test_fractio
         test += rows[:n_test]
         dev += rows[n_test : n_test + n_dev]
         train += rows[n_test + n_dev :]
-    near_test_in_dev = _near_duplicates(dev, test, near_dup_threshold)
+    near_test_in_dev = near_duplicates(dev, test, near_dup_threshold)
     dev = [e for i, e in enumerate(dev) if i not in near_test_in_dev]
-    near_held_in_train = _near_duplicates(train, dev + test, near_dup_threshold)
+    near_held_in_train = near_duplicates(train, dev + test, near_dup_threshold)
     train = [e for i, e in enumerate(train) if i not in near_held_in_train]
     parts = {"train": train, "dev": dev, "test": test}
     counts = {"rows": len(examples), "dropped_exact_duplicates": exact_dups,

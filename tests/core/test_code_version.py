@@ -65,8 +65,8 @@ def test_a_copy_of_the_checkout_elsewhere_has_the_same_versions(before, tree):
 def test_docstring_and_comment_edits_in_the_report_change_no_version(before, tree):
     _edit(tree, "factory.release.report", '"""The ``eval_report`` stage:', '"""The ``eval_report`` stage, edited:')
     _edit(tree, "factory.release.report", "    info = tokenizer_info(", "    # a comment\n    info = tokenizer_info(")
-    _edit(tree, "factory.release.report", "-> dict[str, Any]:\n    from factory.model.checkpoint_io",
-          '-> dict[str, Any]:\n    """A new docstring."""\n    from factory.model.checkpoint_io')
+    _edit(tree, "factory.release.report", "ctx: StageContext) -> dict[str, Any]:\n    from factory.model.checkpoint_io",
+          'ctx: StageContext) -> dict[str, Any]:\n    """A new docstring."""\n    from factory.model.checkpoint_io')
     assert _changed(before, tree) == set()
 
 

@@ -99,6 +99,7 @@ def test_public_sets_are_the_held_out_data_and_the_seed_set_only_augments_train(
     held = read_held_out(out)
     assert held and all(e.kind.startswith("public:") for e in held)  # no templated seed example is scored
     assert meta["train_examples"] == meta["data"]["split"]["train"] + meta["data"]["seed_examples_in_train"]
+    assert meta["data"]["seed_examples_near_held_out"] == 0  # the templates share no 3-gram run with these rows
     assert set(meta["held_out"]["by_set"]) == {"public:harmbench", "public:cse_mitre_frr"}
 
     seed_only = GuardConfig(public_data_dir=str(tmp_path / "absent"))
