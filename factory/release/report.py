@@ -313,6 +313,14 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
     return written
 
 
+def _detection_row(name: str, m: dict[str, Any]) -> str:
+    """A table row of ``binary_metrics``; "—" where a set has no unsafe rows (precision, recall, F1)
+    or no safe rows (FPR), which ``binary_metrics`` writes as 0."""
+    caught = ("—",) * 3 if not m["positives"] else (m["precision"], m["recall"], m["f1"])
+    fpr = m["fpr"] if m["negatives"] else "—"
+    return f"| {name} | {' | '.join(map(str, caught))} | {fpr} |"
+
+
 def _markdown(report: dict[str, Any]) -> str:
     lines = ["# Evaluation report", ""]
     ppl = report["perplexity"]
@@ -356,7 +364,7 @@ def _markdown(report: dict[str, Any]) -> str:
                     ("Prompt Guard (attack vs benign)", g["prompt_guard"]["attack"]),
                     *((f"Llama Guard on {k.removeprefix('public:')}", m)
                       for k, m in g["llama_guard"]["by_set"].items())):
-        lines.append(f"| {name} | {m['precision']} | {m['recall']} | {m['f1']} | {m['fpr']} |")
+        lines.append(_detection_row(name, m))
     lines += ["", f"INT8 / fp32 unsafe-verdict agreement: {g['int8_verdict_agreement']}", "",
               "Per-category recall (Llama Guard): "
               + ", ".join(f"{c} {v}" for c, v in g["llama_guard"]["category_recall"].items())]

@@ -15,7 +15,13 @@ from factory.model.hf import export_hf
 from factory.model.llama import Transformer
 from factory.quant.fp8 import quantize_fp8
 from factory.quant.int8 import quantize_int8
-from factory.release.report import EvalConfig, _rounds, rm_round_preference_section, run_eval_report
+from factory.release.report import (
+    EvalConfig,
+    _detection_row,
+    _rounds,
+    rm_round_preference_section,
+    run_eval_report,
+)
 from factory.safety.guard import GuardConfig, run_llama_guard
 from factory.safety.prompt_guard import PromptGuardConfig, run_prompt_guard
 from factory.safety.seed_prompts import guard_examples
@@ -105,6 +111,10 @@ def test_report_from_tiny_real_artifacts(tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     md = (out / "report.md").read_text()
     assert "## Validation perplexity" in md and "Llama Guard INT8" in md
+    assert _detection_row("s", {"precision": 0.0, "recall": 0.0, "f1": 0.0, "fpr": 0.0, "positives": 0.0,
+                                "negatives": 5.0}) == "| s | — | — | — | 0.0 |"
+    assert _detection_row("u", {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "fpr": 0.0, "positives": 4.0,
+                                "negatives": 0.0}) == "| u | 1.0 | 0.5 | 0.6667 | — |"
     assert report["sft_data"] == {"sft_round_1": {"rejection_sampling": 3, "synthetic": 1, "sampled_share": 0.75},
                                   "sft_round_2": {"rejection_sampling": 2, "synthetic": 1, "sampled_share": 0.6667}}
     assert "| sft_round_1 | 3 | 1 | 0.75 |" in md and "- dpo_round_2_over_dpo_round_1: " in md
