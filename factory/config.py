@@ -24,6 +24,7 @@ from factory.core.resources import Accelerator, StageResources
 from factory.core.stage import StageConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
+PROJECT_ROOT = PROFILES_DIR.parent.parent  # the checkout; a profile names paths beside it with ``{root}``
 PROFILE_ENV = "FACTORY_PROFILE"
 HOME_ENV = "FACTORY_HOME"
 
@@ -118,13 +119,15 @@ class Profile:
         return os.environ.get("RAY_ADDRESS") or self.runtime.ray_address
 
     def section(self, asset: str) -> dict[str, Any]:
-        """A stage's raw config section, with ``{home}`` in string values replaced by the absolute home;
-        empty (all defaults) when the profile has none.
+        """A stage's raw config section, with ``{home}`` in string values replaced by the absolute home
+        and ``{root}`` by the checkout's; empty (all defaults) when the profile has none.
 
         Stages run in Ray workers whose working directory is not the caller's, so every path a
-        stage receives must be absolute; ``{home}`` is how a profile names paths inside home.
+        stage receives must be absolute; ``{home}`` is how a profile names paths inside home,
+        ``{root}`` paths in or beside the checkout (``{root}/../shared/data/safety``).
         """
-        return _substitute_home(self.sections.get(asset, {}), str(self.home))
+        places = {"{home}": str(self.home), "{root}": str(PROJECT_ROOT)}
+        return _substitute_places(self.sections.get(asset, {}), places)
 
     def with_section(self, name: str, values: dict[str, Any]) -> Profile:
         """This profile with section ``name`` replaced as a whole by ``values`` (one run's own stage
@@ -134,13 +137,15 @@ class Profile:
         return edited
 
 
-def _substitute_home(value: Any, home: str) -> Any:
+def _substitute_places(value: Any, places: dict[str, str]) -> Any:
     if isinstance(value, str):
-        return value.replace("{home}", home)
+        for name, path in places.items():
+            value = value.replace(name, path)
+        return value
     if isinstance(value, dict):
-        return {k: _substitute_home(v, home) for k, v in value.items()}
+        return {k: _substitute_places(v, places) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute_home(v, home) for v in value]
+        return [_substitute_places(v, places) for v in value]
     return value
 
 

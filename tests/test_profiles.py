@@ -14,7 +14,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from factory.config import PROFILES_DIR, Profile, RuntimeConfig, available_profiles, load_profile
+from factory.config import PROFILES_DIR, PROJECT_ROOT, Profile, RuntimeConfig, available_profiles, load_profile
 from factory.runner import Runner
 from factory.stages import ProfileError, post_training_rounds, stage_specs, validate_profile
 
@@ -110,3 +110,10 @@ def test_the_checker_sees_restated_and_nested_defaults():
         "base.train.log_every", "base.train.schedule"]
     changed = {**nested, "log_every": 5, "schedule": {"kind": "constant"}}
     assert restated_defaults(PretrainConfig, {"flavor": "nano", "train": changed}, "base") == []
+
+
+def test_sections_name_paths_in_home_and_beside_the_checkout():
+    demo = load_profile("demo")
+    assert demo.section("raw_crawl")["inbox"] == f"{demo.home}/inbox"
+    assert demo.section("llama_guard")["public_data_dir"] == f"{PROJECT_ROOT}/../shared/data/safety"
+    assert (PROJECT_ROOT / "pyproject.toml").is_file()

@@ -47,7 +47,6 @@ from factory.train.losses import Classification
 from factory.train.stage_training import train_stage
 from factory.train.trainer import describe
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LABELS: tuple[str, ...] = ("unsafe", *CODES)  # output index 0 = unsafe flag, 1..14 = S1..S14
 TOKENIZER_DIR = "tokenizer"
 HELD_OUT_FILE = "held_out.jsonl"  # the examples the reported metrics were measured on
@@ -71,8 +70,8 @@ class GuardConfig(StageConfig):
     eval_batch_size: int = Field(32, description="Prompts per forward pass when scoring.")
     seed: int = Field(0, description="Seed of the seed-set composition and of the public sets' split.")
     public_data_dir: str = Field(
-        "", description="Folder of public safety prompt sets (JSONL, the layout of ../shared/data/safety); absent or "
-        "empty: the templated seed set alone. A relative path is read from the project root.")
+        "", description="Folder of public safety prompt sets (JSONL, the layout of ../shared/data/safety; a profile "
+        "names it beside the checkout with {root}); absent or empty: the templated seed set alone.")
     near_dup_threshold: float = Field(
         0.7, gt=0.0, le=1.0, description="Jaccard similarity (word 3-grams) above which a train row near a held-out "
         "row of the public sets is dropped.")
@@ -84,8 +83,7 @@ class GuardConfig(StageConfig):
         """The public sets' folder when it holds any of them, else None (the seed set alone)."""
         if not self.public_data_dir:
             return None
-        folder = Path(self.public_data_dir)
-        folder = (folder if folder.is_absolute() else PROJECT_ROOT / folder).resolve()
+        folder = Path(self.public_data_dir).expanduser().resolve()
         return folder if set_files(folder) else None
 
     def external_files(self) -> list[str]:
