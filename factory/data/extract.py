@@ -67,6 +67,10 @@ class ExtractConfig(StageConfig):
         default_factory=BlocklistConfig, description="Hosts whose pages are dropped before extraction.")
     mask_pii: bool = Field(True, description="Replace e-mail addresses, phone numbers and public IPs in the text.")
 
+    def external_files(self) -> list[str]:
+        """The blocklist file, so the runner keys the stage on its content: an edited list re-extracts."""
+        return [str(Path(self.blocklist.blocklist_file).expanduser())] if self.blocklist.blocklist_file else []
+
 
 @dataclass(frozen=True)
 class Doc:

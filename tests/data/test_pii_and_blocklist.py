@@ -46,6 +46,19 @@ def test_blocklist_matches_domains_their_subdomains_and_host_labels(tmp_path):
         assert not block.blocked(url), url
 
 
+def test_the_blocklist_file_keys_the_extraction(tmp_path):
+    from factory.data.extract import ExtractConfig
+    from factory.runner import external_fingerprint
+
+    listed = tmp_path / "adult.txt"
+    listed.write_text("one.example\n")
+    cfg = ExtractConfig(blocklist=BlocklistConfig(blocklist_file=str(listed)))
+    assert cfg.external_files() == [str(listed)] and ExtractConfig().external_files() == []
+    before = external_fingerprint(cfg)
+    listed.write_text("one.example\ntwo.example\n")
+    assert external_fingerprint(cfg) != before
+
+
 def test_a_missing_blocklist_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="blocklist_file"):
         UrlBlocklist.from_config(BlocklistConfig(blocklist_file=str(tmp_path / "absent.txt")))
