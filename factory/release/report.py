@@ -142,12 +142,13 @@ def experts_section(models: dict[str, torch.nn.Module], ppl: dict[str, Any], tok
     """Each expert against ``base_checkpoint``: perplexity rows from ``ppl`` and, for an expert whose
     domain has a task family, the reference answers' likelihood on that family's test prompts."""
     from factory.model.chat_format import load_chat_format
-    from factory.post.tasks import TASKS, sample_prompts
+    from factory.post.task_accuracy import heldout_prompts
 
     fmt = load_chat_format(tokenizer_dir)
+    test = heldout_prompts(cfg.task_prompts, cfg.seed, "test")  # the tasks section's prompts
     task_nll = {}
     for family in sorted({f for _, f in EXPERTS.values() if f}):
-        prompts = sample_prompts(cfg.task_prompts // len(TASKS), cfg.seed, "test", {family: 1.0})
+        prompts = [p for p in test if p.task == family]
         for name in (BASE, *[e for e, (_, f) in EXPERTS.items() if f == family]):
             task_nll[name] = answer_nll(models[name], fmt, prompts)
     return expert_rows(ppl, task_nll)
