@@ -128,9 +128,10 @@ def _round_specs(rounds: int) -> list[StageSpec]:
             previous = [f"dpo_round_{k - 1}", f"sft_round_{k - 1}"]
             specs.append(_spec(
                 preference_key(k), "posttraining", "factory.post.preference:run_preference_data",
-                "factory.post.preference:PreferenceConfig", [*previous, "code_expert", "tokenizer"], "train",
-                f"Round {k}: fresh preferences from round {k - 1}'s DPO and SFT models (code prompts: the code "
-                "expert), ranked edited > chosen > rejected.",
+                "factory.post.preference:PreferenceConfig",
+                [*previous, "code_expert", "multilingual_expert", "tokenizer"], "train",
+                f"Round {k}: fresh preferences from round {k - 1}'s DPO and SFT models (code and multilingual "
+                "prompts: their experts), ranked edited > chosen > rejected.",
                 section="preference_data", extra=(("round", k),)))
             specs.append(_spec(
                 reward_key(k), "posttraining", "factory.post.reward:run_reward_model",

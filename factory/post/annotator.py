@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from factory.core.stage import StageConfig
-from factory.post.tasks import TaskPrompt, score
+from factory.post.prompts import TaskPrompt
+from factory.post.tasks import score
 
 STRENGTHS = ("significantly better", "better", "slightly better", "marginally better")
 EDITED = "annotator_edit"

@@ -8,9 +8,9 @@ Each round collects fresh preferences from the latest models (recipe: "deploy mu
 annotation after each round and sample two responses from two different models"): one
 response always comes from the round's policy — round 1 the annealed checkpoint, round k the
 previous round's DPO model — and the other from the domain's expert (code prompts: the code
-expert) or else the round's partner — round 1 the multilingual expert, round k the previous
-round's SFT model (``model_pair``). The same stage function writes ``preference_data`` (round 1) and
-``preference_round_k``.
+expert; multilingual prompts: the multilingual expert) or else the round's partner — round 1 the
+multilingual expert, round k the previous round's SFT model (``model_pair``). The same stage
+function writes ``preference_data`` (round 1) and ``preference_round_k``.
 
 Artifact: ``preferences.jsonl``, one ranking per line::
 
@@ -34,10 +34,12 @@ from factory.model.chat_format import load_chat_format
 from factory.post.annotator import STRENGTHS, AnnotatorConfig, Ranking, annotate
 from factory.post.round_assets import policy_key
 from factory.post.sampling import SamplingConfig, load_policy, sample_responses
-from factory.post.tasks import sample_prompts
+from factory.post.tasks import TASK_MIX, sample_prompts
 
 PREFERENCES_FILE = "preferences.jsonl"
-EXPERTS = {"code": "code_expert"}  # task family -> the expert that answers its prompts
+# Task family -> the expert that answers its prompts (recipe: the code expert for code, the multilingual
+# expert "to collect higher quality annotations" for non-English prompts).
+EXPERTS = {"code": "code_expert", "multilingual": "multilingual_expert"}
 
 
 def round_models(round: int) -> tuple[str, str]:
@@ -56,7 +58,7 @@ class PreferenceConfig(StageConfig):
 
     prompts: int = Field(200, description="Training-split prompts to collect preferences on.")
     task_weights: dict[str, float] = Field(
-        {"arithmetic": 0.55, "uppercase": 0.15, "word_count": 0.15, "code": 0.15},
+        default_factory=lambda: dict(TASK_MIX),
         description="Relative frequency of each task family among the prompts.")
     sampling: SamplingConfig = Field(
         SamplingConfig(top_p=0.95, batch_size=64), description="How each model samples its response.")

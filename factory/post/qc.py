@@ -48,11 +48,11 @@ def _norm(text: str) -> str:
 
 
 def clean(examples: Sequence[dict[str, Any]], cfg: QCConfig) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Filter ``{"prompt", "response", ...}`` records; returns (kept, counts per outcome)."""
+    """Filter ``{"opening", "response", ...}`` records; returns (kept, counts per outcome)."""
     kept, counts, seen = [], Counter(), set()
     for ex in examples:
         reason = drop_reason(ex["response"], cfg)
-        key = (_norm(ex["prompt"]), _norm(ex["response"]))
+        key = (tuple((m["role"], _norm(m["content"])) for m in ex["opening"]), _norm(ex["response"]))
         if reason is None and key in seen:
             reason = "duplicate"
         if reason is None:

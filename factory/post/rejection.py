@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from factory.model.chat_format import ChatFormat
+from factory.post.prompts import TaskPrompt
 from factory.post.reward import reward_scores
 from factory.post.sampling import SamplingConfig, sample_responses
-from factory.post.tasks import TaskPrompt, score
+from factory.post.tasks import score
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Candidate:
 def pick_best(prompts: Sequence[TaskPrompt], samples: Sequence[Sequence[str]], rm, fmt: ChatFormat,
               batch_size: int = 32) -> list[Candidate]:
     """Score every sample of every prompt with the RM and the checker."""
-    items = [(p.prompt, s) for p, ss in zip(prompts, samples, strict=True) for s in ss]
+    items = [(p.opening(), s) for p, ss in zip(prompts, samples, strict=True) for s in ss]
     rewards = reward_scores(rm, fmt, items, batch_size)
     out, pos = [], 0
     for p, ss in zip(prompts, samples, strict=True):

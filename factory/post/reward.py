@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
-from factory.model.chat_format import ChatFormat, load_chat_format
+from factory.model.chat_format import ChatFormat, Message, load_chat_format
 from factory.post.annotator import Ranking
 from factory.post.averaging import average_states
 from factory.post.encode import ranking_example, scored_ids
@@ -61,7 +61,7 @@ def ranking_pairs(fmt: ChatFormat, rankings: Sequence[Ranking], max_len: int) ->
     examples, skipped = [], 0
     for r in rankings:
         for better, worse in r.pairs():
-            ex = ranking_example(fmt, r.prompt.prompt, better.text, worse.text, max_len)
+            ex = ranking_example(fmt, r.prompt.opening(), better.text, worse.text, max_len)
             if ex is None:
                 skipped += 1
             else:
@@ -70,15 +70,16 @@ def ranking_pairs(fmt: ChatFormat, rankings: Sequence[Ranking], max_len: int) ->
 
 
 @torch.no_grad()
-def reward_scores(rm, fmt: ChatFormat, items: Sequence[tuple[str, str]], batch_size: int = 32) -> list[float]:
-    """Scalar reward of each (prompt, response); dialogs longer than the context keep their tail."""
+def reward_scores(rm, fmt: ChatFormat, items: Sequence[tuple[Sequence[Message], str]],
+                  batch_size: int = 32) -> list[float]:
+    """Scalar reward of each (opening, response); dialogs longer than the context keep their tail."""
     max_len = rm.backbone.args.max_seq_len
     seqs = [scored_ids(fmt, p, r)[-max_len:] for p, r in items]
     return score_sequences(rm, seqs, fmt.pad_id, batch_size).squeeze(-1).tolist()
 
 
 def pairwise_accuracy(rm, fmt: ChatFormat, rankings: Sequence[Ranking], batch_size: int = 32) -> float:
-    pairs = [(r.prompt.prompt, better.text, worse.text) for r in rankings for better, worse in r.pairs()]
+    pairs = [(r.prompt.opening(), better.text, worse.text) for r in rankings for better, worse in r.pairs()]
     if not pairs:
         return 0.0
     better = reward_scores(rm, fmt, [(p, b) for p, b, _ in pairs], batch_size)

@@ -41,7 +41,7 @@ from factory.post.round_assets import policy_key, preference_key, reward_key
 from factory.post.sampling import SamplingConfig, load_policy, sample_responses
 from factory.post.sft_data import pretraining_examples, rejection_records, synthetic_records
 from factory.post.task_accuracy import evaluate, heldout_prompts
-from factory.post.tasks import sample_prompts
+from factory.post.tasks import TASK_MIX, sample_prompts
 from factory.train.config import TrainConfig
 from factory.train.data import Examples
 from factory.train.losses import IGNORE
@@ -57,7 +57,7 @@ class SFTConfig(StageConfig):
     """One round's rejection sampling, synthetic data, QC and supervised fine-tuning."""
 
     task_weights: dict[str, float] = Field(
-        {"arithmetic": 0.55, "uppercase": 0.15, "word_count": 0.15, "code": 0.15},
+        default_factory=lambda: dict(TASK_MIX),
         description="Relative frequency of each task family in the round's prompts.")
     rs_prompts: int = Field(200, description="Training prompts answered by rejection sampling.")
     rs_samples: int = Field(10, ge=1, description="K: samples per prompt from the latest policy (recipe: 10-30).")
@@ -100,7 +100,7 @@ class DPOConfig(StageConfig):
     """One round's on-policy preference collection and DPO runs."""
 
     task_weights: dict[str, float] = Field(
-        {"arithmetic": 0.55, "uppercase": 0.15, "word_count": 0.15, "code": 0.15},
+        default_factory=lambda: dict(TASK_MIX),
         description="Relative frequency of each task family among on-policy prompts.")
     # Measured on the demo's round 1 (1,000 dev prompts, SFT 0.504): 300 prompts x 2 samples -> 0.504-0.510;
     # 1,500 x 4 (best vs worst) -> 0.522. Stronger steps hurt (lr 1e-4: 0.444), as did more prompts at the
@@ -174,7 +174,7 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     base = inputs["annealed_checkpoint"]
     args = load_args(base)
     dialogs = [e for r in records
-               if (e := sft_example(fmt, r["prompt"], r["response"], args.max_seq_len, r.get("system")))]
+               if (e := sft_example(fmt, r["opening"], r["response"], args.max_seq_len))]
     # The share is of loss tokens, not examples: a window has a loss on every token, a dialog only on
     # its answer (~5-10 tokens), so a share of examples would let the text outweigh the answers ~4:1.
     window = min(cfg.pretrain_seq_len, args.max_seq_len)
@@ -204,17 +204,20 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     _write_jsonl(out / SFT_DATA_FILE, records)
 
     by_source = {s: sum(r["source"] == s for r in records) for s in ("rejection_sampling", "synthetic")}
+    per_family = {t: {s: sum(r["source"] == s and r["task"] == t for r in records) for s in by_source}
+                  for t in sorted({r["task"] for r in records})}
     return {
         "rejection_sampling": {
             "policy": policy_key(round),
             "reward_model": reward_key(round),
             "samples_per_prompt": cfg.rs_samples,
             "steered_by_system_prompts": cfg.steer_rejection_sampling,
+            "dropped_unverified_traces": len(candidates) - len(rs),
             "kept_after_qc": by_source["rejection_sampling"],
             "per_family": rejection_report(candidates),
         },
         "synthetic_examples": len(synthetic),
-        "synthetic_with_system_prompt": sum("system" in r for r in synthetic),
+        "synthetic_with_system_prompt": sum(r["steered"] for r in synthetic),
         "qc": qc_counts,
         "sft_examples": len(dialogs) * passes + len(text),
         "dialog_passes": passes,
@@ -222,6 +225,9 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
         "skipped_too_long": len(records) - len(dialogs),
         "examples_by_source": {**by_source, "pretraining_text": len(text)},
         "sampled_share_of_dialogs": _mean([float(r["source"] == "rejection_sampling") for r in records]),
+        "dialogs_per_family": {
+            t: {**c, "sampled_share": _mean([1.0] * c["rejection_sampling"] + [0.0] * c["synthetic"])}
+            for t, c in per_family.items()},
         "runs": runs,
         "dev": evaluate(model, fmt, eval_set),
     }
@@ -243,7 +249,7 @@ def run_dpo_round(cfg: DPOConfig, inputs: dict[str, Path], out: Path, ctx: Stage
     onpolicy = [r for p, texts in zip(prompts, responses, strict=True)
                 if (r := annotate_extremes(p, [(t, source) for t in texts], cfg.annotator, rng))]
     offline = read_rankings(inputs[preference_key(round)])
-    pairs = [(r.prompt.prompt, good.text, bad.text) for r in onpolicy + offline for good, bad in r.pairs()]
+    pairs = [(r.prompt.opening(), good.text, bad.text) for r in onpolicy + offline for good, bad in r.pairs()]
     examples = [e for p, c, r in pairs if (e := preference_example(fmt, p, c, r, args.max_seq_len))]
     if not examples:
         raise ValueError("no preference pairs fit the context: nothing to train DPO on")

@@ -1,8 +1,9 @@
 """The SFT data mix of one round (recipe: "SFT Data": rejection-sampled responses plus synthetic
 data targeting specific capabilities).
 
-Records are ``{"prompt", "response", "task", "key", "source"}`` with source ``rejection_sampling``
-or ``synthetic``, and ``system`` where the dialog opens with a system prompt. Synthetic records are
+Records are ``{"opening", "response", "task", "key", "source"}``: the messages the response answers
+(``TaskPrompt.opening``: a system prompt where there is one, earlier turns, the user's message), the
+response, and its source ``rejection_sampling`` or ``synthetic``. Synthetic records are
 the task generators' verified-correct solutions (the recipe's synthetic capability data: arithmetic
 as in "Math Reasoning", unit-tested functions as in "Capabilities/Code"); a share of them opens with
 the family's system prompt, so the policy learns to follow the steer rejection sampling draws under.
@@ -21,29 +22,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from factory.post.prompts import TaskPrompt
 from factory.post.rejection import Candidate
-from factory.post.tasks import FAMILIES, TaskPrompt
+from factory.post.tasks import FAMILIES
 
 
 def rejection_records(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
     """The RM-best response of each prompt; its checker score travels beside it (the checker annotates,
-    the RM picks: recipe, "use our reward model to select the best candidate")."""
+    the RM picks: recipe, "use our reward model to select the best candidate"). A family of reasoning
+    traces (``TaskFamily.verified_traces``) keeps its pick only when the final answer verifies."""
     return [
-        {"prompt": c.prompt.prompt, "response": c.response, "task": c.prompt.task, "key": c.prompt.key,
+        {"opening": c.prompt.opening(), "response": c.response, "task": c.prompt.task, "key": c.prompt.key,
          "source": "rejection_sampling", "reward": c.rewards[c.best], "task_score": c.task_scores[c.best]}
         for c in candidates
+        if not (FAMILIES[c.prompt.task].verified_traces and c.task_scores[c.best] < 1.0)
     ]
 
 
 def synthetic_records(prompts: Sequence[TaskPrompt], system_share: float = 0.0, seed: int = 0) -> list[dict[str, Any]]:
-    """The references as SFT records; about ``system_share`` of them open with their family's system prompt."""
+    """The references as SFT records; about ``system_share`` of them open with their family's system
+    prompt (``steered``: True)."""
     rng = random.Random(seed)
     out = []
     for p in prompts:
-        record = {"prompt": p.prompt, "response": p.reference, "task": p.task, "key": p.key, "source": "synthetic"}
-        if rng.random() < system_share:
-            record["system"] = FAMILIES[p.task].system_prompt
-        out.append(record)
+        steered = rng.random() < system_share
+        out.append({"opening": p.opening(FAMILIES[p.task].system_prompt if steered else None),
+                    "response": p.reference, "task": p.task, "key": p.key, "source": "synthetic",
+                    "steered": steered})
     return out
 
 

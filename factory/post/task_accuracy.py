@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from factory.model.chat_format import ChatFormat
+from factory.post.prompts import Split, TaskPrompt
 from factory.post.sampling import SamplingConfig, sample_responses
-from factory.post.tasks import TASKS, Split, TaskPrompt, sample_prompts, score
+from factory.post.tasks import TASKS, sample_prompts, score
 
-MAX_NEW_TOKENS = 32  # longer than every reference answer of the task generators
+MAX_NEW_TOKENS = 48  # longer than every reference answer of the task generators (math traces: ~40)
 
 
 def heldout_prompts(n: int, seed: int, split: Split) -> list[TaskPrompt]:

@@ -18,7 +18,7 @@ import torch
 
 from factory.model.chat_format import ChatFormat
 from factory.post.encode import sft_example
-from factory.post.tasks import TaskPrompt
+from factory.post.prompts import TaskPrompt
 from factory.train.data import pad_collate
 from factory.train.losses import IGNORE, sequence_logprob, shift_labels
 
@@ -36,7 +36,7 @@ def answer_nll(model: torch.nn.Module, fmt: ChatFormat, prompts: Sequence[TaskPr
     """Mean negative log-likelihood per answer token of each prompt's reference answer (and its
     ``<|eot_id|>``) after the chat-formatted prompt; dialogs longer than the model's context are
     counted as skipped, not truncated (no NLL when none fits)."""
-    examples = [e for p in prompts if (e := sft_example(fmt, p.prompt, p.reference, model.args.max_seq_len))]
+    examples = [e for p in prompts if (e := sft_example(fmt, p.opening(), p.reference, model.args.max_seq_len))]
     skipped = len(prompts) - len(examples)
     if not examples:
         return {"nll_per_token": None, "prompts": 0, "skipped_too_long": skipped}

@@ -95,7 +95,7 @@ def rm_round_preference_section(rm_dir: Path, folders: dict[str, Path], tokenize
     fmt = load_chat_format(tokenizer_dir)
     prompts = heldout_prompts(cfg.task_prompts, cfg.seed, "test")
     rm = load_model(rm_dir)
-    rewards = {name: reward_scores(rm, fmt, list(zip([p.prompt for p in prompts],
+    rewards = {name: reward_scores(rm, fmt, list(zip([p.opening() for p in prompts],
                                                      greedy_answers(load_policy(folder), fmt, prompts), strict=True)))
                for name, folder in folders.items()}
     names = list(folders)

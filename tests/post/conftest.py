@@ -31,7 +31,7 @@ def post_inputs(tmp_path_factory) -> dict[str, Path]:
     inputs = {"tokenizer": root / "tokenizer"}
     for i, key in enumerate(MODEL_KEYS):
         torch.manual_seed(i)
-        save_model(Transformer(model_args("debug", tok.get_vocab_size(), max_seq_len=96)), root / key)
+        save_model(Transformer(model_args("debug", tok.get_vocab_size(), max_seq_len=192)), root / key)
         inputs[key] = root / key
     mix = root / "data_mix"
     ids = encode_documents(tok, _corpus(), load_chat_format(root / "tokenizer").eos_id)

@@ -13,7 +13,7 @@ from factory.post.annotator import (
     annotate_extremes,
     strength_of,
 )
-from factory.post.tasks import TaskPrompt
+from factory.post.prompts import TaskPrompt
 
 P = TaskPrompt("arithmetic", "arith:47+38", "What is 47 + 38?", "85", {"answer": 85})
 NO_EDITS = AnnotatorConfig(edit_fraction=0.0)

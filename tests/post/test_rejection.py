@@ -7,11 +7,12 @@ from torch import nn
 
 from factory.model.chat_format import load_chat_format
 from factory.post.encode import prompt_ids
+from factory.post.prompts import TaskPrompt
 from factory.post.rejection import pick_best, rejection_sample
 from factory.post.rounds import rejection_report
 from factory.post.sampling import SamplingConfig
 from factory.post.sft_data import rejection_records
-from factory.post.tasks import FAMILIES, TaskPrompt
+from factory.post.tasks import FAMILIES
 
 
 class LengthRM(nn.Module):
@@ -43,6 +44,9 @@ def test_rs_picks_the_rm_best_sample(post_inputs):
     assert report["all"]["prompts"] == 2 and report["all"]["pick_correct"] == 0.5
 
 
+CONTEXT_512 = SimpleNamespace(args=SimpleNamespace(max_seq_len=512))  # a policy stand-in: generate is faked
+
+
 def test_rs_samples_under_the_family_system_prompt_and_keeps_the_dialog_without_it(post_inputs, monkeypatch):
     fmt = load_chat_format(post_inputs["tokenizer"])
     p = TaskPrompt("arithmetic", "arith:47+38", "What is 47 + 38?", "85", {"answer": 85})
@@ -53,9 +57,9 @@ def test_rs_samples_under_the_family_system_prompt_and_keeps_the_dialog_without_
         return [fmt.encode("85")] * len(prompts)
 
     monkeypatch.setattr("factory.model.generate.generate", fake_generate)
-    steered = rejection_sample(None, LengthRM(), fmt, [p], 2, SamplingConfig(), seed=0, steer=True)
-    assert seen == [prompt_ids(fmt, p.prompt, FAMILIES["arithmetic"].system_prompt)] * 2
-    assert rejection_records(steered)[0]["prompt"] == p.prompt and "system" not in rejection_records(steered)[0]
+    steered = rejection_sample(CONTEXT_512, LengthRM(), fmt, [p], 2, SamplingConfig(), seed=0, steer=True)
+    assert seen == [prompt_ids(fmt, p.opening(FAMILIES["arithmetic"].system_prompt))] * 2
+    assert rejection_records(steered)[0]["opening"] == [{"role": "user", "content": p.prompt}]
     seen.clear()
-    rejection_sample(None, LengthRM(), fmt, [p], 2, SamplingConfig(), seed=0, steer=False)
-    assert seen == [prompt_ids(fmt, p.prompt)] * 2
+    rejection_sample(CONTEXT_512, LengthRM(), fmt, [p], 2, SamplingConfig(), seed=0, steer=False)
+    assert seen == [prompt_ids(fmt, p.opening())] * 2

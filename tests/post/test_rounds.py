@@ -41,12 +41,13 @@ def test_post_training_chain_end_to_end(post_inputs, tmp_path):
         rows = [json.loads(line) for line in (tmp_path / preference_key(k) / PREFERENCES_FILE).read_text().splitlines()]
         assert len(rows) == pref["rankings"] == sum(pref["per_strength"].values()) and pref["dropped_ties"] == 0
         assert all(len(set(r["models"])) == 2 for r in rows)  # two different models per prompt
-        # The round's policy answers every prompt; code prompts go to the code expert.
+        # The round's policy answers every prompt; code and multilingual prompts go to their experts.
         policy = "annealed_checkpoint" if k == 1 else "dpo_round_1"
         assert all(policy in r["models"] and (r["prompt"]["task"] == "code") == ("code_expert" in r["models"])
                    for r in rows)
+        assert all("multilingual_expert" in r["models"] for r in rows if r["prompt"]["task"] == "multilingual")
         if k == 2:
-            assert set(pref["models"]) == {"dpo_round_1", "sft_round_1", "code_expert"}
+            assert set(pref["models"]) == {"dpo_round_1", "sft_round_1", "code_expert", "multilingual_expert"}
         pairs[k] = pref["pairs"]
 
         rm = stage(reward_key(k), run_reward_model, RewardConfig(train=TRAIN, val_fraction=0.25), round=k)
@@ -94,7 +95,7 @@ def test_post_training_chain_end_to_end(post_inputs, tmp_path):
     runs = [load_state(tmp_path / "dpo_round_2" / "runs" / f"run_{i}") for i in (0, 1)]
     avg = load_state(tmp_path / "chat_model")
     assert all(torch.allclose(avg[n], (runs[0][n] + runs[1][n]) / 2) for n in avg)
-    assert set(chat["dev_runs"]) == {"run_0", "run_1"} and chat["dev"]["n"] == 4
+    assert set(chat["dev_runs"]) == {"run_0", "run_1"} and chat["dev"]["n"] == len(TASKS)  # one a family
 
 
 def read_lines(folder):

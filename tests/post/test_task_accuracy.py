@@ -6,18 +6,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from factory.post.prompts import split_of
 from factory.post.task_accuracy import _summary, heldout_prompts, task_accuracy
-from factory.post.tasks import TASKS, split_of
+from factory.post.tasks import TASKS
 
 
 def test_heldout_prompts_are_of_their_split_and_balanced():
-    prompts = heldout_prompts(12, 0, "dev")
-    assert len(prompts) == 12 and all(split_of(p.key) == "dev" for p in prompts)
+    n = 3 * len(TASKS)
+    prompts = heldout_prompts(n, 0, "dev")
+    assert len(prompts) == n and all(split_of(p.key) == "dev" for p in prompts)
     assert all(split_of(p.key) == "test" for p in heldout_prompts(12, 0, "test"))
     with pytest.raises(ValueError, match="not train"):
         heldout_prompts(12, 0, "train")
     assert {t: sum(p.task == t for p in prompts) for t in TASKS} == dict.fromkeys(TASKS, 3)
-    assert heldout_prompts(12, 0, "dev") == prompts
+    assert heldout_prompts(n, 0, "dev") == prompts
 
 
 def test_task_accuracy_of_a_saved_model(tmp_path):
@@ -30,9 +32,9 @@ def test_task_accuracy_of_a_saved_model(tmp_path):
     tok = T.train_bpe(texts, 350, num_special_tokens=16)
     T.save_tokenizer(tok, tmp_path / "tok")
     torch.manual_seed(0)
-    save_model(Transformer(model_args("debug", tok.get_vocab_size(), max_seq_len=64)), tmp_path / "lm")
-    result = task_accuracy(tmp_path / "lm", tmp_path / "tok", n=8, seed=0, split="test")
-    assert result["n"] == 8 and set(TASKS) <= set(result)
+    save_model(Transformer(model_args("debug", tok.get_vocab_size(), max_seq_len=256)), tmp_path / "lm")
+    result = task_accuracy(tmp_path / "lm", tmp_path / "tok", n=2 * len(TASKS), seed=0, split="test")
+    assert result["n"] == 2 * len(TASKS) and set(TASKS) <= set(result)
     assert result["accuracy"] == 0.0  # a random model answers nothing exactly
     assert all(result[t]["n"] == 2 for t in TASKS)
 

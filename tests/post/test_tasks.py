@@ -1,11 +1,15 @@
 """Verifiable prompts: references score 1, checkers give graded partial credit, splits are disjoint."""
 
+import json
 import re
 
 import pytest
 
-from factory.post import sandbox, tasks
-from factory.post.tasks import TASKS, TaskPrompt, sample_prompts, score, split_of
+from factory.post import sandbox
+from factory.post.families import code
+from factory.post.families.vocabulary import TOPICS
+from factory.post.prompts import TaskPrompt, split_of
+from factory.post.tasks import TASKS, sample_prompts, score
 
 needs_isolation = pytest.mark.skipif(sandbox.isolation_error() is not None,
                                      reason=f"code answers are not run here: {sandbox.isolation_error()}")
@@ -41,7 +45,8 @@ def test_each_family_has_a_thousand_distinct_test_prompts(task):
     # ~1,000 distinct test prompts per family bound accuracy's 95% interval near ±3 points.
     prompts = sample_prompts(1000, 0, "test", {task: 1.0})
     assert len({p.key for p in prompts}) == 1000
-    assert len({p.prompt for p in prompts}) == 1000  # a key names the prompt's content: no two keys share a text
+    # A key names the dialog's content: no two keys share an opening.
+    assert len({json.dumps(p.opening()) for p in prompts}) == 1000
 
 
 def test_word_count_references_use_the_named_topics():
@@ -49,7 +54,7 @@ def test_word_count_references_use_the_named_topics():
     for p in prompts:
         topics = re.split(r", | and ", p.key.split(":", 2)[2])
         assert len(p.reference.split()) == p.params["n"] and all(
-            any(w in tasks._TOPICS[t] for t in topics) for w in p.reference.split())
+            any(w in TOPICS[t] for t in topics) for w in p.reference.split())
 
 
 def test_arithmetic_partial_credit_by_right_aligned_digits():
@@ -77,7 +82,7 @@ def test_code_checker_runs_unit_tests_in_the_sandbox(monkeypatch):
     assert score(p, f"def f(x):\n    return x + {k} if x > 0 else x") == 0.5  # 0 and -4 fail
     assert score(p, "def f(x) return") == 0.0  # does not parse
     assert p.params["tests"][:2] == [f"assert f(0) == {k}", f"assert f(3) == {3 + k}"]
-    monkeypatch.setattr(tasks, "CODE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(code, "CODE_TIMEOUT_S", 0.3)
     assert score(p, "def f(x):\n    while True:\n        pass") == 0.0  # timed out
 
 

@@ -1,0 +1,1 @@
+"""Verifiable task families, a module each; ``factory.post.tasks`` registers them."""
