@@ -68,15 +68,27 @@ def _interval(t: dict[str, Any]) -> str:
     return f"{t['accuracy']:.3f} ± {t['ci95']:.3f}"
 
 
+def _sampled(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return "—"
+    return f"{c['rejection_sampling']}/{c['rejection_sampling'] + c['synthetic']} ({c['sampled_share']:.0%})"
+
+
 def sft_data_section(folders: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Per SFT round: its dialogs by source (``sft_data.jsonl``) and the share sampled from the policy."""
+    """Per SFT round: its dialogs by source (``sft_data.jsonl``) and the share sampled from the policy,
+    overall and per task family."""
     from factory.post.rounds import SFT_DATA_FILE
+
+    def shares(sources: list[str]) -> dict[str, Any]:
+        counts = {s: sources.count(s) for s in SFT_SOURCES}
+        return {**counts, "sampled_share": round(counts["rejection_sampling"] / max(1, len(sources)), 4)}
 
     out = {}
     for name, folder in folders.items():
-        sources = [json.loads(line)["source"] for line in (folder / SFT_DATA_FILE).read_text().splitlines() if line]
-        counts = {s: sources.count(s) for s in SFT_SOURCES}
-        out[name] = {**counts, "sampled_share": round(counts["rejection_sampling"] / max(1, len(sources)), 4)}
+        rows = [json.loads(line) for line in (folder / SFT_DATA_FILE).read_text().splitlines() if line]
+        tasks = sorted({r["task"] for r in rows})
+        out[name] = {**shares([r["source"] for r in rows]),
+                     "per_family": {t: shares([r["source"] for r in rows if r["task"] == t]) for t in tasks}}
     return out
 
 
@@ -356,6 +368,11 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += ["", "## SFT data per round", "", "| round | " + " | ".join(SFT_SOURCES) + " | sampled share |",
               "|---|" + "---|" * len(SFT_SOURCES) + "---|"]
     lines += [f"| {n} | " + " | ".join(str(c[s]) for s in SFT_SOURCES) + f" | {c['sampled_share']} |"
+              for n, c in report["sft_data"].items()]
+    sft_families = sorted({t for c in report["sft_data"].values() for t in c["per_family"]})
+    lines += ["", "Per family: sampled by the policy / all dialogs (share).", "",
+              "| round | " + " | ".join(sft_families) + " |", "|---|" + "---|" * len(sft_families)]
+    lines += [f"| {n} | " + " | ".join(_sampled(c["per_family"].get(t)) for t in sft_families) + " |"
               for n, c in report["sft_data"].items()]
     g = report["guards"]
     lines += ["", f"## Safety classifiers (held-out examples: {g['held_out_examples']})", "",

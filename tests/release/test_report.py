@@ -56,10 +56,11 @@ def test_report_from_tiny_real_artifacts(tmp_path):
         inputs[name] = tmp_path / name
         checkpoint_io.save_model(Transformer(model_args("debug", vocab, max_seq_len=64 if i == 0 else 128)),
                                  inputs[name])
-    sources = ["rejection_sampling"] * 3 + ["synthetic"]
+    rows = [("rejection_sampling", "math"), ("rejection_sampling", "math"), ("rejection_sampling", "steer"),
+            ("synthetic", "math")]
     for k in (1, 2):
         (inputs[f"sft_round_{k}"] / "sft_data.jsonl").write_text(
-            "".join(json.dumps({"source": s}) + "\n" for s in sources[k - 1:]))
+            "".join(json.dumps({"source": s, "task": t}) + "\n" for s, t in rows[k - 1:]))
     inputs["reward_round_2"] = tmp_path / "reward_round_2"
     checkpoint_io.save_model(checkpoint_io.build_model(model_args("debug", vocab, max_seq_len=128), "scorer", 1),
                              inputs["reward_round_2"])
@@ -115,9 +116,12 @@ def test_report_from_tiny_real_artifacts(tmp_path):
                                 "negatives": 5.0}) == "| s | — | — | — | 0.0 |"
     assert _detection_row("u", {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "fpr": 0.0, "positives": 4.0,
                                 "negatives": 0.0}) == "| u | 1.0 | 0.5 | 0.6667 | — |"
-    assert report["sft_data"] == {"sft_round_1": {"rejection_sampling": 3, "synthetic": 1, "sampled_share": 0.75},
-                                  "sft_round_2": {"rejection_sampling": 2, "synthetic": 1, "sampled_share": 0.6667}}
-    assert "| sft_round_1 | 3 | 1 | 0.75 |" in md and "- dpo_round_2_over_dpo_round_1: " in md
+    round_1 = report["sft_data"]["sft_round_1"]
+    assert (round_1["rejection_sampling"], round_1["synthetic"], round_1["sampled_share"]) == (3, 1, 0.75)
+    assert round_1["per_family"] == {"math": {"rejection_sampling": 2, "synthetic": 1, "sampled_share": 0.6667},
+                                     "steer": {"rejection_sampling": 1, "synthetic": 0, "sampled_share": 1.0}}
+    assert report["sft_data"]["sft_round_2"]["per_family"]["math"]["sampled_share"] == 0.5
+    assert "| sft_round_1 | 3 | 1 | 0.75 |" in md and "| sft_round_1 | 2/3 (67%) | 1/1 (100%) |" in md and "- dpo_round_2_over_dpo_round_1: " in md
     assert f"| chat_model | {report['tasks']['chat_model']['accuracy']:.3f} ± " in md
     assert meta["ppl"]["chat_model"] == report["perplexity"]["chat_model"]["mean_ppl"]
     assert set(meta) >= {"llama_guard_f1", "prompt_guard_attack_f1", "fp8_top1_agreement", "task_accuracy_chat"}
