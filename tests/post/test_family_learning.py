@@ -20,7 +20,7 @@ from factory.post.tasks import TASKS, sample_prompts
 from factory.train.token_shards import MIX_FILE, encode_documents, save_stream
 
 STEPS = {"arithmetic": 1200, "uppercase": 400, "word_count": 400, "code": 300, "math": 600, "multilingual": 800,
-         "steer": 900}
+         "steer": 1400}
 PER_FAMILY = 40  # dev prompts a family
 
 
@@ -47,7 +47,7 @@ def test_one_round_on_a_family_alone_raises_its_held_out_accuracy(task, learner_
     before = evaluate(load_model(learner_inputs["annealed_checkpoint"]), fmt, dev)[task]["accuracy"]
     cfg = SFTConfig(task_weights={task: 1.0}, rs_prompts=8, rs_samples=2, synthetic_examples=3 * STEPS[task],
                     system_prompt_share=0.0, pretrain_fraction=0.0, eval_prompts=len(TASKS),
-                    train={"steps": STEPS[task], "batch_size": 32, "lr": 3e-3, "log_every": 10_000,
+                    train={"steps": STEPS[task], "batch_size": 16, "lr": 3e-3, "log_every": 10_000,
                            "schedule": {"warmup_steps": 20, "min_lr": 1e-4}})
     run_sft_round(cfg, learner_inputs, tmp_path / "sft", StageContext(log=lambda m: None, work_dir=tmp_path / "w"),
                   round=1)
