@@ -10,7 +10,7 @@ from factory.post.encode import prompt_ids
 from factory.post.prompts import TaskPrompt
 from factory.post.rejection import pick_best, rejection_sample
 from factory.post.rounds import rejection_report
-from factory.post.sampling import SamplingConfig
+from factory.post.sampling import SamplingConfig, sample_responses
 from factory.post.sft_data import rejection_records
 from factory.post.tasks import FAMILIES
 
@@ -63,3 +63,20 @@ def test_rs_samples_under_the_family_system_prompt_and_keeps_the_dialog_without_
     seen.clear()
     rejection_sample(CONTEXT_512, LengthRM(), fmt, [p], 2, SamplingConfig(), seed=0, steer=False)
     assert seen == [prompt_ids(fmt, p.opening())] * 2
+
+
+def test_a_dialog_longer_than_the_context_keeps_bos_and_its_tail(post_inputs, monkeypatch):
+    fmt = load_chat_format(post_inputs["tokenizer"])
+    p = TaskPrompt("arithmetic", "arith:47+38", "What is 47 + 38? " * 20, "85", {"answer": 85})
+    seen: list[list[int]] = []
+
+    def fake_generate(model, prompts, max_new_tokens, **kwargs):
+        seen.extend(prompts)
+        return [fmt.encode("85")] * len(prompts)
+
+    monkeypatch.setattr("factory.model.generate.generate", fake_generate)
+    short = SimpleNamespace(args=SimpleNamespace(max_seq_len=64))
+    full = prompt_ids(fmt, p.opening())
+    assert len(full) > 64
+    assert sample_responses(short, fmt, [p], 1, SamplingConfig(max_new_tokens=16), seed=0) == [["85"]]
+    assert seen == [[full[0], *full[-(64 - 16 - 1):]]]  # BOS + the tail: 48 prompt tokens, room for 16 new
