@@ -39,7 +39,7 @@ from factory.post.qc import QCConfig, clean
 from factory.post.rejection import Candidate, rejection_sample
 from factory.post.round_assets import policy_key, preference_key, reward_key
 from factory.post.sampling import SamplingConfig, load_policy, sample_responses
-from factory.post.sft_data import pretraining_examples, rejection_records, synthetic_records
+from factory.post.sft_data import SOURCES, pretraining_examples, rejection_records, source_counts, synthetic_records
 from factory.post.task_accuracy import evaluate, heldout_prompts
 from factory.post.tasks import TASK_MIX, sample_prompts
 from factory.train.config import TrainConfig
@@ -203,9 +203,8 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
                                   "averaged_seeds": list(cfg.seeds)})
     _write_jsonl(out / SFT_DATA_FILE, records)
 
-    by_source = {s: sum(r["source"] == s for r in records) for s in ("rejection_sampling", "synthetic")}
-    per_family = {t: {s: sum(r["source"] == s and r["task"] == t for r in records) for s in by_source}
-                  for t in sorted({r["task"] for r in records})}
+    sources = source_counts(records)
+    by_source = {s: sources[s] for s in SOURCES}
     return {
         "rejection_sampling": {
             "policy": policy_key(round),
@@ -224,10 +223,8 @@ def run_sft_round(cfg: SFTConfig, inputs: dict[str, Path], out: Path, ctx: Stage
         "loss_tokens": {"answers": answer_tokens * passes, "pretraining_text": len(text) * window},
         "skipped_too_long": len(records) - len(dialogs),
         "examples_by_source": {**by_source, "pretraining_text": len(text)},
-        "sampled_share_of_dialogs": _mean([float(r["source"] == "rejection_sampling") for r in records]),
-        "dialogs_per_family": {
-            t: {**c, "sampled_share": _mean([1.0] * c["rejection_sampling"] + [0.0] * c["synthetic"])}
-            for t, c in per_family.items()},
+        "sampled_share_of_dialogs": sources["sampled_share"],
+        "dialogs_per_family": sources["per_family"],
         "runs": runs,
         "dev": evaluate(model, fmt, eval_set),
     }

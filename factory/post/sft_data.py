@@ -52,6 +52,20 @@ def synthetic_records(prompts: Sequence[TaskPrompt], system_share: float = 0.0, 
     return out
 
 
+SOURCES = ("rejection_sampling", "synthetic")  # where an SFT dialog comes from
+
+
+def source_counts(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Dialogs by source and the share sampled by the policy, overall and per task family."""
+
+    def shares(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        counts = {s: sum(r["source"] == s for r in rows) for s in SOURCES}
+        return {**counts, "sampled_share": round(counts["rejection_sampling"] / max(1, len(rows)), 4)}
+
+    tasks = sorted({r["task"] for r in records})
+    return {**shares(list(records)), "per_family": {t: shares([r for r in records if r["task"] == t]) for t in tasks}}
+
+
 def pretraining_examples(mix_dir: Path, n: int, seq_len: int, eot_id: int, seed: int) -> list[dict[str, list[int]]]:
     """``n`` windows of ``seq_len`` tokens from the data mix's train streams at its chosen weights, as
     language-modelling examples (labels = inputs: loss on every token)."""

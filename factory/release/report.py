@@ -39,10 +39,10 @@ from pydantic import Field
 
 from factory.core.stage import StageConfig, StageContext
 from factory.post.round_assets import reward_key
+from factory.post.sft_data import SOURCES, source_counts
 from factory.release.expert_eval import BASE, EXPERTS, answer_nll, expert_rows
 
 PRETRAINED = ("base_checkpoint", "long_context_checkpoint", "annealed_checkpoint")
-SFT_SOURCES = ("rejection_sampling", "synthetic")  # the sources of an SFT round's dialogs (factory.post.sft_data)
 
 
 class EvalConfig(StageConfig):
@@ -79,17 +79,9 @@ def sft_data_section(folders: dict[str, Path]) -> dict[str, dict[str, Any]]:
     overall and per task family."""
     from factory.post.rounds import SFT_DATA_FILE
 
-    def shares(sources: list[str]) -> dict[str, Any]:
-        counts = {s: sources.count(s) for s in SFT_SOURCES}
-        return {**counts, "sampled_share": round(counts["rejection_sampling"] / max(1, len(sources)), 4)}
-
-    out = {}
-    for name, folder in folders.items():
-        rows = [json.loads(line) for line in (folder / SFT_DATA_FILE).read_text().splitlines() if line]
-        tasks = sorted({r["task"] for r in rows})
-        out[name] = {**shares([r["source"] for r in rows]),
-                     "per_family": {t: shares([r["source"] for r in rows if r["task"] == t]) for t in tasks}}
-    return out
+    return {name: source_counts([json.loads(line) for line in (folder / SFT_DATA_FILE).read_text().splitlines()
+                                 if line])
+            for name, folder in folders.items()}
 
 
 def rm_round_preference_section(rm_dir: Path, folders: dict[str, Path], tokenizer_dir: Path,
@@ -365,9 +357,9 @@ def _markdown(report: dict[str, Any]) -> str:
               + f" | {t['mean_score']} | {t['n']} |" for n, t in report["tasks"].items()]
     lines += ["", "## Reward model's preference for the newer round (test prompts)", ""]
     lines += [f"- {pair}: {share}" for pair, share in report["rm_round_preference"].items()]
-    lines += ["", "## SFT data per round", "", "| round | " + " | ".join(SFT_SOURCES) + " | sampled share |",
-              "|---|" + "---|" * len(SFT_SOURCES) + "---|"]
-    lines += [f"| {n} | " + " | ".join(str(c[s]) for s in SFT_SOURCES) + f" | {c['sampled_share']} |"
+    lines += ["", "## SFT data per round", "", "| round | " + " | ".join(SOURCES) + " | sampled share |",
+              "|---|" + "---|" * len(SOURCES) + "---|"]
+    lines += [f"| {n} | " + " | ".join(str(c[s]) for s in SOURCES) + f" | {c['sampled_share']} |"
               for n, c in report["sft_data"].items()]
     sft_families = sorted({t for c in report["sft_data"].values() for t in c["per_family"]})
     lines += ["", "Per family: sampled by the policy / all dialogs (share).", "",
